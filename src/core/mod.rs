@@ -1,0 +1,11 @@
+//! The pyo3-free core of koji-adjutant: container lifecycle over Podman's REST API, output
+//! sinks, buildroot and createrepo plans and the adapters' logic. Nothing here uses pyo3, so
+//! `cargo test` covers it without Python; `crate::bindings` wraps it for Python.
+
+pub mod error;
+pub mod sink;
+
+pub use error::{Error, Result};
+pub mod buildroot;
+pub mod createrepo;
+pub mod logsink;
