@@ -9,3 +9,8 @@ pub use error::{Error, Result};
 pub mod buildroot;
 pub mod createrepo;
 pub mod logsink;
+pub mod spec;
+pub mod cancel;
+pub mod frames;
+pub mod podman;
+pub mod runtime;

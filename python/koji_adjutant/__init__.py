@@ -1,0 +1,39 @@
+"""koji-adjutant: run Koji's buildArch and createrepo tasks in Podman containers.
+
+The container lifecycle, buildroot initialisation, createrepo and log sinks are implemented
+in Rust (``koji_adjutant._core``); this package re-exports them and adds the kojid glue.
+"""
+
+from koji_adjutant._core import (
+    AdjutantError,
+    BuildError,
+    ContainerError,
+    ContainerHandle,
+    ContainerRunResult,
+    ContainerSpec,
+    ImageError,
+    InvalidSpec,
+    LogSinkError,
+    PodmanManager,
+    RepoError,
+    ResourceLimits,
+    VolumeMount,
+    __version__,
+)
+
+__all__ = [
+    "AdjutantError",
+    "BuildError",
+    "ContainerError",
+    "ContainerHandle",
+    "ContainerRunResult",
+    "ContainerSpec",
+    "ImageError",
+    "InvalidSpec",
+    "LogSinkError",
+    "PodmanManager",
+    "RepoError",
+    "ResourceLimits",
+    "VolumeMount",
+    "__version__",
+]

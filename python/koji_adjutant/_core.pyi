@@ -1,0 +1,120 @@
+# Hand-written stub of the Rust extension; `make lint` checks it with mypy.stubtest.
+import datetime
+import os
+from collections.abc import Mapping, Sequence
+from typing import Protocol, final
+
+__version__: str
+
+class AdjutantError(Exception): ...
+class ContainerError(AdjutantError): ...
+class ImageError(ContainerError): ...
+class LogSinkError(AdjutantError): ...
+class BuildError(AdjutantError):
+    log: str | None
+    exit_code: int | None
+class RepoError(AdjutantError): ...
+class InvalidSpec(AdjutantError, ValueError): ...
+
+class LogSink(Protocol):
+    def write_stdout(self, data: bytes, /) -> object: ...
+    def write_stderr(self, data: bytes, /) -> object: ...
+
+@final
+class VolumeMount:
+    source: str
+    target: str
+    read_only: bool
+    selinux_label: str | None
+    def __new__(
+        cls,
+        source: str | os.PathLike[str],
+        target: str | os.PathLike[str],
+        *,
+        read_only: bool = True,
+        selinux_label: str | None = None,
+    ) -> VolumeMount: ...
+
+@final
+class ResourceLimits:
+    memory_bytes: int | None
+    cpus: float | None
+    pids: int | None
+    def __new__(
+        cls, memory_bytes: int | None = None, cpus: float | None = None, pids: int | None = 4096
+    ) -> ResourceLimits: ...
+
+@final
+class ContainerSpec:
+    image: str
+    command: list[str]
+    environment: dict[str, str]
+    workdir: str | None
+    mounts: list[VolumeMount]
+    user: str | None
+    labels: dict[str, str]
+    network: str
+    limits: ResourceLimits
+    timeout: int | None
+    remove_after_exit: bool
+    cap_add: list[str]
+    task_id: int | None
+    def __new__(
+        cls,
+        image: str,
+        command: Sequence[str],
+        *,
+        environment: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        mounts: Sequence[VolumeMount] = ...,
+        user: str | None = None,
+        labels: Mapping[str, str] | None = None,
+        network: str = "none",
+        limits: ResourceLimits | None = None,
+        timeout: int | None = None,
+        remove_after_exit: bool = True,
+        cap_add: Sequence[str] = ...,
+        task_id: int | None = None,
+    ) -> ContainerSpec: ...
+
+@final
+class ContainerHandle:
+    container_id: str
+    def __new__(cls, container_id: str) -> ContainerHandle: ...
+
+@final
+class ContainerRunResult:
+    exit_code: int
+    started_at: datetime.datetime
+    finished_at: datetime.datetime
+    container_id: str
+
+@final
+class PodmanManager:
+    def __new__(cls, socket: str | None = None, *, worker_id: str | None = None) -> PodmanManager: ...
+    @property
+    def socket(self) -> str: ...
+    @property
+    def worker_id(self) -> str: ...
+    def ping(self) -> str: ...
+    def ensure_image_available(self, image: str, pull_policy: str = "if-not-present") -> str: ...
+    def run(self, spec: ContainerSpec, sink: LogSink | None = None) -> ContainerRunResult: ...
+    def create(self, spec: ContainerSpec) -> ContainerHandle: ...
+    def start(self, handle: ContainerHandle, sink: LogSink | None = None) -> None: ...
+    def wait(self, handle: ContainerHandle) -> int: ...
+    def exec(
+        self,
+        handle: ContainerHandle,
+        argv: Sequence[str],
+        sink: LogSink | None = None,
+        environment: Mapping[str, str] | None = None,
+        workdir: str | None = None,
+        user: str | None = None,
+    ) -> int: ...
+    def copy_to(
+        self, handle: ContainerHandle, host_path: str | os.PathLike[str], container_path: str
+    ) -> None: ...
+    def stop(self, handle: ContainerHandle, grace_seconds: int = 10) -> None: ...
+    def remove(self, handle: ContainerHandle, force: bool = True) -> None: ...
+    def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, object]]: ...
+    def reap(self, labels: Mapping[str, str]) -> int: ...

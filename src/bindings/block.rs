@@ -1,0 +1,54 @@
+//! `block_on`: the one way the bindings wait for the core.
+//!
+//! It releases the GIL, drives the future on the core's runtime, and every ~200 ms re-takes
+//! the GIL to run Python's signal handlers (kojid's SIGINT/SIGTERM handlers raise). When one
+//! raises, the core is told to cancel; it cleans up (removes its container) and the handler's
+//! exception is what the caller gets.
+
+use std::future::Future;
+use std::time::Duration;
+
+use pyo3::prelude::*;
+
+use crate::core::cancel::{cancel_pair, Cancel};
+use crate::core::runtime::runtime;
+use crate::core::{Error, Result};
+
+const SIGNAL_TICK: Duration = Duration::from_millis(200);
+
+pub fn block_on<T, F, Fut>(py: Python<'_>, make: F) -> PyResult<T>
+where
+    T: Send,
+    F: FnOnce(Cancel) -> Fut + Send,
+    Fut: Future<Output = Result<T>> + Send,
+{
+    let rt = runtime()?;
+    let (handle, cancel) = cancel_pair();
+    let mut raised: Option<PyErr> = None;
+    let outcome = py.detach(|| {
+        rt.block_on(async {
+            let fut = make(cancel);
+            tokio::pin!(fut);
+            let mut tick = tokio::time::interval(SIGNAL_TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tokio::select! {
+                    result = &mut fut => break result,
+                    _ = tick.tick(), if raised.is_none() => {
+                        if let Err(e) = Python::attach(|py| py.check_signals()) {
+                            raised = Some(e);
+                            handle.cancel();
+                        }
+                    }
+                }
+            }
+        })
+    });
+    match (raised, outcome) {
+        // The signal handler's exception wins: the work stopped because of it.
+        (Some(signal), _) => Err(signal),
+        (None, Ok(value)) => Ok(value),
+        (None, Err(Error::Interrupted)) => Err(pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")),
+        (None, Err(e)) => Err(e.into()),
+    }
+}

@@ -1,0 +1,8 @@
+//! The thin Python layer over `crate::core`: conversions, exceptions and the one blocking
+//! helper. Nothing here decides behaviour; it translates.
+
+pub mod block;
+pub mod errors;
+pub mod manager;
+pub mod sinks;
+pub mod types;

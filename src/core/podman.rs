@@ -1,0 +1,738 @@
+//! The container lifecycle over Podman's REST API.
+//!
+//! podman-api does most calls; where it is wrong for podman 4.3 (see PODMAN-NOTES: lost exit
+//! codes, ignored `no_new_privileges`, stop timeouts, a panicking stream decoder) the same
+//! connection type (`containers_api::conn::RequestClient`) is used directly. Output is read by
+//! attaching BEFORE start, the only lossless way with podman 4.3.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime};
+
+use containers_api::conn::hyper::{self, Body, Response, StatusCode};
+use containers_api::conn::{Headers, Payload, RequestClient, Transport};
+use podman_api::opts::{ContainerCreateOpts, ContainerListFilter, ContainerListOpts, PullOpts};
+use podman_api::{models, Podman};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn};
+
+use crate::core::cancel::Cancel;
+use crate::core::error::{Error, Result};
+use crate::core::frames;
+use crate::core::sink::OutputSink;
+use crate::core::spec::{ContainerSpec, HostRlimits, NetworkMode};
+
+/// Python logger `koji_adjutant.container` (pyo3-log maps `::` to `.`).
+const LOG_TARGET: &str = "koji_adjutant::container";
+
+/// Where to find the podman service when the caller names none.
+pub const SOCKET_ENV: &str = "KOJI_ADJUTANT_PODMAN_SOCKET";
+pub const DEFAULT_SOCKET: &str = "/run/podman/podman.sock";
+
+/// How long `remove` lets a container stop before killing it.
+const REMOVE_GRACE: u64 = 0;
+/// How long after a container exited its output stream may take to drain.
+const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PullPolicy {
+    Always,
+    IfNotPresent,
+    Never,
+}
+
+impl PullPolicy {
+    pub fn parse(value: &str) -> Result<Self> {
+        match value {
+            "always" => Ok(PullPolicy::Always),
+            "if-not-present" => Ok(PullPolicy::IfNotPresent),
+            "never" => Ok(PullPolicy::Never),
+            other => Err(Error::invalid(format!(
+                "pull_policy must be \"always\", \"if-not-present\" or \"never\", not {other:?}"
+            ))),
+        }
+    }
+}
+
+/// What `run` reports.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunResult {
+    pub exit_code: i64,
+    pub started_at: SystemTime,
+    pub finished_at: SystemTime,
+    pub container_id: String,
+}
+
+/// A container as `list_containers` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ContainerSummary {
+    pub id: String,
+    pub names: Vec<String>,
+    pub image: String,
+    pub state: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Options of one `exec`.
+#[derive(Debug, Clone, Default)]
+pub struct ExecOptions {
+    pub environment: BTreeMap<String, String>,
+    pub workdir: Option<String>,
+    pub user: Option<String>,
+}
+
+/// Accepts a socket path or a `unix://` URL.
+pub fn socket_path(socket: &str) -> Result<String> {
+    let path = socket.strip_prefix("unix://").unwrap_or(socket);
+    if path.is_empty() || path.contains('\0') || socket.contains("://") && !socket.starts_with("unix://") {
+        return Err(Error::invalid(format!(
+            "podman socket must be a path or a unix:// URL, not {socket:?}"
+        )));
+    }
+    if path.starts_with('/') {
+        return Ok(path.to_string());
+    }
+    let cwd = std::env::current_dir().map_err(|e| Error::io("resolving the podman socket path", e))?;
+    Ok(cwd.join(path).to_string_lossy().into_owned())
+}
+
+type RawClient = RequestClient<podman_api::Error>;
+
+/// A connection to one podman service, with the labels this worker puts on its containers.
+pub struct PodmanClient {
+    podman: Podman,
+    raw: RawClient,
+    socket: String,
+    worker_id: String,
+    rlimits: HostRlimits,
+    /// Output pumps started by `start`, collected by `wait`.
+    pumps: Mutex<HashMap<String, JoinHandle<Result<u64>>>>,
+}
+
+impl std::fmt::Debug for PodmanClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PodmanClient")
+            .field("socket", &self.socket)
+            .field("worker_id", &self.worker_id)
+            .finish()
+    }
+}
+
+fn validate_response(
+    response: Response<Body>,
+) -> Pin<Box<dyn Future<Output = std::result::Result<Response<Body>, podman_api::Error>> + Send + Sync>> {
+    Box::pin(async move {
+        let status = response.status();
+        if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
+            return Ok(response);
+        }
+        let bytes = hyper::body::to_bytes(response.into_body())
+            .await
+            .map_err(containers_api::conn::Error::from)?;
+        let text = String::from_utf8_lossy(&bytes).into_owned();
+        let message = serde_json::from_str::<serde_json::Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+            .unwrap_or(text);
+        Err(podman_api::Error::Fault { code: status, message })
+    })
+}
+
+/// Podman's own message for an error, without the crate's "error 500 -" decoration.
+fn podman_message(err: &podman_api::Error) -> String {
+    match err {
+        podman_api::Error::Fault { message, .. } => message.trim().to_string(),
+        other => other.to_string(),
+    }
+}
+
+fn fault_code(err: &podman_api::Error) -> Option<StatusCode> {
+    match err {
+        podman_api::Error::Fault { code, .. } => Some(*code),
+        _ => None,
+    }
+}
+
+fn cerr(op: &str, err: podman_api::Error) -> Error {
+    Error::container(op, podman_message(&err))
+}
+
+impl PodmanClient {
+    pub fn new(socket: &str, worker_id: &str) -> Result<Self> {
+        let path = socket_path(socket)?;
+        if worker_id.is_empty() || worker_id.contains(['=', '\n', '\0']) {
+            return Err(Error::invalid(format!("invalid worker_id {worker_id:?}")));
+        }
+        let transport = Transport::Unix {
+            client: hyper::Client::builder()
+                .pool_max_idle_per_host(0)
+                .build(containers_api::conn::get_unix_connector()),
+            path: path.clone().into(),
+        };
+        Ok(PodmanClient {
+            podman: Podman::unix(&path),
+            raw: RequestClient::new(transport, Box::new(validate_response)),
+            socket: path,
+            worker_id: worker_id.to_string(),
+            rlimits: HostRlimits::read(),
+            pumps: Mutex::new(HashMap::new()),
+        })
+    }
+
+    pub fn socket(&self) -> &str {
+        &self.socket
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    fn ep(path: String) -> String {
+        format!("/v{}/libpod{path}", podman_api::LATEST_API_VERSION)
+    }
+
+    /// Checks the service answers (a clear error when the socket is wrong or podman is down).
+    pub async fn ping(&self) -> Result<String> {
+        self.raw
+            .get_string(Self::ep("/_ping".into()))
+            .await
+            .map_err(|e| Error::container(format!("podman service at {}", self.socket), podman_message(&e)))
+    }
+
+    /// Makes `image` available according to `policy`; returns the image's ID.
+    pub async fn ensure_image(&self, image: &str, policy: PullPolicy) -> Result<String> {
+        let present = self.image_id(image).await?;
+        match (policy, present) {
+            (PullPolicy::IfNotPresent, Some(id)) => return Ok(id),
+            (PullPolicy::Never, Some(id)) => return Ok(id),
+            (PullPolicy::Never, None) => {
+                return Err(Error::Image {
+                    image: image.to_string(),
+                    message: "not present locally and pull_policy is \"never\"".into(),
+                })
+            }
+            _ => {}
+        }
+        self.pull(image).await?;
+        self.image_id(image).await?.ok_or_else(|| Error::Image {
+            image: image.to_string(),
+            message: "pulled, but podman does not list it".into(),
+        })
+    }
+
+    /// The ID of a local image, `None` when it is not present.
+    pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
+        match self.podman.images().get(image).inspect().await {
+            Ok(info) => Ok(info.id),
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(None),
+            Err(e) => Err(Error::Image {
+                image: image.to_string(),
+                message: podman_message(&e),
+            }),
+        }
+    }
+
+    async fn pull(&self, image: &str) -> Result<()> {
+        use futures_util::StreamExt;
+        info!(target: LOG_TARGET, image, "pulling image");
+        let images = self.podman.images();
+        let opts = PullOpts::builder().reference(image).build();
+        let mut reports = images.pull(&opts);
+        let mut pulled = false;
+        while let Some(report) = reports.next().await {
+            // Pull errors arrive in-band with HTTP 200: check every report.
+            let report = report.map_err(|e| Error::Image {
+                image: image.to_string(),
+                message: podman_message(&e),
+            })?;
+            if let Some(message) = report.error {
+                return Err(Error::Image {
+                    image: image.to_string(),
+                    message,
+                });
+            }
+            pulled |= report.id.is_some() || report.images.is_some();
+        }
+        if !pulled {
+            return Err(Error::Image {
+                image: image.to_string(),
+                message: "the pull reported no image".into(),
+            });
+        }
+        Ok(())
+    }
+
+    /// The create request for `spec`: podman-api's builder for what it gets right, then the
+    /// fields it drops or lacks set on the typed `SpecGenerator`.
+    fn create_body(&self, spec: &ContainerSpec) -> Result<Vec<u8>> {
+        let mut builder = ContainerCreateOpts::builder()
+            .image(&spec.image)
+            .command(spec.command.iter())
+            .env(spec.environment.iter())
+            .labels(spec.effective_labels(&self.worker_id).iter())
+            .stop_timeout(10)
+            .r_limits([
+                models::PosixRlimit {
+                    type_: Some("nofile".into()),
+                    soft: Some(self.rlimits.nofile),
+                    hard: Some(self.rlimits.nofile),
+                },
+                models::PosixRlimit {
+                    type_: Some("nproc".into()),
+                    soft: Some(self.rlimits.nproc),
+                    hard: Some(self.rlimits.nproc),
+                },
+            ])
+            .mounts(spec.mounts.iter().map(|m| {
+                let mut options = vec!["rbind".to_string(), if m.read_only { "ro" } else { "rw" }.to_string()];
+                if let Some(label) = m.selinux_label {
+                    options.push(label.as_str().to_string());
+                }
+                models::ContainerMount {
+                    destination: Some(m.target.to_string_lossy().into_owned()),
+                    source: Some(m.source.to_string_lossy().into_owned()),
+                    _type: Some("bind".into()),
+                    options: Some(options),
+                    uid_mappings: None,
+                    gid_mappings: None,
+                }
+            }));
+        if let Some(workdir) = &spec.workdir {
+            builder = builder.work_dir(workdir);
+        }
+        if let Some(user) = &spec.user {
+            builder = builder.user(user);
+        }
+        if let Some(timeout) = spec.timeout {
+            builder = builder.timeout(timeout);
+        }
+        let json = builder
+            .build()
+            .serialize()
+            .map_err(|e| Error::container("create", e))?;
+        let mut gen: models::SpecGenerator =
+            serde_json::from_str(&json).map_err(|e| Error::container("create", e))?;
+        gen.no_new_privileges = Some(true);
+        gen.cap_drop = Some(vec!["ALL".into()]);
+        if !spec.cap_add.is_empty() {
+            gen.cap_add = Some(spec.cap_add.clone());
+        }
+        gen.netns = Some(models::Namespace {
+            nsmode: Some(match spec.network {
+                NetworkMode::None => "none".into(),
+                NetworkMode::Bridge => "bridge".into(),
+            }),
+            value: None,
+        });
+        let limits = &spec.limits;
+        if limits.memory_bytes.is_some() || limits.cpus.is_some() || limits.pids.is_some() {
+            let period: u64 = 100_000;
+            gen.resource_limits = Some(models::LinuxResources {
+                memory: limits.memory_bytes.map(|bytes| models::LinuxMemory {
+                    limit: Some(bytes as i64),
+                    swap: Some(bytes as i64),
+                    ..empty_memory()
+                }),
+                cpu: limits.cpus.map(|cpus| models::LinuxCpu {
+                    period: Some(period),
+                    quota: Some((cpus * period as f64).round() as i64),
+                    ..empty_cpu()
+                }),
+                pids: limits.pids.map(|max| models::LinuxPids { limit: Some(max) }),
+                ..empty_resources()
+            });
+        }
+        serde_json::to_vec(&gen).map_err(|e| Error::container("create", e))
+    }
+
+    /// Creates (does not start) a container. The spec is validated first.
+    pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
+        spec.validate()?;
+        let body = self.create_body(spec)?;
+        let created: models::ContainerCreateCreatedBody = self
+            .raw
+            .post_json(Self::ep("/containers/create".into()), Payload::Json(body), Headers::none())
+            .await
+            .map_err(|e| cerr("create", e))?;
+        let id = created.id;
+        if id.is_empty() {
+            return Err(Error::container("create", "podman returned no container id"));
+        }
+        for warning in created.warnings {
+            warn!(target: LOG_TARGET, container = %short(&id), "podman: {warning}");
+        }
+        debug!(target: LOG_TARGET, container = %short(&id), image = %spec.image, "created");
+        Ok(id)
+    }
+
+    /// Attaches to stdout/stderr of a created container. Must come before `start`.
+    async fn attach(&self, id: &str) -> Result<impl futures_util::io::AsyncRead + Unpin> {
+        let ep = Self::ep(format!("/containers/{id}/attach?stream=true&stdout=true&stderr=true&logs=true"));
+        let stream = self
+            .raw
+            .clone()
+            .post_upgrade_stream(ep, Payload::empty())
+            .await
+            .map_err(|e| cerr("attach", e))?;
+        Ok(Box::pin(stream))
+    }
+
+    async fn start_raw(&self, id: &str) -> Result<()> {
+        match self
+            .raw
+            .post(Self::ep(format!("/containers/{id}/start")), Payload::empty(), Headers::none())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+            Err(e) => Err(cerr("start", e)),
+        }
+    }
+
+    /// Starts a created container; its output is pumped to `sink` in the background until
+    /// it exits. `wait` returns the exit code and any sink error.
+    pub async fn start(&self, id: &str, sink: Box<dyn OutputSink>) -> Result<()> {
+        let mut stream = self.attach(id).await?;
+        self.start_raw(id).await?;
+        let mut sink = sink;
+        let pump = tokio::spawn(async move {
+            let result = frames::pump(&mut stream, sink.as_mut()).await;
+            let finished = sink.finish().map_err(Error::Sink);
+            result.and_then(|n| finished.map(|()| n))
+        });
+        self.pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(id.to_string(), pump);
+        Ok(())
+    }
+
+    /// Blocks until the container exits; returns its exit code.
+    pub async fn wait(&self, id: &str, cancel: &Cancel) -> Result<i64> {
+        let pump = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let code = match pump {
+            None => self.wait_exit(id, cancel).await?,
+            Some(mut pump) => {
+                // A failing sink must stop the wait: race the pump against the exit.
+                let exit = self.wait_exit(id, cancel);
+                tokio::pin!(exit);
+                tokio::select! {
+                    code = &mut exit => {
+                        let code = code?;
+                        drain(&mut pump).await?;
+                        code
+                    }
+                    pumped = &mut pump => {
+                        join_pump(pumped)?;
+                        exit.await?
+                    }
+                }
+            }
+        };
+        Ok(code)
+    }
+
+    async fn wait_exit(&self, id: &str, cancel: &Cancel) -> Result<i64> {
+        let ep = Self::ep(format!("/containers/{id}/wait?condition=exited&condition=stopped"));
+        let wait = self.raw.post_string(ep, Payload::empty(), Headers::none());
+        let body = tokio::select! {
+            body = wait => body.map_err(|e| cerr("wait", e))?,
+            () = cancel.cancelled() => return Err(Error::Interrupted),
+        };
+        body.trim()
+            .parse::<i64>()
+            .map_err(|_| Error::container("wait", format!("unexpected exit code {body:?}")))
+    }
+
+    /// create, attach, start, stream, wait and (if the spec says so) remove, on every path.
+    pub async fn run(&self, spec: &ContainerSpec, sink: &mut dyn OutputSink, cancel: &Cancel) -> Result<RunResult> {
+        let id = self.create(spec).await?;
+        let outcome = self.run_created(&id, spec, sink, cancel).await;
+        if spec.remove_after_exit || outcome.is_err() {
+            self.remove_logged(&id).await;
+        }
+        outcome
+    }
+
+    async fn run_created(
+        &self,
+        id: &str,
+        spec: &ContainerSpec,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+    ) -> Result<RunResult> {
+        let mut stream = self.attach(id).await?;
+        let started_at = SystemTime::now();
+        self.start_raw(id).await?;
+        let limit = spec.timeout.map(|t| Duration::from_secs(t + 30));
+        let pumped = async {
+            let result = frames::pump(&mut stream, sink).await;
+            let finished = sink.finish().map_err(Error::Sink);
+            result.and_then(|n| finished.map(|()| n))
+        };
+        tokio::select! {
+            result = with_limit(limit, pumped) => { result?; }
+            () = cancel.cancelled() => return Err(Error::Interrupted),
+        }
+        let exit_code = self.wait_exit(id, cancel).await?;
+        Ok(RunResult {
+            exit_code,
+            started_at,
+            finished_at: SystemTime::now(),
+            container_id: id.to_string(),
+        })
+    }
+
+    /// Runs `argv` once in a running container (attached, so the real exit code is known).
+    pub async fn exec(
+        &self,
+        id: &str,
+        argv: &[String],
+        opts: &ExecOptions,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+    ) -> Result<i64> {
+        if argv.is_empty() {
+            return Err(Error::invalid("exec needs a command"));
+        }
+        let mut create = serde_json::json!({
+            "Cmd": argv,
+            "AttachStdout": true,
+            "AttachStderr": true,
+            "Env": opts.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
+        });
+        if let Some(workdir) = &opts.workdir {
+            create["WorkingDir"] = workdir.as_str().into();
+        }
+        if let Some(user) = &opts.user {
+            create["User"] = user.as_str().into();
+        }
+        let body = serde_json::to_vec(&create).map_err(|e| Error::container("exec", e))?;
+        let created: serde_json::Value = self
+            .raw
+            .post_json(Self::ep(format!("/containers/{id}/exec")), Payload::Json(body), Headers::none())
+            .await
+            .map_err(|e| cerr("exec", e))?;
+        let exec_id = created
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| Error::container("exec", "podman returned no exec id"))?
+            .to_string();
+        let start = serde_json::to_vec(&serde_json::json!({"Detach": false, "Tty": false}))
+            .map_err(|e| Error::container("exec", e))?;
+        let mut stream = self
+            .raw
+            .clone()
+            .post_upgrade_stream(Self::ep(format!("/exec/{exec_id}/start")), Payload::Json(start))
+            .await
+            .map_err(|e| cerr("exec start", e))?;
+        let pumped = async {
+            let result = frames::pump(&mut stream, sink).await;
+            let finished = sink.finish().map_err(Error::Sink);
+            result.and_then(|n| finished.map(|()| n))
+        };
+        tokio::select! {
+            result = pumped => { result?; }
+            () = cancel.cancelled() => return Err(Error::Interrupted),
+        }
+        let info: serde_json::Value = self
+            .raw
+            .get_json(Self::ep(format!("/exec/{exec_id}/json")))
+            .await
+            .map_err(|e| cerr("exec inspect", e))?;
+        if info.get("Running").and_then(|v| v.as_bool()) == Some(true) {
+            return Err(Error::container("exec", "the output ended while the command still ran"));
+        }
+        info.get("ExitCode")
+            .and_then(|v| v.as_i64())
+            .ok_or_else(|| Error::container("exec inspect", "no exit code reported"))
+    }
+
+    /// Copies one host file into the container at `dest` (an absolute path; mode 0644, root).
+    pub async fn copy_to(&self, id: &str, source: &Path, dest: &str) -> Result<()> {
+        if !dest.starts_with('/') || dest.ends_with('/') || dest.split('/').any(|p| p == "..") {
+            return Err(Error::invalid(format!(
+                "copy destination must be an absolute file path without '..', not {dest:?}"
+            )));
+        }
+        let meta = std::fs::metadata(source).map_err(|e| Error::io(format!("copy source {}", source.display()), e))?;
+        if !meta.is_file() {
+            return Err(Error::invalid(format!("copy source {} is not a regular file", source.display())));
+        }
+        let bytes = tokio::fs::read(source)
+            .await
+            .map_err(|e| Error::io(format!("reading {}", source.display()), e))?;
+        self.copy_bytes(id, &bytes, dest).await
+    }
+
+    /// Writes `bytes` as the file `dest` in the container.
+    pub async fn copy_bytes(&self, id: &str, bytes: &[u8], dest: &str) -> Result<()> {
+        self.podman
+            .containers()
+            .get(id)
+            .copy_file_into(dest, bytes)
+            .await
+            .map_err(|e| cerr("copy", e))
+    }
+
+    /// Asks the container to stop; kills it after `grace` seconds.
+    pub async fn stop(&self, id: &str, grace: u64) -> Result<()> {
+        match self
+            .raw
+            .post(Self::ep(format!("/containers/{id}/stop?timeout={grace}")), Payload::empty(), Headers::none())
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+            Err(e) => Err(cerr("stop", e)),
+        }
+    }
+
+    /// Removes a container; with `force` a running one is killed first. A container that is
+    /// already gone is not an error.
+    pub async fn remove(&self, id: &str, force: bool) -> Result<()> {
+        if let Some(pump) = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+            pump.abort();
+        }
+        let ep = Self::ep(format!("/containers/{id}?force={force}&timeout={REMOVE_GRACE}&v=true"));
+        match self.raw.delete(ep).await {
+            Ok(_) => {
+                debug!(target: LOG_TARGET, container = %short(id), "removed");
+                Ok(())
+            }
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(()),
+            Err(e) => Err(cerr("remove", e)),
+        }
+    }
+
+    /// Removes a container, logging (never raising) a failure: for cleanup paths, where the
+    /// original error must reach the caller.
+    pub async fn remove_logged(&self, id: &str) {
+        if let Err(e) = self.remove(id, true).await {
+            warn!(target: LOG_TARGET, container = %short(id), "cleanup failed, container may be left behind: {e}");
+        }
+    }
+
+    /// Disconnects a container from a network (the build step runs without one).
+    pub async fn disconnect(&self, id: &str, network: &str) -> Result<()> {
+        let body = serde_json::to_vec(&serde_json::json!({"Container": id, "Force": true}))
+            .map_err(|e| Error::container("disconnect", e))?;
+        self.raw
+            .post(Self::ep(format!("/networks/{network}/disconnect")), Payload::Json(body), Headers::none())
+            .await
+            .map(|_| ())
+            .map_err(|e| cerr("network disconnect", e))
+    }
+
+    /// Containers (any state) carrying all of `labels`.
+    pub async fn list(&self, labels: &BTreeMap<String, String>) -> Result<Vec<ContainerSummary>> {
+        let opts = ContainerListOpts::builder()
+            .all(true)
+            .filter(
+                labels
+                    .iter()
+                    .map(|(k, v)| ContainerListFilter::LabelKeyVal(k.clone(), v.clone())),
+            )
+            .build();
+        let listed = self
+            .podman
+            .containers()
+            .list(&opts)
+            .await
+            .map_err(|e| cerr("list", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|c| ContainerSummary {
+                id: c.id.unwrap_or_default(),
+                names: c.names.unwrap_or_default(),
+                image: c.image.unwrap_or_default(),
+                state: c.state.unwrap_or_default(),
+                labels: c.labels.unwrap_or_default().into_iter().collect(),
+            })
+            .collect())
+    }
+
+    /// Removes every container carrying all of `labels`; returns how many were removed.
+    /// Refuses an empty label set (that would be every container on the host).
+    pub async fn reap(&self, labels: &BTreeMap<String, String>) -> Result<usize> {
+        if labels.is_empty() {
+            return Err(Error::invalid("reap needs at least one label"));
+        }
+        let mut removed = 0;
+        for container in self.list(labels).await? {
+            self.remove(&container.id, true).await?;
+            info!(target: LOG_TARGET, container = %short(&container.id), "reaped container");
+            removed += 1;
+        }
+        Ok(removed)
+    }
+}
+
+fn short(id: &str) -> &str {
+    id.get(..12).unwrap_or(id)
+}
+
+async fn with_limit<F: Future<Output = Result<u64>>>(limit: Option<Duration>, fut: F) -> Result<u64> {
+    match limit {
+        None => fut.await,
+        Some(limit) => tokio::time::timeout(limit, fut)
+            .await
+            .map_err(|_| Error::container("run", format!("container exceeded its timeout of {}s", limit.as_secs().saturating_sub(30))))?,
+    }
+}
+
+fn join_pump(joined: std::result::Result<Result<u64>, tokio::task::JoinError>) -> Result<u64> {
+    joined.map_err(|e| Error::container("output stream", e))?
+}
+
+async fn drain(pump: &mut JoinHandle<Result<u64>>) -> Result<u64> {
+    match tokio::time::timeout(DRAIN_LIMIT, &mut *pump).await {
+        Ok(joined) => join_pump(joined),
+        Err(_) => {
+            pump.abort();
+            Err(Error::container("output stream", "did not end after the container exited"))
+        }
+    }
+}
+
+fn empty_memory() -> models::LinuxMemory {
+    models::LinuxMemory {
+        disable_oom_killer: None,
+        kernel: None,
+        kernel_tcp: None,
+        limit: None,
+        reservation: None,
+        swap: None,
+        swappiness: None,
+        use_hierarchy: None,
+    }
+}
+
+fn empty_cpu() -> models::LinuxCpu {
+    models::LinuxCpu {
+        cpus: None,
+        mems: None,
+        period: None,
+        quota: None,
+        realtime_period: None,
+        realtime_runtime: None,
+        shares: None,
+    }
+}
+
+fn empty_resources() -> models::LinuxResources {
+    models::LinuxResources {
+        block_io: None,
+        cpu: None,
+        devices: None,
+        hugepage_limits: None,
+        memory: None,
+        network: None,
+        pids: None,
+        rdma: None,
+        unified: None,
+    }
+}
