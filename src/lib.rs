@@ -13,6 +13,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::errors::{AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError};
     #[pymodule_export]
+    use crate::bindings::context::PyTaskContext;
+    #[pymodule_export]
     use crate::bindings::manager::PyPodmanManager;
     #[pymodule_export]
     use crate::bindings::types::{PyContainerHandle, PyContainerRunResult, PyContainerSpec, PyResourceLimits, PyVolumeMount};

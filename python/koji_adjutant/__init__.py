@@ -17,6 +17,7 @@ from koji_adjutant._core import (
     PodmanManager,
     RepoError,
     ResourceLimits,
+    TaskContext,
     VolumeMount,
     __version__,
 )
@@ -34,6 +35,7 @@ __all__ = [
     "PodmanManager",
     "RepoError",
     "ResourceLimits",
+    "TaskContext",
     "VolumeMount",
     "__version__",
 ]

@@ -78,6 +78,21 @@ class ContainerSpec:
     ) -> ContainerSpec: ...
 
 @final
+class TaskContext:
+    task_id: int
+    work_dir: str
+    worker_id: str | None
+    log_dir: str | None
+    def __new__(
+        cls,
+        task_id: int,
+        work_dir: str | os.PathLike[str],
+        *,
+        worker_id: str | None = None,
+        log_dir: str | os.PathLike[str] | None = None,
+    ) -> TaskContext: ...
+
+@final
 class ContainerHandle:
     container_id: str
     def __new__(cls, container_id: str) -> ContainerHandle: ...

@@ -1,5 +1,7 @@
 //! Python exception classes and the one mapping from the core's `Error`.
 
+use std::path::PathBuf;
+
 use pyo3::exceptions::{PyException, PyKeyboardInterrupt, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
@@ -41,7 +43,9 @@ pyo3::create_exception!(
     koji_adjutant,
     RepoError,
     AdjutantError,
-    "A createrepo step failed or the repo on disk is not in the expected state."
+    "A createrepo step failed or the repo on disk is not in the expected state. Attributes: \
+     log (the log of the failed command, or None), exit_code, and refuse (True when this \
+     builder cannot see the repos dir: kojid raises RefuseTask so another builder takes it)."
 );
 
 static INVALID_SPEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -102,9 +106,29 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             }
             e
         }
-        Error::Repo(message) => RepoError::new_err(message),
+        Error::Repo(message) => {
+            let refuse = message.starts_with(crate::core::createrepo::REFUSE_PREFIX);
+            repo_error(py, message, None, None, refuse)
+        }
+        Error::RepoCommand { message, log, exit_code } => repo_error(py, message, log, exit_code, false),
         Error::Interrupted => PyKeyboardInterrupt::new_err("interrupted"),
         e @ Error::Io { .. } => AdjutantError::new_err(e.to_string()),
+    }
+}
+
+/// A `RepoError` that always carries `log`, `exit_code` and `refuse`, so the kojid glue can
+/// read them without `getattr` defaults.
+fn repo_error(py: Python<'_>, message: String, log: Option<PathBuf>, exit_code: Option<i64>, refuse: bool) -> PyErr {
+    let e = RepoError::new_err(message);
+    let value = e.value(py);
+    let log = log.map(|p| p.to_string_lossy().into_owned());
+    let set = value
+        .setattr("log", log)
+        .and_then(|()| value.setattr("exit_code", exit_code))
+        .and_then(|()| value.setattr("refuse", refuse));
+    match set {
+        Ok(()) => e,
+        Err(set) => set,
     }
 }
 
@@ -139,6 +163,11 @@ mod tests {
             "failed",
         );
         check(Error::Repo("no repo".into()), "RepoError", "no repo");
+        check(
+            Error::RepoCommand { message: "failed to create repo".into(), log: None, exit_code: Some(2) },
+            "RepoError",
+            "failed to create repo",
+        );
         check(Error::io("writing log", std::io::Error::other("EIO")), "AdjutantError", "writing log: EIO");
     }
 
@@ -159,6 +188,32 @@ mod tests {
             let original = pyo3::exceptions::PyZeroDivisionError::new_err("from sink");
             let back: PyErr = Error::Sink(Box::new(original)).into();
             assert!(back.is_instance_of::<pyo3::exceptions::PyZeroDivisionError>(py));
+        });
+    }
+
+    #[test]
+    fn repo_errors_carry_their_log_and_whether_kojid_refuses_the_task() {
+        Python::initialize();
+        Python::attach(|py| {
+            let attr = |e: &PyErr, name: &str| e.value(py).getattr(name).unwrap();
+            let failed: PyErr = Error::RepoCommand {
+                message: "failed to create repo: x exited with status 2".into(),
+                log: Some("/w/createrepo.log".into()),
+                exit_code: Some(2),
+            }
+            .into();
+            assert_eq!(attr(&failed, "log").extract::<String>().unwrap(), "/w/createrepo.log");
+            assert_eq!(attr(&failed, "exit_code").extract::<i64>().unwrap(), 2);
+            assert!(!attr(&failed, "refuse").extract::<bool>().unwrap());
+
+            let refused: PyErr =
+                Error::Repo(format!("{} /mnt/koji/repos", crate::core::createrepo::REFUSE_PREFIX)).into();
+            assert!(attr(&refused, "refuse").extract::<bool>().unwrap());
+            assert!(attr(&refused, "log").is_none());
+
+            let missing: PyErr = Error::Repo("Repo directory missing: /mnt/koji/repos/f40/7/x86_64".into()).into();
+            assert!(!attr(&missing, "refuse").extract::<bool>().unwrap());
+            assert!(attr(&missing, "exit_code").is_none());
         });
     }
 

@@ -2,6 +2,7 @@
 //! helper. Nothing here decides behaviour; it translates.
 
 pub mod block;
+pub mod context;
 pub mod errors;
 pub mod manager;
 pub mod sinks;

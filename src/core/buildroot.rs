@@ -27,7 +27,9 @@
 //!   delete those files, repeat with `--noprep` until stable (at most 10), then build with
 //!   `-ba --noprep` (without `--nodeps`, as mock does with its default bootstrap chroot).
 //! * rpmbuild runs as `bash --login -c '<command>'` (mock does, so `/etc/profile.d` applies),
-//!   with the network off (mock's `rpmbuild_networking` is False unless the task set up DNS).
+//!   with the network off (mock's `rpmbuild_networking` is False unless the task set up DNS),
+//!   and with `--noclean` (mock adds it under kojid: kojid's result dir lies inside the mock
+//!   root, which turns mock's `cleanup_on_success` off).
 //! * Macros go to the build user's `~/.rpmmacros` (`/builddir/.rpmmacros`), one
 //!   `%name value` line each, like mock's `_prepare_rpm_macros`: `%_topdir /builddir/build`,
 //!   `%_rpmfilename`, `%vendor`, `%packager`, `%distribution`, every tag `rpm.macro.*`
@@ -44,6 +46,9 @@
 //!   options) sets `reposdir=/etc/koji-adjutant/yum.repos.d`, a directory no package owns,
 //!   which holds only the Koji repo. Repo files that packages of the buildroot drop into
 //!   `/etc/yum.repos.d` (fedora-repos does) are never read; no plugin can add repos.
+//! * Macros live in `~/.rpmmacros`, where mock puts them, not in `/etc/rpm`: only rpmbuild
+//!   (run as the build user) sees them, as under mock, and they take precedence over every
+//!   macro file the buildroot's packages install.
 //! * An image builds only its own arch family (see [`validate_arch`]): the buildroot is
 //!   installed into the image's own root by the image's own dnf, so mock's personality-based
 //!   builds (i686 on x86_64) would need a separate root this design does not have.
@@ -242,7 +247,8 @@ pub struct BuildrootOptions {
     pub mockhost: String,
     /// Seconds each rpmbuild may run (kojid's `rpmbuild_timeout`, 24 h).
     pub rpmbuild_timeout: u64,
-    /// Whether the task's result includes the rebuilt SRPM (buildArch's `keep_srpm`).
+    /// Whether the task's result includes the rebuilt SRPM (buildArch's `keep_srpm` task
+    /// parameter; kojid's build task sets it for exactly one arch, so the default is off).
     pub keep_srpm: bool,
     /// The comps group installed first (BuildRoot's `install_group`; buildArch uses `build`).
     pub install_group: String,
@@ -263,7 +269,7 @@ impl Default for BuildrootOptions {
             distribution: "Koji".to_owned(),
             mockhost: "koji-linux-gnu".to_owned(),
             rpmbuild_timeout: 86400,
-            keep_srpm: true,
+            keep_srpm: false,
             install_group: "build".to_owned(),
             buildhost: None,
             rpmdb_path: None,
@@ -565,6 +571,16 @@ pub fn read_srpm(path: &Path) -> Result<SrpmInfo> {
     file.seek(SeekFrom::Current((sig_len + padding) as i64))
         .map_err(|e| Error::invalid(format!("cannot read SRPM {shown}: {e}")))?;
     let (count, size) = read_header_intro(&mut file).map_err(|m| corrupt(&m))?;
+    // Check the sizes against the file before allocating them: a corrupt header must not
+    // make us allocate hundreds of megabytes only to hit the end of the file.
+    let wanted = u64::from(count) * 16 + u64::from(size);
+    let available = file
+        .metadata()
+        .and_then(|m| Ok(m.len().saturating_sub(file.stream_position()?)))
+        .map_err(|e| Error::invalid(format!("cannot read SRPM {shown}: {e}")))?;
+    if wanted > available {
+        return Err(corrupt("truncated header"));
+    }
     let mut index = vec![0u8; count as usize * 16];
     let mut store = vec![0u8; size as usize];
     file.read_exact(&mut index)
@@ -1332,6 +1348,12 @@ fn repo_access(repo: &RepoLocation) -> Result<(String, Vec<Mount>)> {
             if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
                 return Err(Error::invalid(format!("bad repo URL: {url:?}")));
             }
+            if url.starts_with("file:") {
+                // A file URL would need a mount the plan cannot infer; Local says what to mount.
+                return Err(Error::invalid(format!(
+                    "repo URL {url} is a local path: use RepoLocation::Local"
+                )));
+            }
             Ok((url.clone(), Vec::new()))
         }
         RepoLocation::Local { arch_dir, topdir } => {
@@ -2061,6 +2083,15 @@ mod tests {
         assert_eq!(net, ["install @build"]);
         assert!(plan.install_step(&["gcc".to_owned()]).unwrap().network);
         assert!(!plan.package_list.network);
+    }
+
+    #[test]
+    fn file_urls_must_be_local_repos() {
+        let mut i = inputs(&[]);
+        i.repo = RepoLocation::Url("file:///mnt/koji/repos/f40-build/77/x86_64".to_owned());
+        assert!(invalid_message(plan_with_srpm(&i, &srpm_info())).contains("RepoLocation::Local"));
+        i.repo = RepoLocation::Url("https://x/a b".to_owned());
+        assert!(invalid_message(plan_with_srpm(&i, &srpm_info())).contains("bad repo URL"));
     }
 
     #[test]
@@ -2975,5 +3006,6 @@ mod tests {
         assert_eq!(o.mockhost, "koji-linux-gnu");
         assert_eq!(o.rpmbuild_timeout, 86400);
         assert_eq!(o.install_group, "build");
+        assert!(!o.keep_srpm);
     }
 }

@@ -98,6 +98,36 @@ impl ExternalRepo {
     }
 }
 
+/// An entry of the hub's `getExternalRepoList` exactly as kojid receives it. The hub also
+/// sends ids, the tag and the priority; those keys are accepted and ignored (the list is
+/// already in priority order).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct KojiExternalRepo {
+    #[serde(default)]
+    pub external_repo_name: String,
+    pub url: String,
+    /// Absent or null means `koji`, as in kojid (`repo.get('merge_mode', 'koji')`).
+    #[serde(default)]
+    pub merge_mode: Option<MergeMode>,
+    /// Space-separated arches; absent, null or empty means every arch.
+    #[serde(default)]
+    pub arches: Option<String>,
+}
+
+impl From<KojiExternalRepo> for ExternalRepo {
+    fn from(repo: KojiExternalRepo) -> Self {
+        ExternalRepo {
+            name: repo.external_repo_name,
+            url: repo.url,
+            merge_mode: repo.merge_mode.unwrap_or_default(),
+            // kojid: `repo.get('arches') and arch not in repo['arches'].split()`.
+            arches: repo
+                .arches
+                .map(|arches| arches.split_whitespace().map(str::to_owned).collect()),
+        }
+    }
+}
+
 /// What the caller (the kojid hook) knows about one createrepo subtask.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -234,13 +264,27 @@ impl ContainerCommand {
     /// to create repo: ' + parseStatus(status, format_shell_cmd(cmd)))`), so the hub shows
     /// the same task failure.
     pub fn failure(&self, outcome: CommandOutcome) -> Error {
+        Error::Repo(self.failure_message(outcome))
+    }
+
+    /// [`Self::failure`] with the log the command wrote and its exit code, as the runner
+    /// reports it (`Error::RepoCommand`), so the caller can point at the log.
+    pub fn failed(&self, outcome: CommandOutcome, log: PathBuf, exit_code: i64) -> Error {
+        Error::RepoCommand {
+            message: self.failure_message(outcome),
+            log: Some(log),
+            exit_code: Some(exit_code),
+        }
+    }
+
+    fn failure_message(&self, outcome: CommandOutcome) -> String {
         let cmd = format_shell_cmd(&self.argv);
         let status = match outcome {
             CommandOutcome::Exited(code) => format!("{cmd} exited with status {code}"),
             CommandOutcome::Signaled(signal) => format!("{cmd} was killed by signal {signal}"),
             CommandOutcome::Unknown => format!("{cmd} terminated for unknown reasons"),
         };
-        Error::Repo(format!("{}: {status}", self.failure_prefix))
+        format!("{}: {status}", self.failure_prefix)
     }
 }
 
@@ -2104,6 +2148,61 @@ mod tests {
         assert!(render_result("/tasks/1", &files).is_err());
         assert!(render_result("tasks/../x", &files).is_err());
         assert!(render_result("tasks/1", &["a/b".to_string()]).is_err());
+    }
+
+    #[test]
+    fn hub_external_repo_entries_map_to_external_repos() {
+        let value = serde_json::json!([
+            {"external_repo_id": 3, "external_repo_name": "fedora", "priority": 5, "tag_id": 2,
+             "tag_name": "f40-build", "url": "https://example.com/f40/$arch/",
+             "merge_mode": "simple", "arches": "x86_64 aarch64"},
+            {"external_repo_name": "other", "url": "http://example.com/", "merge_mode": null,
+             "arches": ""},
+            {"url": "http://example.com/bare/", "merge_mode": "bare", "arches": null},
+        ]);
+        let repos: Vec<KojiExternalRepo> = serde_json::from_value(value).unwrap();
+        let repos: Vec<ExternalRepo> = repos.into_iter().map(ExternalRepo::from).collect();
+        assert_eq!(repos[0].name, "fedora");
+        assert_eq!(repos[0].merge_mode, MergeMode::Simple);
+        assert_eq!(
+            repos[0].arches,
+            Some(vec!["x86_64".to_string(), "aarch64".to_string()])
+        );
+        assert!(repos[0].applies_to("aarch64") && !repos[0].applies_to("ppc64le"));
+        assert_eq!(repos[1].merge_mode, MergeMode::Koji);
+        assert!(repos[1].applies_to("ppc64le"), "empty arches apply everywhere");
+        assert_eq!(
+            (repos[2].merge_mode, repos[2].arches.clone()),
+            (MergeMode::Bare, None)
+        );
+        let typo = serde_json::json!({"url": "http://x/", "merge_mode": "kojii"});
+        assert!(serde_json::from_value::<KojiExternalRepo>(typo).is_err());
+    }
+
+    #[test]
+    fn a_failed_command_names_its_log() {
+        let command = ContainerCommand {
+            argv: vec![CREATEREPO_C.into(), "-o".into(), "/w/repo".into()],
+            cwd: "/w".into(),
+            env: BTreeMap::new(),
+            log_name: "createrepo.log".into(),
+            failure_prefix: "failed to create repo".into(),
+        };
+        match command.failed(CommandOutcome::Exited(2), "/w/createrepo.log".into(), 2) {
+            Error::RepoCommand {
+                message,
+                log,
+                exit_code,
+            } => {
+                assert_eq!(
+                    message,
+                    "failed to create repo: /usr/bin/createrepo_c -o /w/repo exited with status 2"
+                );
+                assert_eq!(log, Some(PathBuf::from("/w/createrepo.log")));
+                assert_eq!(exit_code, Some(2));
+            }
+            other => panic!("expected RepoCommand, got {other:?}"),
+        }
     }
 
     #[test]

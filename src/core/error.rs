@@ -39,6 +39,15 @@ pub enum Error {
     #[error("{0}")]
     Repo(String),
 
+    /// createrepo_c or mergerepo_c failed; `message` is kojid's task failure, word for word,
+    /// and `log` the log it wrote (createrepo.log / mergerepos.log), which kojid uploads.
+    #[error("{message}")]
+    RepoCommand {
+        message: String,
+        log: Option<PathBuf>,
+        exit_code: Option<i64>,
+    },
+
     /// The caller asked to stop (a signal arrived while Rust waited). The bindings replace
     /// this with the Python exception the signal handler raised.
     #[error("interrupted")]

@@ -23,7 +23,7 @@ use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result};
 use crate::core::frames;
 use crate::core::sink::OutputSink;
-use crate::core::spec::{ContainerSpec, HostRlimits, NetworkMode};
+use crate::core::spec::{ContainerSpec, HostRlimits};
 
 /// Python logger `koji_adjutant.container` (pyo3-log maps `::` to `.`).
 const LOG_TARGET: &str = "koji_adjutant::container";
@@ -313,24 +313,24 @@ impl PodmanClient {
             .build()
             .serialize()
             .map_err(|e| Error::container("create", e))?;
-        let mut gen: models::SpecGenerator =
+        // Patched as JSON, not through `models::SpecGenerator`: that model types `mounts` as
+        // docker's Mount and would drop every bind mount (podman issue 13717).
+        let mut gen: serde_json::Value =
             serde_json::from_str(&json).map_err(|e| Error::container("create", e))?;
-        gen.no_new_privileges = Some(true);
-        gen.cap_drop = Some(vec!["ALL".into()]);
+        let typed = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
+        gen["no_new_privileges"] = true.into();
+        gen["cap_drop"] = serde_json::json!(["ALL"]);
         if !spec.cap_add.is_empty() {
-            gen.cap_add = Some(spec.cap_add.clone());
+            gen["cap_add"] = serde_json::json!(spec.cap_add);
         }
-        gen.netns = Some(models::Namespace {
-            nsmode: Some(match spec.network {
-                NetworkMode::None => "none".into(),
-                NetworkMode::Bridge => "bridge".into(),
-            }),
+        gen["netns"] = typed(serde_json::to_value(models::Namespace {
+            nsmode: Some(spec.network.as_str().into()),
             value: None,
-        });
+        }))?;
         let limits = &spec.limits;
         if limits.memory_bytes.is_some() || limits.cpus.is_some() || limits.pids.is_some() {
             let period: u64 = 100_000;
-            gen.resource_limits = Some(models::LinuxResources {
+            gen["resource_limits"] = typed(serde_json::to_value(models::LinuxResources {
                 memory: limits.memory_bytes.map(|bytes| models::LinuxMemory {
                     limit: Some(bytes as i64),
                     swap: Some(bytes as i64),
@@ -343,7 +343,7 @@ impl PodmanClient {
                 }),
                 pids: limits.pids.map(|max| models::LinuxPids { limit: Some(max) }),
                 ..empty_resources()
-            });
+            }))?;
         }
         serde_json::to_vec(&gen).map_err(|e| Error::container("create", e))
     }
@@ -734,5 +734,56 @@ fn empty_resources() -> models::LinuxResources {
         pids: None,
         rdma: None,
         unified: None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::spec::{NetworkMode, ResourceLimits, VolumeMount};
+
+    #[test]
+    fn the_create_request_carries_every_restriction() {
+        let client = PodmanClient::new("/run/none.sock", "w1").unwrap();
+        let mut spec = ContainerSpec::new("img:1", vec!["true".into()]);
+        spec.mounts.push(VolumeMount {
+            source: "/tmp".into(),
+            target: "/in".into(),
+            read_only: true,
+            selinux_label: Some(crate::core::spec::SelinuxLabel::Private),
+        });
+        spec.limits = ResourceLimits { memory_bytes: Some(1 << 30), cpus: Some(0.5), pids: Some(64) };
+        spec.network = NetworkMode::None;
+        spec.cap_add = vec!["CHOWN".into()];
+        spec.task_id = Some(9);
+        let body: serde_json::Value = serde_json::from_slice(&client.create_body(&spec).unwrap()).unwrap();
+        assert_eq!(body["no_new_privileges"], true);
+        assert_eq!(body["cap_drop"], serde_json::json!(["ALL"]));
+        assert_eq!(body["cap_add"], serde_json::json!(["CHOWN"]));
+        assert_eq!(body["netns"]["nsmode"], "none");
+        assert_eq!(body["mounts"][0]["destination"], "/in");
+        assert_eq!(body["mounts"][0]["source"], "/tmp");
+        assert_eq!(body["mounts"][0]["options"], serde_json::json!(["rbind", "ro", "Z"]));
+        assert_eq!(body["resource_limits"]["memory"]["limit"], 1 << 30);
+        assert_eq!(body["resource_limits"]["cpu"]["quota"], 50_000);
+        assert_eq!(body["resource_limits"]["pids"]["limit"], 64);
+        assert_eq!(body["labels"][crate::core::spec::LABEL_TASK_ID], "9");
+        assert_eq!(body["labels"][crate::core::spec::LABEL_WORKER_ID], "w1");
+        let rlimits: Vec<&str> = body["r_limits"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r["type"].as_str().unwrap())
+            .collect();
+        assert_eq!(rlimits, ["nofile", "nproc"]);
+    }
+
+    #[test]
+    fn sockets_are_paths_or_unix_urls() {
+        assert_eq!(socket_path("unix:///run/p.sock").unwrap(), "/run/p.sock");
+        assert_eq!(socket_path("/run/p.sock").unwrap(), "/run/p.sock");
+        assert!(socket_path("tcp://h:1").is_err());
+        assert!(socket_path("").is_err());
+        assert!(PullPolicy::parse("sometimes").is_err());
     }
 }

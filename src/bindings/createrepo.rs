@@ -1,0 +1,201 @@
+//! `CreaterepoAdapter` and `CreaterepoResult`: kojid's `createrepo` task in a container, for
+//! Python. Conversions only; the work is `crate::core::createrepo_run`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::PyList;
+
+use crate::bindings::block::block_on;
+use crate::bindings::context::PyTaskContext;
+use crate::bindings::manager::PyPodmanManager;
+use crate::bindings::sinks::sink_from;
+use crate::bindings::types::{py_bool, py_opt, py_opt_str, PyResourceLimits};
+use crate::core::createrepo::{self, ExternalRepo, KojiExternalRepo};
+use crate::core::createrepo_run::{self, CreaterepoOptions, CreaterepoOutcome, RepoInputs};
+use crate::core::error::Error;
+use crate::core::podman::{PodmanClient, PullPolicy};
+use crate::core::spec::{ResourceLimits, SelinuxLabel};
+
+/// Runs kojid's `createrepo` task (createrepo_c, then mergerepo_c for external repos) in one
+/// container of `image` per call, with kojid's flags, logs and edge cases.
+///
+/// `createrepo_update` and `createrepo_skip_stat` are kojid's options of the same names;
+/// `limits` the container's cgroup limits; `selinux_label` ("z"/"Z") relabels the work dir
+/// mount only; `log_cap_bytes` caps each log; `timeout` (seconds) bounds the whole task.
+#[pyclass(name = "CreaterepoAdapter", module = "koji_adjutant", frozen)]
+pub struct PyCreaterepoAdapter {
+    client: Arc<PodmanClient>,
+    options: CreaterepoOptions,
+    pull_policy: String,
+}
+
+#[pymethods]
+impl PyCreaterepoAdapter {
+    #[new]
+    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present".to_string(),
+        createrepo_update = true, createrepo_skip_stat = false, limits = None,
+        selinux_label = None, log_cap_bytes = None, timeout = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        manager: &PyPodmanManager,
+        image: String,
+        pull_policy: String,
+        createrepo_update: bool,
+        createrepo_skip_stat: bool,
+        limits: Option<PyRef<'_, PyResourceLimits>>,
+        selinux_label: Option<String>,
+        log_cap_bytes: Option<u64>,
+        timeout: Option<u64>,
+    ) -> PyResult<Self> {
+        let options = CreaterepoOptions {
+            image,
+            pull_policy: PullPolicy::parse(&pull_policy)?,
+            update: createrepo_update,
+            skip_stat: createrepo_skip_stat,
+            limits: limits.map_or_else(ResourceLimits::default, |l| (&*l).into()),
+            selinux_label: selinux_label.as_deref().map(SelinuxLabel::parse).transpose()?,
+            log_cap_bytes,
+            timeout,
+        };
+        Ok(PyCreaterepoAdapter {
+            client: manager.client.clone(),
+            options,
+            pull_policy,
+        })
+    }
+
+    #[getter]
+    fn image(&self) -> &str {
+        &self.options.image
+    }
+
+    /// Runs the createrepo task for one arch of the repo at `repo_dir`
+    /// (`<topdir>/repos/<tag>/<repo_id>`) into `ctx.work_dir`, as kojid's `CreaterepoTask`.
+    ///
+    /// `arch` is the repo's arch (not the task's). `topdir` defaults to the one `repo_dir`
+    /// implies; `groups` to `<repo_dir>/groups/comps.xml` when present; `pkglist` to
+    /// `<repo_dir>/<arch>/pkglist`. `old_repodata` is the previous repo's `<arch>/repodata`,
+    /// used with `--update`. `external_repos` are the hub's `getExternalRepoList` dicts.
+    /// `sink` (write_stdout/write_stderr) gets the commands' output besides the logs.
+    ///
+    /// Raises InvalidSpec or RepoError before anything runs when the request or the repo on
+    /// disk is wrong (RepoError.refuse is True when kojid would refuse the task), RepoError
+    /// with `log` and `exit_code` when a command fails, and what the sink raised.
+    #[pyo3(signature = (ctx, *, repo_dir, arch, topdir = None, groups = None, pkglist = None,
+        old_repodata = None, external_repos = None, sink = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        ctx: &PyTaskContext,
+        repo_dir: PathBuf,
+        arch: String,
+        topdir: Option<PathBuf>,
+        groups: Option<PathBuf>,
+        pkglist: Option<PathBuf>,
+        old_repodata: Option<PathBuf>,
+        external_repos: Option<&Bound<'_, PyAny>>,
+        sink: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyCreaterepoResult> {
+        let inputs = RepoInputs {
+            repo_dir,
+            arch,
+            topdir,
+            groups,
+            pkglist,
+            old_repodata,
+            external_repos: external_repos_from(external_repos)?,
+        };
+        let mut sink = sink_from(sink)?;
+        let ctx = ctx.to_core();
+        let client = &self.client;
+        let options = &self.options;
+        let outcome = block_on(py, |cancel| async move {
+            createrepo_run::run(client, options, &ctx, inputs, sink.as_mut(), &cancel).await
+        })?;
+        Ok(outcome.into())
+    }
+
+    fn __repr__(&self) -> String {
+        let o = &self.options;
+        format!(
+            "CreaterepoAdapter(image={:?}, pull_policy={:?}, createrepo_update={}, \
+             createrepo_skip_stat={}, selinux_label={}, log_cap_bytes={}, timeout={})",
+            o.image,
+            self.pull_policy,
+            py_bool(o.update),
+            py_bool(o.skip_stat),
+            py_opt_str(&o.selinux_label.map(|l| l.as_str().to_string())),
+            py_opt(&o.log_cap_bytes),
+            py_opt(&o.timeout)
+        )
+    }
+}
+
+/// The hub's external repo dicts (any iterable of mappings; extra keys are ignored).
+fn external_repos_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExternalRepo>> {
+    let Some(obj) = obj.filter(|o| !o.is_none()) else {
+        return Ok(Vec::new());
+    };
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyDict>() {
+        return Err(Error::invalid("external_repos must be a sequence of dicts").into());
+    }
+    let mut repos = Vec::new();
+    for (index, item) in obj.try_iter()?.enumerate() {
+        let item = item?;
+        let repo: KojiExternalRepo = pythonize::depythonize(&item)
+            .map_err(|e| Error::invalid(format!("external_repos[{index}]: {e}")))?;
+        repos.push(repo.into());
+    }
+    Ok(repos)
+}
+
+/// What a createrepo task produced: `repodata_dir` (in the work dir), its `files` (flat,
+/// sorted, as kojid uploads them), whether the repo is `empty` (EMPTY_REPO written), the
+/// `logs` of the commands that ran, and kojid's `upload_path` for the task.
+#[pyclass(name = "CreaterepoResult", module = "koji_adjutant", frozen, get_all, eq, skip_from_py_object)]
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyCreaterepoResult {
+    pub repodata_dir: PathBuf,
+    pub files: Vec<String>,
+    pub empty: bool,
+    pub logs: Vec<PathBuf>,
+    pub upload_path: String,
+}
+
+#[pymethods]
+impl PyCreaterepoResult {
+    /// kojid's task result, `[uploadpath, files]`, which the hub's `repoDone` consumes.
+    /// `upload_path` defaults to the task's (`tasks/<id % 10000>/<id>`).
+    #[pyo3(signature = (upload_path = None))]
+    fn kojid_result<'py>(&self, py: Python<'py>, upload_path: Option<String>) -> PyResult<Bound<'py, PyList>> {
+        let path = upload_path.unwrap_or_else(|| self.upload_path.clone());
+        let (path, files) = createrepo::render_result(&path, &self.files)?;
+        PyList::new(py, [path.into_pyobject(py)?.into_any(), files.into_pyobject(py)?.into_any()])
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "CreaterepoResult(repodata_dir={:?}, files={:?}, empty={}, logs={:?}, upload_path={:?})",
+            self.repodata_dir.display().to_string(),
+            self.files,
+            py_bool(self.empty),
+            self.logs.iter().map(|p| p.display().to_string()).collect::<Vec<_>>(),
+            self.upload_path
+        )
+    }
+}
+
+impl From<CreaterepoOutcome> for PyCreaterepoResult {
+    fn from(o: CreaterepoOutcome) -> Self {
+        PyCreaterepoResult {
+            repodata_dir: o.repodata_dir,
+            files: o.files,
+            empty: o.empty,
+            logs: o.logs,
+            upload_path: o.upload_path,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+"""Shared fixtures: a podman manager on the tests' private service, the task image, and a
+guard that no container carrying our labels outlives the session.
+
+Tests that need podman are marked ``podman``. Without a podman service they are skipped on a
+laptop, but when ``CI`` is set a missing service or image is an error, never a skip.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from koji_adjutant import ImageError, PodmanManager
+
+IMAGE = os.environ.get("KOJI_ADJUTANT_TEST_IMAGE", "localhost/koji-adjutant-task:dev")
+WORKER_ID = f"pytest-{os.getpid()}"
+LABEL_TASK = "io.koji.adjutant.task_id"
+LABEL_WORKER = "io.koji.adjutant.worker_id"
+
+
+def _unavailable(reason: str) -> None:
+    if os.environ.get("CI"):
+        pytest.fail(f"CI needs podman and the task image: {reason}", pytrace=False)
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="session")
+def podman_socket() -> str:
+    socket = os.environ.get("KOJI_ADJUTANT_PODMAN_SOCKET", "")
+    if not socket or not Path(socket.removeprefix("unix://")).is_socket():
+        _unavailable(f"no podman service socket (KOJI_ADJUTANT_PODMAN_SOCKET={socket!r})")
+    return socket
+
+
+@pytest.fixture(scope="session")
+def manager(podman_socket: str) -> Iterator[PodmanManager]:
+    mgr = PodmanManager(podman_socket, worker_id=WORKER_ID)
+    try:
+        mgr.ping()
+    except Exception as exc:  # the service is down: same rule as a missing socket
+        _unavailable(f"podman service does not answer: {exc}")
+    yield mgr
+    left = mgr.list_containers({LABEL_WORKER: WORKER_ID})
+    mgr.reap({LABEL_WORKER: WORKER_ID})
+    assert not left, f"containers left behind by the tests: {left}"
+
+
+@pytest.fixture(scope="session")
+def image(manager: PodmanManager) -> str:
+    try:
+        manager.ensure_image_available(IMAGE, pull_policy="never")
+    except ImageError as exc:
+        _unavailable(f"task image missing, run `make image`: {exc}")
+    return IMAGE
+
+
+@pytest.fixture
+def no_leaks(manager: PodmanManager) -> Iterator[None]:
+    """Fails the test if it leaves any container of this worker behind."""
+    yield
+    left = manager.list_containers({LABEL_WORKER: WORKER_ID})
+    manager.reap({LABEL_WORKER: WORKER_ID})
+    assert left == [], f"containers left behind: {[c['id'][:12] for c in left]}"
+
+
+class RecordingSink:
+    """A LogSink that keeps each stream's bytes apart and remembers the order of chunks."""
+
+    def __init__(self) -> None:
+        self.stdout = bytearray()
+        self.stderr = bytearray()
+        self.chunks: list[tuple[str, bytes]] = []
+
+    def write_stdout(self, data: bytes) -> None:
+        self.stdout += data
+        self.chunks.append(("stdout", data))
+
+    def write_stderr(self, data: bytes) -> None:
+        self.stderr += data
+        self.chunks.append(("stderr", data))
+
+
+@pytest.fixture
+def sink() -> RecordingSink:
+    return RecordingSink()
+
+
+def podman_cli(*args: str) -> subprocess.CompletedProcess[str]:
+    """The podman CLI against the same storage (for checks the API under test must not make)."""
+    return subprocess.run(
+        ["podman", "--runtime", "runc", *args], capture_output=True, text=True, check=False
+    )
