@@ -34,7 +34,11 @@ debootstrap --variant=minbase --include="$(IFS=,; echo "${PACKAGES[*]}")" bookwo
 # The unprivileged user that runs rpmbuild, as mock's "mockbuild" (uid 1000, group mock 135).
 chroot "$root" groupadd -g 135 mock
 chroot "$root" useradd -m -u 1000 -g mock -d /builddir mockbuild
-mkdir -p "$root/etc/yum.repos.d" "$root/etc/rpm"
+mkdir -p "$root/etc/yum.repos.d" "$root/etc/rpm" "$root/var/lib/rpm"
+# Debian's rpm keeps one database per user (~/.rpmdb): root's dnf would install the buildroot
+# into /root/.rpmdb and mockbuild's rpmbuild would see none of it. Pin the system location,
+# as RPM distributions have it.
+echo '%_dbpath /var/lib/rpm' > "$root/etc/rpm/macros.dbpath"
 # Keep the image small: no apt lists or docs are needed at build time.
 rm -rf "$root"/var/lib/apt/lists/* "$root"/var/cache/apt/*.bin "$root"/usr/share/doc/* \
     "$root"/usr/share/man/* "$root"/usr/share/locale/*

@@ -13,7 +13,11 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::errors::{AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError};
     #[pymodule_export]
+    use crate::bindings::buildarch::{PyBuildArchAdapter, PyBuildArchResult};
+    #[pymodule_export]
     use crate::bindings::context::PyTaskContext;
+    #[pymodule_export]
+    use crate::bindings::createrepo::{PyCreaterepoAdapter, PyCreaterepoResult};
     #[pymodule_export]
     use crate::bindings::manager::PyPodmanManager;
     #[pymodule_export]

@@ -6,11 +6,15 @@ in Rust (``koji_adjutant._core``); this package re-exports them and adds the koj
 
 from koji_adjutant._core import (
     AdjutantError,
+    BuildArchAdapter,
+    BuildArchResult,
     BuildError,
     ContainerError,
     ContainerHandle,
     ContainerRunResult,
     ContainerSpec,
+    CreaterepoAdapter,
+    CreaterepoResult,
     ImageError,
     InvalidSpec,
     LogSinkError,
@@ -24,11 +28,15 @@ from koji_adjutant._core import (
 
 __all__ = [
     "AdjutantError",
+    "BuildArchAdapter",
+    "BuildArchResult",
     "BuildError",
     "ContainerError",
     "ContainerHandle",
     "ContainerRunResult",
     "ContainerSpec",
+    "CreaterepoAdapter",
+    "CreaterepoResult",
     "ImageError",
     "InvalidSpec",
     "LogSinkError",

@@ -1,7 +1,8 @@
 # Hand-written stub of the Rust extension; `make lint` checks it with mypy.stubtest.
 import datetime
 import os
-from collections.abc import Mapping, Sequence
+import pathlib
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Protocol, final
 
 __version__: str
@@ -13,7 +14,10 @@ class LogSinkError(AdjutantError): ...
 class BuildError(AdjutantError):
     log: str | None
     exit_code: int | None
-class RepoError(AdjutantError): ...
+class RepoError(AdjutantError):
+    log: str | None
+    exit_code: int | None
+    refuse: bool
 class InvalidSpec(AdjutantError, ValueError): ...
 
 class LogSink(Protocol):
@@ -133,3 +137,43 @@ class PodmanManager:
     def remove(self, handle: ContainerHandle, force: bool = True) -> None: ...
     def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, object]]: ...
     def reap(self, labels: Mapping[str, str]) -> int: ...
+
+@final
+class CreaterepoResult:
+    repodata_dir: pathlib.Path
+    files: list[str]
+    empty: bool
+    logs: list[pathlib.Path]
+    upload_path: str
+    def kojid_result(self, upload_path: str | None = None) -> list[object]: ...
+
+@final
+class CreaterepoAdapter:
+    def __new__(
+        cls,
+        manager: PodmanManager,
+        image: str,
+        *,
+        pull_policy: str = "if-not-present",
+        createrepo_update: bool = True,
+        createrepo_skip_stat: bool = False,
+        limits: ResourceLimits | None = None,
+        selinux_label: str | None = None,
+        log_cap_bytes: int | None = None,
+        timeout: int | None = None,
+    ) -> CreaterepoAdapter: ...
+    @property
+    def image(self) -> str: ...
+    def run(
+        self,
+        ctx: TaskContext,
+        *,
+        repo_dir: str | os.PathLike[str],
+        arch: str,
+        topdir: str | os.PathLike[str] | None = None,
+        groups: str | os.PathLike[str] | None = None,
+        pkglist: str | os.PathLike[str] | None = None,
+        old_repodata: str | os.PathLike[str] | None = None,
+        external_repos: Iterable[Mapping[str, object]] | None = None,
+        sink: LogSink | None = None,
+    ) -> CreaterepoResult: ...

@@ -55,7 +55,10 @@ impl PyCreaterepoAdapter {
             update: createrepo_update,
             skip_stat: createrepo_skip_stat,
             limits: limits.map_or_else(ResourceLimits::default, |l| (&*l).into()),
-            selinux_label: selinux_label.as_deref().map(SelinuxLabel::parse).transpose()?,
+            selinux_label: selinux_label
+                .as_deref()
+                .map(SelinuxLabel::parse)
+                .transpose()?,
             log_cap_bytes,
             timeout,
         };
@@ -139,7 +142,8 @@ fn external_repos_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExternalR
     let Some(obj) = obj.filter(|o| !o.is_none()) else {
         return Ok(Vec::new());
     };
-    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyDict>() {
+    if obj.is_instance_of::<pyo3::types::PyString>() || obj.is_instance_of::<pyo3::types::PyDict>()
+    {
         return Err(Error::invalid("external_repos must be a sequence of dicts").into());
     }
     let mut repos = Vec::new();
@@ -155,7 +159,14 @@ fn external_repos_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExternalR
 /// What a createrepo task produced: `repodata_dir` (in the work dir), its `files` (flat,
 /// sorted, as kojid uploads them), whether the repo is `empty` (EMPTY_REPO written), the
 /// `logs` of the commands that ran, and kojid's `upload_path` for the task.
-#[pyclass(name = "CreaterepoResult", module = "koji_adjutant", frozen, get_all, eq, skip_from_py_object)]
+#[pyclass(
+    name = "CreaterepoResult",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    eq,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyCreaterepoResult {
     pub repodata_dir: PathBuf,
@@ -170,10 +181,20 @@ impl PyCreaterepoResult {
     /// kojid's task result, `[uploadpath, files]`, which the hub's `repoDone` consumes.
     /// `upload_path` defaults to the task's (`tasks/<id % 10000>/<id>`).
     #[pyo3(signature = (upload_path = None))]
-    fn kojid_result<'py>(&self, py: Python<'py>, upload_path: Option<String>) -> PyResult<Bound<'py, PyList>> {
+    fn kojid_result<'py>(
+        &self,
+        py: Python<'py>,
+        upload_path: Option<String>,
+    ) -> PyResult<Bound<'py, PyList>> {
         let path = upload_path.unwrap_or_else(|| self.upload_path.clone());
         let (path, files) = createrepo::render_result(&path, &self.files)?;
-        PyList::new(py, [path.into_pyobject(py)?.into_any(), files.into_pyobject(py)?.into_any()])
+        PyList::new(
+            py,
+            [
+                path.into_pyobject(py)?.into_any(),
+                files.into_pyobject(py)?.into_any(),
+            ],
+        )
     }
 
     fn __repr__(&self) -> String {

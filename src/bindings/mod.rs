@@ -2,7 +2,9 @@
 //! helper. Nothing here decides behaviour; it translates.
 
 pub mod block;
+pub mod buildarch;
 pub mod context;
+pub mod createrepo;
 pub mod errors;
 pub mod manager;
 pub mod sinks;

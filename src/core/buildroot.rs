@@ -1383,14 +1383,33 @@ fn repo_access(repo: &RepoLocation) -> Result<(String, Vec<Mount>)> {
                 )));
             }
             let baseurl = format!("file://{KOJI_TOPDIR_MOUNT}/{rel}");
-            let mount = Mount {
-                host: topdir.clone(),
-                container: KOJI_TOPDIR_MOUNT.to_owned(),
+            // Least privilege: the arch dir (repodata, toplink) here; the package directories
+            // its pkglist names come from [`repo_package_mounts`] (it reads the pkglist).
+            let mounts = vec![Mount {
+                host: arch_dir.clone(),
+                container: format!("{KOJI_TOPDIR_MOUNT}/{rel}"),
                 read_only: true,
-            };
-            Ok((baseurl, vec![mount]))
+            }];
+            Ok((baseurl, mounts))
         }
     }
+}
+
+/// The package directories a local repo's `pkglist` points to, each mounted read-only at its
+/// place under the mounted topdir so the repo's relative `toplink` resolves to them and to
+/// nothing else of the topdir. A URL repo needs none.
+pub fn repo_package_mounts(repo: &RepoLocation) -> Result<Vec<Mount>> {
+    let RepoLocation::Local { arch_dir, topdir } = repo else {
+        return Ok(Vec::new());
+    };
+    Ok(crate::core::createrepo::pkglist_package_dirs(topdir, arch_dir)?
+        .into_iter()
+        .map(|(host, rel)| Mount {
+            host,
+            container: format!("{KOJI_TOPDIR_MOUNT}/{}", rel.display()),
+            read_only: true,
+        })
+        .collect())
 }
 
 /// A dnf repo id for the tag's repo: `koji-<tag>-<repo_id>`, with characters dnf does not
@@ -2025,8 +2044,8 @@ mod tests {
         assert_eq!(
             plan.mounts[0],
             Mount {
-                host: PathBuf::from("/mnt/koji"),
-                container: "/mnt/koji".to_owned(),
+                host: PathBuf::from("/mnt/koji/repos/f40-build/77/x86_64"),
+                container: "/mnt/koji/repos/f40-build/77/x86_64".to_owned(),
                 read_only: true
             }
         );
@@ -2042,7 +2061,8 @@ mod tests {
             plan.repo_baseurl,
             "file:///mnt/koji/repos/f40-build/77/x86_64"
         );
-        assert_eq!(plan.mounts[0].host, PathBuf::from("/srv/kojidata"));
+        assert_eq!(plan.mounts[0].host, PathBuf::from("/srv/kojidata/repos/f40-build/77/x86_64"));
+        assert_eq!(plan.mounts[0].container, "/mnt/koji/repos/f40-build/77/x86_64");
     }
 
     #[test]

@@ -894,7 +894,7 @@ fn parse_pkglist_entry(line: &str) -> Result<PackageEntry<'_>> {
 /// on the host, inside its own packages directory (so `vol/<volume>` may be a symlink to another
 /// filesystem, as Koji volumes are, but nothing can escape) and be a regular file in that very
 /// directory. Past `limit` directories the packages roots are mounted instead.
-fn package_mounts(topdir: &Path, entries: &[&str], limit: usize) -> Result<Vec<RepoMount>> {
+pub(crate) fn package_mounts(topdir: &Path, entries: &[&str], limit: usize) -> Result<Vec<RepoMount>> {
     let mut roots: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for line in entries {
@@ -948,6 +948,22 @@ fn package_mounts(topdir: &Path, entries: &[&str], limit: usize) -> Result<Vec<R
             host_path,
             container_path: topdir.join(rel),
             read_only: true,
+        })
+        .collect())
+}
+
+/// The package directories a repo's `pkglist` points to through `toplink`, each as (host
+/// directory, path relative to the topdir), validated as for createrepo: a buildroot mounts
+/// exactly these (read-only) beside the repo's arch dir, and nothing else of the topdir.
+pub fn pkglist_package_dirs(topdir: &Path, arch_dir: &Path) -> Result<Vec<(PathBuf, PathBuf)>> {
+    let text = read_repo_file(&arch_dir.join("pkglist"), "pkglist")?;
+    let entries: Vec<&str> = text.lines().filter(|l| !l.is_empty()).collect();
+    let mounts = package_mounts(topdir, &entries, MAX_PACKAGE_DIR_MOUNTS)?;
+    Ok(mounts
+        .into_iter()
+        .filter_map(|m| {
+            let rel = m.container_path.strip_prefix(topdir).ok()?.to_path_buf();
+            Some((m.host_path, rel))
         })
         .collect())
 }
@@ -1050,7 +1066,7 @@ pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
         steps.push(Step::CopyOldRepodata {
             from: old.clone(),
             to: repodata_dir.clone(),
-            remove: vec![PKGORIGINS_FILE.to_string(), EMPTY_REPO_FILE.to_string()],
+            remove: vec![PKGORIGINS_FILE.to_string()],
         });
     }
     steps.push(Step::Run(createrepo_command(repo)));
@@ -2170,7 +2186,10 @@ mod tests {
         );
         assert!(repos[0].applies_to("aarch64") && !repos[0].applies_to("ppc64le"));
         assert_eq!(repos[1].merge_mode, MergeMode::Koji);
-        assert!(repos[1].applies_to("ppc64le"), "empty arches apply everywhere");
+        assert!(
+            repos[1].applies_to("ppc64le"),
+            "empty arches apply everywhere"
+        );
         assert_eq!(
             (repos[2].merge_mode, repos[2].arches.clone()),
             (MergeMode::Bare, None)

@@ -136,7 +136,11 @@ pub struct Prepared {
 }
 
 /// Checks everything and plans, without writing anything or talking to podman.
-pub fn prepare(ctx: &TaskContext, opts: &CreaterepoOptions, inputs: RepoInputs) -> Result<Prepared> {
+pub fn prepare(
+    ctx: &TaskContext,
+    opts: &CreaterepoOptions,
+    inputs: RepoInputs,
+) -> Result<Prepared> {
     ctx.validate()?;
     if let Some(cap) = opts.log_cap_bytes {
         if cap < FileSink::MIN_CAP_BYTES {
@@ -182,8 +186,16 @@ pub fn prepare(ctx: &TaskContext, opts: &CreaterepoOptions, inputs: RepoInputs) 
 
 /// The task's container: the plan's mounts at their host paths, no network unless an
 /// external repo needs it, no capabilities, labelled with the task.
-pub fn container_spec(plan: &CreaterepoPlan, ctx: &TaskContext, opts: &CreaterepoOptions, user: &str) -> ContainerSpec {
-    let mut spec = ContainerSpec::new(opts.image.clone(), IDLE_COMMAND.iter().map(|s| s.to_string()).collect());
+pub fn container_spec(
+    plan: &CreaterepoPlan,
+    ctx: &TaskContext,
+    opts: &CreaterepoOptions,
+    user: &str,
+) -> ContainerSpec {
+    let mut spec = ContainerSpec::new(
+        opts.image.clone(),
+        IDLE_COMMAND.iter().map(|s| s.to_string()).collect(),
+    );
     spec.mounts = plan
         .mounts
         .iter()
@@ -191,7 +203,11 @@ pub fn container_spec(plan: &CreaterepoPlan, ctx: &TaskContext, opts: &Createrep
             source: m.host_path.clone(),
             target: m.container_path.clone(),
             read_only: m.read_only,
-            selinux_label: if m.read_only { None } else { opts.selinux_label },
+            selinux_label: if m.read_only {
+                None
+            } else {
+                opts.selinux_label
+            },
         })
         .collect();
     spec.user = Some(user.to_string());
@@ -202,7 +218,9 @@ pub fn container_spec(plan: &CreaterepoPlan, ctx: &TaskContext, opts: &Createrep
         NetworkMode::None
     };
     spec.limits = opts.limits.clone();
-    spec.timeout = opts.timeout.map(|t| t.saturating_add(PODMAN_TIMEOUT_MARGIN));
+    spec.timeout = opts
+        .timeout
+        .map(|t| t.saturating_add(PODMAN_TIMEOUT_MARGIN));
     spec.task_id = Some(ctx.task_id);
     spec
 }
@@ -242,7 +260,11 @@ pub async fn run(
 }
 
 /// What the finished plan produced, read back from the work dir.
-fn outcome(plan: &CreaterepoPlan, ctx: &TaskContext, logs: Vec<PathBuf>) -> Result<CreaterepoOutcome> {
+fn outcome(
+    plan: &CreaterepoPlan,
+    ctx: &TaskContext,
+    logs: Vec<PathBuf>,
+) -> Result<CreaterepoOutcome> {
     let files = createrepo::list_repodata_files(&plan.repodata_dir)?;
     let empty = plan.empty_repo_marker().is_some_and(Path::is_file);
     let task_id = u64::try_from(ctx.task_id)
@@ -271,7 +293,11 @@ async fn run_in_container(
         None => steps.await,
         Some(seconds) => tokio::time::timeout(Duration::from_secs(seconds), steps)
             .await
-            .map_err(|_| Error::Repo(format!("createrepo did not finish within its timeout of {seconds}s")))?,
+            .map_err(|_| {
+                Error::Repo(format!(
+                    "createrepo did not finish within its timeout of {seconds}s"
+                ))
+            })?,
     }
 }
 
@@ -306,7 +332,9 @@ async fn run_steps(
 }
 
 /// Runs file work off the runtime's threads, so signal checks and other tasks keep going.
-async fn blocking<T: Send + 'static>(work: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T> + Send + 'static,
+) -> Result<T> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| Error::io("host file step", std::io::Error::other(e.to_string())))?
@@ -326,14 +354,17 @@ async fn run_command(
     let mut tee = CommandSink { log, caller: sink };
     // kojid's log_output starts each log with the command line.
     let header = format!("$ {}\n", command.argv.join(" "));
-    tee.write(Stream::Stdout, header.as_bytes()).map_err(Error::Sink)?;
+    tee.write(Stream::Stdout, header.as_bytes())
+        .map_err(Error::Sink)?;
     let options = ExecOptions {
         environment: command.env.clone(),
         workdir: Some(command.cwd.clone()),
         user: Some(prepared.user.clone()),
     };
     debug!(target: LOG_TARGET, argv = ?command.argv, log = %log_path.display(), "running");
-    let code = client.exec(id, &command.argv, &options, &mut tee, cancel).await?;
+    let code = client
+        .exec(id, &command.argv, &options, &mut tee, cancel)
+        .await?;
     if code != 0 {
         return Err(command.failed(exit_outcome(code), log_path, code));
     }
@@ -379,12 +410,18 @@ fn host_step(step: &Step, owner: (u32, u32)) -> Result<()> {
     match step {
         Step::CreateDir { path } => create_dir(path, owner),
         Step::CopyOldRepodata { from, to, remove } => copy_old_repodata(from, to, remove, owner),
-        Step::Rename { from, to } => {
-            fs::rename(from, to).map_err(|e| Error::io(format!("renaming {} to {}", from.display(), to.display()), e))
-        }
+        Step::Rename { from, to } => fs::rename(from, to).map_err(|e| {
+            Error::io(
+                format!("renaming {} to {}", from.display(), to.display()),
+                e,
+            )
+        }),
         Step::WriteFile { path, contents } => write_file(path, contents.as_bytes(), owner),
         // Commands run in the container; the caller never hands one here.
-        Step::Run(command) => Err(Error::invalid(format!("{:?} is not a host step", command.argv))),
+        Step::Run(command) => Err(Error::invalid(format!(
+            "{:?} is not a host step",
+            command.argv
+        ))),
     }
 }
 
@@ -446,7 +483,8 @@ fn set_mode(path: &Path, mode: u32) -> Result<()> {
 /// Hands a host-created entry to the container's user (a no-op in the usual case, where
 /// both are root).
 fn give(path: &Path, (uid, gid): (u32, u32)) -> Result<()> {
-    let meta = fs::symlink_metadata(path).map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
+    let meta = fs::symlink_metadata(path)
+        .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
     if (meta.uid(), meta.gid()) == (uid, gid) {
         return Ok(());
     }
@@ -492,7 +530,8 @@ mod tests {
     impl Scratch {
         fn new(what: &str) -> Scratch {
             let n = COUNTER.fetch_add(1, Ordering::SeqCst);
-            let dir = std::env::temp_dir().join(format!("adj-crrun-{what}-{}-{n}", std::process::id()));
+            let dir =
+                std::env::temp_dir().join(format!("adj-crrun-{what}-{}-{n}", std::process::id()));
             let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
             Scratch(dir)
@@ -525,7 +564,12 @@ mod tests {
         fs::write(arch_dir.join("blocklist"), "").unwrap();
         let work = s.0.join("work/tasks/1234/11234");
         fs::create_dir_all(&work).unwrap();
-        let ctx = TaskContext { task_id: 11234, work_dir: work, worker_id: None, log_dir: None };
+        let ctx = TaskContext {
+            task_id: 11234,
+            work_dir: work,
+            worker_id: None,
+            log_dir: None,
+        };
         let inputs = RepoInputs {
             repo_dir: top.join("repos/f40-build/7"),
             arch: "x86_64".into(),
@@ -558,7 +602,11 @@ mod tests {
         for mount in &spec.mounts {
             assert_eq!(mount.source == ctx.work_dir, !mount.read_only, "{mount:?}");
             // Shared Koji storage is never relabelled.
-            let label = if mount.read_only { None } else { Some(SelinuxLabel::Private) };
+            let label = if mount.read_only {
+                None
+            } else {
+                Some(SelinuxLabel::Private)
+            };
             assert_eq!(mount.selinux_label, label, "{mount:?}");
         }
     }
@@ -582,11 +630,20 @@ mod tests {
         let s = Scratch::new("opts");
         let (ctx, inputs) = koji(&s);
         let bad = [
-            CreaterepoOptions { log_cap_bytes: Some(10), ..CreaterepoOptions::new("img") },
-            CreaterepoOptions { timeout: Some(0), ..CreaterepoOptions::new("img") },
+            CreaterepoOptions {
+                log_cap_bytes: Some(10),
+                ..CreaterepoOptions::new("img")
+            },
+            CreaterepoOptions {
+                timeout: Some(0),
+                ..CreaterepoOptions::new("img")
+            },
             CreaterepoOptions::new("--privileged"),
             CreaterepoOptions {
-                limits: ResourceLimits { pids: Some(0), ..ResourceLimits::default() },
+                limits: ResourceLimits {
+                    pids: Some(0),
+                    ..ResourceLimits::default()
+                },
                 ..CreaterepoOptions::new("img")
             },
         ];
@@ -597,8 +654,15 @@ mod tests {
         let mut missing_arch = inputs;
         missing_arch.arch = "aarch64".into();
         let err = prepare(&ctx, &CreaterepoOptions::new("img"), missing_arch).unwrap_err();
-        assert!(matches!(&err, Error::Repo(m) if m.starts_with("Repo directory missing")), "{err:?}");
-        assert_eq!(fs::read_dir(&ctx.work_dir).unwrap().count(), 0, "nothing written");
+        assert!(
+            matches!(&err, Error::Repo(m) if m.starts_with("Repo directory missing")),
+            "{err:?}"
+        );
+        assert_eq!(
+            fs::read_dir(&ctx.work_dir).unwrap().count(),
+            0,
+            "nothing written"
+        );
     }
 
     #[test]
@@ -607,7 +671,12 @@ mod tests {
         let owner = owner_of(&s.0);
         let old = s.0.join("old/repodata");
         fs::create_dir_all(&old).unwrap();
-        for name in ["repomd.xml", "abc-primary.xml.gz", "EMPTY_REPO", "pkgorigins.gz"] {
+        for name in [
+            "repomd.xml",
+            "abc-primary.xml.gz",
+            "EMPTY_REPO",
+            "pkgorigins.gz",
+        ] {
             fs::write(old.join(name), name).unwrap();
             set_mode(&old.join(name), 0o600).unwrap();
         }
@@ -616,22 +685,49 @@ mod tests {
         host_step(&Step::CreateDir { path: out.clone() }, owner).unwrap();
         let to = out.join("repodata");
         let remove = vec!["EMPTY_REPO".to_string(), "pkgorigins.gz".to_string()];
-        host_step(&Step::CopyOldRepodata { from: old.clone(), to: to.clone(), remove }, owner).unwrap();
-        let mut copied: Vec<String> =
-            fs::read_dir(&to).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        host_step(
+            &Step::CopyOldRepodata {
+                from: old.clone(),
+                to: to.clone(),
+                remove,
+            },
+            owner,
+        )
+        .unwrap();
+        let mut copied: Vec<String> = fs::read_dir(&to)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         copied.sort();
         assert_eq!(copied, ["abc-primary.xml.gz", "repomd.xml"]);
-        assert_eq!(fs::read_to_string(to.join("repomd.xml")).unwrap(), "repomd.xml");
+        assert_eq!(
+            fs::read_to_string(to.join("repomd.xml")).unwrap(),
+            "repomd.xml"
+        );
         assert_eq!(mode(&to.join("repomd.xml")), 0o644);
         assert_eq!(mode(&out), 0o755);
 
         let marker = to.join("EMPTY_REPO");
-        host_step(&Step::WriteFile { path: marker.clone(), contents: "empty\n".into() }, owner).unwrap();
+        host_step(
+            &Step::WriteFile {
+                path: marker.clone(),
+                contents: "empty\n".into(),
+            },
+            owner,
+        )
+        .unwrap();
         assert_eq!(fs::read_to_string(&marker).unwrap(), "empty\n");
         assert_eq!(mode(&marker), 0o644);
 
         let moved = s.0.join("work/repo_7_premerge");
-        host_step(&Step::Rename { from: out.clone(), to: moved.clone() }, owner).unwrap();
+        host_step(
+            &Step::Rename {
+                from: out.clone(),
+                to: moved.clone(),
+            },
+            owner,
+        )
+        .unwrap();
         assert!(moved.join("repodata/repomd.xml").is_file() && !out.exists());
     }
 
@@ -674,7 +770,10 @@ mod tests {
         let s = Scratch::new("tee");
         let path = s.0.join("createrepo.log");
         let mut caller = Failing;
-        let mut tee = CommandSink { log: FileSink::create(&path, FileSinkOptions::default()).unwrap(), caller: &mut caller };
+        let mut tee = CommandSink {
+            log: FileSink::create(&path, FileSinkOptions::default()).unwrap(),
+            caller: &mut caller,
+        };
         let err = tee.write(Stream::Stderr, b"line\n").unwrap_err();
         assert_eq!(err.to_string(), "caller sink failed");
         tee.finish().unwrap();

@@ -16,3 +16,4 @@ pub mod frames;
 pub mod podman;
 pub mod runtime;
 pub mod task;
+pub mod buildarch;

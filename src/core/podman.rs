@@ -76,6 +76,28 @@ pub struct ContainerSummary {
     pub labels: BTreeMap<String, String>,
 }
 
+/// A local image as `images_with_label` reports it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageSummary {
+    pub id: String,
+    pub size: u64,
+    pub created: i64,
+    pub labels: BTreeMap<String, String>,
+}
+
+/// Percent-encodes a query value (RFC 3986 unreserved characters pass).
+fn encode(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
 /// Options of one `exec`.
 #[derive(Debug, Clone, Default)]
 pub struct ExecOptions {
@@ -233,6 +255,18 @@ impl PodmanClient {
                 message: podman_message(&e),
             }),
         }
+    }
+
+    /// The architecture a local image was built for (`amd64`, `arm64`, ...).
+    pub async fn image_arch(&self, image: &str) -> Result<String> {
+        let info = self.podman.images().get(image).inspect().await.map_err(|e| Error::Image {
+            image: image.to_string(),
+            message: podman_message(&e),
+        })?;
+        info.architecture.filter(|a| !a.is_empty()).ok_or_else(|| Error::Image {
+            image: image.to_string(),
+            message: "the image does not say which architecture it is for".into(),
+        })
     }
 
     async fn pull(&self, image: &str) -> Result<()> {
@@ -625,6 +659,77 @@ impl PodmanClient {
             .await
             .map(|_| ())
             .map_err(|e| cerr("network disconnect", e))
+    }
+
+    /// Connects a container to a network (a URL repo's install steps need it back).
+    pub async fn connect(&self, id: &str, network: &str) -> Result<()> {
+        let body = serde_json::to_vec(&serde_json::json!({"container": id}))
+            .map_err(|e| Error::container("connect", e))?;
+        self.raw
+            .post(Self::ep(format!("/networks/{network}/connect")), Payload::Json(body), Headers::none())
+            .await
+            .map(|_| ())
+            .map_err(|e| cerr("network connect", e))
+    }
+
+    /// Saves a container's filesystem as the image `repo:tag` with `labels`; returns its ID.
+    pub async fn commit(&self, id: &str, repo: &str, tag: &str, labels: &BTreeMap<String, String>) -> Result<String> {
+        let mut query = format!(
+            "container={}&repo={}&tag={}&pause=true",
+            encode(id),
+            encode(repo),
+            encode(tag)
+        );
+        for (k, v) in labels {
+            query.push_str(&format!("&changes={}", encode(&format!("LABEL {k}={v}"))));
+        }
+        let reply: serde_json::Value = self
+            .raw
+            .post_json(Self::ep(format!("/commit?{query}")), Payload::empty(), Headers::none())
+            .await
+            .map_err(|e| cerr("commit", e))?;
+        reply
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::container("commit", format!("unexpected reply {reply}")))
+    }
+
+    /// Local images carrying the label `key=value`.
+    pub async fn images_with_label(&self, key: &str, value: &str) -> Result<Vec<ImageSummary>> {
+        let filters = serde_json::json!({"label": [format!("{key}={value}")]}).to_string();
+        let listed: Vec<serde_json::Value> = self
+            .raw
+            .get_json(Self::ep(format!("/images/json?filters={}", encode(&filters))))
+            .await
+            .map_err(|e| cerr("list images", e))?;
+        Ok(listed
+            .into_iter()
+            .map(|img| ImageSummary {
+                id: img.get("Id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                size: img.get("Size").and_then(|v| v.as_u64()).unwrap_or(0),
+                created: img.get("Created").and_then(|v| v.as_i64()).unwrap_or(0),
+                labels: img
+                    .get("Labels")
+                    .and_then(|v| v.as_object())
+                    .map(|m| {
+                        m.iter()
+                            .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                            .collect()
+                    })
+                    .unwrap_or_default(),
+            })
+            .collect())
+    }
+
+    /// Removes a local image; one still used by a container is left (`Ok(false)`).
+    pub async fn remove_image(&self, id: &str) -> Result<bool> {
+        match self.raw.delete(Self::ep(format!("/images/{}", encode(id)))).await {
+            Ok(_) => Ok(true),
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(true),
+            Err(e) if fault_code(&e) == Some(StatusCode::CONFLICT) => Ok(false),
+            Err(e) => Err(cerr("remove image", e)),
+        }
     }
 
     /// Containers (any state) carrying all of `labels`.

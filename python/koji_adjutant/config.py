@@ -1,0 +1,310 @@
+"""The kojid plugin's configuration: ``/etc/kojid/plugins/adjutant.conf``, section ``[adjutant]``.
+
+kojid refuses to start on any section but ``[kojid]`` or any key it does not know in its own
+config file, so, like kojid's runroot plugin, koji-adjutant keeps its settings in a file of its
+own under ``/etc/kojid/plugins/``. The path can be moved with ``KOJI_ADJUTANT_CONFIG`` and
+every key can be overridden with ``KOJI_ADJUTANT_<KEY>`` (upper case), which is what tests and
+container deployments use.
+
+Every value is parsed and checked here, once, into a frozen :class:`AdjutantConfig`. A bad
+value raises :class:`ConfigError` whose message names the key, the value and what is allowed;
+the kojid glue turns that into a refused task (kojid itself keeps running), so an admin finds
+the message in kojid's log and in the hub's scheduler log. ``docs/config.md`` lists every key
+with its default; keep the two in step.
+"""
+
+from __future__ import annotations
+
+import configparser
+import dataclasses
+import math
+import os
+import re
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Callable, Optional, TypeVar
+
+__all__ = [
+    "CONFIG_ENV",
+    "DEFAULT_CONFIG_PATH",
+    "ENV_PREFIX",
+    "SECTION",
+    "AdjutantConfig",
+    "ConfigError",
+    "check_image_reference",
+    "load_config",
+    "parse_size",
+]
+
+#: Where kojid builder plugins keep their configuration (runroot uses the same directory).
+DEFAULT_CONFIG_PATH = "/etc/kojid/plugins/adjutant.conf"
+#: Environment variable naming another config file.
+CONFIG_ENV = "KOJI_ADJUTANT_CONFIG"
+#: Prefix of the per-key environment overrides (``KOJI_ADJUTANT_TASK_IMAGE`` ...).
+ENV_PREFIX = "KOJI_ADJUTANT_"
+SECTION = "adjutant"
+
+PULL_POLICIES = ("always", "if-not-present", "never")
+SELINUX_LABELS = ("z", "Z")
+NETWORK_POLICIES = ("auto", "none", "repo")
+_NONE_WORDS = ("", "none")
+_TRUE_WORDS = ("1", "yes", "true", "on")
+_FALSE_WORDS = ("0", "no", "false", "off")
+_SIZE_RE = re.compile(r"(?P<number>[0-9]+)\s*(?P<unit>[kmgt]?)(?:i?b)?", re.IGNORECASE)
+_SIZE_UNITS = {"": 1, "k": 1024, "m": 1024**2, "g": 1024**3, "t": 1024**4}
+# A podman label value is free text, but the worker id also names things in logs and docs:
+# keep it to what a host name or a systemd instance name may contain.
+_WORKER_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}")
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key, the value and the rule."""
+
+
+def _default_worker_id() -> str:
+    """The host name, which is also what the Rust PodmanManager defaults to."""
+    return socket.gethostname() or "localhost"
+
+
+@dataclass(frozen=True)
+class AdjutantConfig:
+    """The ``[adjutant]`` settings, typed. Field names are the config keys."""
+
+    #: Podman's REST API socket (a path or a ``unix://`` URL).
+    podman_socket: str = "unix:///run/podman/podman.sock"
+    #: Label ``io.koji.adjutant.worker_id`` on every container; unique per kojid.
+    worker_id: str = dataclasses.field(default_factory=_default_worker_id)
+    #: Image for tasks whose tag names none (tag extra ``adjutant.image*`` wins); ``None`` means
+    #: every tag must name its image.
+    task_image: Optional[str] = None
+    pull_policy: str = "if-not-present"
+    #: SELinux relabel option for bind mounts (``z`` shared, ``Z`` private), or ``None``.
+    selinux_label: Optional[str] = None
+    memory_limit: Optional[int] = None
+    cpus: Optional[float] = None
+    pids_limit: Optional[int] = 4096
+    #: How buildArch reaches its repo, and so which steps get a network (see docs/config.md).
+    network: str = "auto"
+    #: Where each task's ``<task_id>/container.log`` is kept after the task; ``None``: nowhere.
+    log_dir: Optional[str] = None
+    #: Cap on the bytes kept per log file; ``None``: no cap.
+    log_cap_bytes: Optional[int] = None
+    buildroot_cache: bool = True
+    #: Cached buildroots kept per worker (least recently used removed first); ``None``: no cap.
+    buildroot_cache_max_entries: Optional[int] = 20
+    #: Seconds an unused cached buildroot is kept; ``None``: no limit.
+    buildroot_cache_max_age: Optional[int] = 7 * 86400
+    #: Seconds a createrepo task's container may run; ``None``: no limit.
+    createrepo_timeout: Optional[int] = None
+    #: Koji external repo (name or id) that image RPMs in a buildroot are recorded against.
+    image_external_repo: Optional[str] = None
+    #: Remove this worker's leftover containers when kojid starts.
+    reap_on_start: bool = True
+
+    def limits_kwargs(self) -> dict[str, object]:
+        """Keyword arguments for ``koji_adjutant.ResourceLimits``."""
+        return {"memory_bytes": self.memory_limit, "cpus": self.cpus, "pids": self.pids_limit}
+
+
+# -- value parsers: each takes the raw string and returns the typed value or raises ValueError
+#    with the rule, which _parse() prefixes with the key and the value.
+
+
+def _optional(parse: Callable[[str], T]) -> Callable[[str], Optional[T]]:
+    def parse_optional(raw: str) -> Optional[T]:
+        if raw.strip().lower() in _NONE_WORDS:
+            return None
+        return parse(raw)
+
+    parse_optional.__doc__ = parse.__doc__
+    return parse_optional
+
+
+def _text(raw: str) -> str:
+    """a non-empty string"""
+    value = raw.strip()
+    if not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _choice(*allowed: str) -> Callable[[str], str]:
+    def parse_choice(raw: str) -> str:
+        value = raw.strip()
+        if value not in allowed:
+            raise ValueError(f"expected one of {', '.join(allowed)}")
+        return value
+
+    return parse_choice
+
+
+def _bool(raw: str) -> bool:
+    value = raw.strip().lower()
+    if value in _TRUE_WORDS:
+        return True
+    if value in _FALSE_WORDS:
+        return False
+    raise ValueError(f"expected a boolean ({'/'.join(_TRUE_WORDS)} or {'/'.join(_FALSE_WORDS)})")
+
+
+def _positive_int(raw: str) -> int:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        raise ValueError("expected a whole number greater than 0") from None
+    if value < 1:
+        raise ValueError("expected a whole number greater than 0")
+    return value
+
+
+def _positive_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number greater than 0") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ValueError("expected a number greater than 0")
+    return value
+
+
+def parse_size(raw: str) -> int:
+    """A byte count: a whole number with an optional binary unit (``512M``, ``4G``, ``4GiB``)."""
+    match = _SIZE_RE.fullmatch(raw.strip())
+    if match is None:
+        raise ValueError("expected a size in bytes, optionally with a unit K, M, G or T (binary)")
+    value = int(match.group("number")) * _SIZE_UNITS[match.group("unit").lower()]
+    if value < 1:
+        raise ValueError("expected a size greater than 0")
+    return value
+
+
+def _socket(raw: str) -> str:
+    value = raw.strip()
+    path = value[len("unix://") :] if value.startswith("unix://") else value
+    if not path.startswith("/"):
+        raise ValueError("expected an absolute socket path or a unix:// URL")
+    return value
+
+
+def _abs_path(raw: str) -> str:
+    value = raw.strip()
+    if not os.path.isabs(value):
+        raise ValueError("expected an absolute path")
+    return os.path.normpath(value)
+
+
+def _worker_id(raw: str) -> str:
+    value = raw.strip()
+    if not _WORKER_ID_RE.fullmatch(value):
+        raise ValueError(
+            "expected 1-128 characters of letters, digits and . _ @ : - (starting with a"
+            " letter or digit)"
+        )
+    return value
+
+
+# An image reference as podman parses it (containers/image's docker reference grammar):
+# [domain[:port]/]path[:tag][@digest], path components lower case.
+_DOMAIN_PART = r"(?:[a-zA-Z0-9]|[a-zA-Z0-9][a-zA-Z0-9-]*[a-zA-Z0-9])"
+_DOMAIN = rf"(?:{_DOMAIN_PART}(?:\.{_DOMAIN_PART})*(?::[0-9]+)?)"
+_PATH_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_TAG = r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}"
+_DIGEST = r"[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,}"
+_IMAGE_RE = re.compile(
+    rf"(?:{_DOMAIN}/)?{_PATH_COMPONENT}(?:/{_PATH_COMPONENT})*(?::{_TAG})?(?:@{_DIGEST})?"
+)
+
+
+def check_image_reference(value: str) -> str:
+    """``value`` if it is a well-formed image reference, else ValueError saying what is allowed."""
+    if len(value) > 255 or not _IMAGE_RE.fullmatch(value):
+        raise ValueError(
+            "expected an image reference [registry[:port]/]name[:tag][@digest] (name in"
+            " lower case, no spaces)"
+        )
+    return value
+
+
+def _image(raw: str) -> str:
+    return check_image_reference(raw.strip())
+
+
+_PARSERS: dict[str, Callable[[str], object]] = {
+    "podman_socket": _socket,
+    "worker_id": _worker_id,
+    "task_image": _optional(_image),
+    "pull_policy": _choice(*PULL_POLICIES),
+    "selinux_label": _optional(_choice(*SELINUX_LABELS)),
+    "memory_limit": _optional(parse_size),
+    "cpus": _optional(_positive_float),
+    "pids_limit": _optional(_positive_int),
+    "network": _choice(*NETWORK_POLICIES),
+    "log_dir": _optional(_abs_path),
+    "log_cap_bytes": _optional(parse_size),
+    "buildroot_cache": _bool,
+    "buildroot_cache_max_entries": _optional(_positive_int),
+    "buildroot_cache_max_age": _optional(_positive_int),
+    "createrepo_timeout": _optional(_positive_int),
+    "image_external_repo": _optional(_text),
+    "reap_on_start": _bool,
+}
+
+assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}
+
+
+def _parse(key: str, raw: str, origin: str) -> object:
+    try:
+        return _PARSERS[key](raw)
+    except ValueError as exc:
+        raise ConfigError(f"{origin}: invalid value for {key}: {raw!r}: {exc}") from None
+
+
+def _read_file(path: str) -> dict[str, str]:
+    """The ``[adjutant]`` section as raw strings; a missing file is an empty section."""
+    parser = configparser.ConfigParser(interpolation=None, default_section="\0no-defaults")
+    try:
+        with open(path, encoding="utf-8") as handle:
+            parser.read_file(handle, source=path)
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, configparser.Error) as exc:
+        raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
+    extra = [name for name in parser.sections() if name != SECTION]
+    if extra:
+        raise ConfigError(
+            f"{path}: unknown section [{extra[0]}]: only [{SECTION}] is allowed"
+        )
+    if not parser.has_section(SECTION):
+        return {}
+    values = dict(parser.items(SECTION))
+    for key in values:
+        if key not in _PARSERS:
+            raise ConfigError(
+                f"{path}: unknown key {key!r} in [{SECTION}]; known keys: {', '.join(_PARSERS)}"
+            )
+    return values
+
+
+def load_config(
+    path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None
+) -> AdjutantConfig:
+    """Read the config file and the environment overrides into an :class:`AdjutantConfig`.
+
+    ``path`` defaults to ``$KOJI_ADJUTANT_CONFIG`` or :data:`DEFAULT_CONFIG_PATH`; a missing
+    file means all defaults. ``environ`` defaults to ``os.environ``; a set
+    ``KOJI_ADJUTANT_<KEY>`` wins over the file. Raises :class:`ConfigError`.
+    """
+    env = os.environ if environ is None else environ
+    if path is None:
+        path = env.get(CONFIG_ENV) or DEFAULT_CONFIG_PATH
+    values: dict[str, object] = {}
+    for key, raw in _read_file(path).items():
+        values[key] = _parse(key, raw, f"{path} [{SECTION}]")
+    for key in _PARSERS:
+        name = ENV_PREFIX + key.upper()
+        if name in env:
+            values[key] = _parse(key, env[name], f"environment {name}")
+    return AdjutantConfig(**values)  # type: ignore[arg-type]

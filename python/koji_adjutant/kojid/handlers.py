@@ -1,0 +1,497 @@
+"""kojid's buildArch and createrepo task handlers, running their work in containers.
+
+:func:`make_handlers` builds two classes from the kojid classes it is given: a subclass of
+kojid's own ``BuildArchTask`` and one of its ``CreaterepoTask``, with the same ``Methods``, so
+that kojid (which registers plugin handlers after its own) dispatches those methods to them.
+Everything kojid does around the tool run is kojid's own code, inherited: the task weight and
+``updateWeight``, ``checkHost``, ``find_arch``, ``localPath``, ``uploadFile``,
+``run_callbacks`` (``postCreateRepo``), ``srpm_sanity_checks``, the work dir handling of
+``BaseTaskHandler.run``, and, in the buildroot record, ``markExternalRPMs``/``mapInternalRPMs``
+and kojid's ``BuildRootLogs``. The handlers themselves follow kojid 1.35.3's handler bodies step
+by step (the comments name the steps of the hub conversation documented in
+``tests/hubfake/server.py``) and replace only what ran mock or createrepo_c on the host.
+
+Where the hub traffic differs from kojid's, on purpose:
+
+* buildArch uploads no ``mock_config.log`` (there is no mock config); its logs are the
+  adapter's ``build.log``, ``root.log``, ``state.log`` and ``container.log``.
+* buildArch picks the concrete arch of a noarch task deterministically (the task's arch, else
+  the builder's own) where kojid picks at random: an image builds only its own arch family.
+* createrepo asks for ``getBuildConfig`` of the repo's tag first (to choose the image from the
+  tag's inherited extra), and asks for ``getExternalRepoList`` before running createrepo_c
+  rather than after (one container run does createrepo and mergerepo). Both are reads.
+
+Host problems (invalid ``adjutant.conf``, Podman not answering, no repos dir) refuse the task,
+as kojid refuses a createrepo task on a builder without the repos mount, so that a builder
+that is set up correctly takes it. Problems of the tag (an invalid ``adjutant.image`` extra) and
+of the build fail it, with kojid's messages where kojid has one.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Callable, Optional
+
+import koji
+import koji.tasks
+from koji.tasks import RefuseTask
+
+import koji_adjutant
+from koji_adjutant.config import AdjutantConfig, ConfigError, load_config
+from koji_adjutant.kojid import compat, reaper
+from koji_adjutant.kojid.buildroot import ContainerBuildRootMixin
+from koji_adjutant.kojid.images import ImageChoice, select_image
+from koji_adjutant.kojid.logs import LiveUpload, LogWatcher, TaskLogUploads
+
+__all__ = ["BuildArchMixin", "CreaterepoMixin", "Handlers", "make_handlers"]
+
+logger = logging.getLogger("koji.build.adjutant")
+
+#: Interval of the incremental log uploads, as kojid's mock and log_output loops.
+LOG_UPLOAD_INTERVAL = 1.0
+
+
+@dataclass(frozen=True)
+class Handlers:
+    """The two handler classes made for one kojid."""
+
+    build_arch: type[koji.tasks.BaseTaskHandler]
+    createrepo: type[koji.tasks.BaseTaskHandler]
+
+
+@dataclass
+class _Runtime:
+    """What a task needs from the builder: its config and a Podman connection."""
+
+    config: AdjutantConfig
+    manager: Any  # koji_adjutant.PodmanManager
+
+
+class AdjutantTaskMixin:
+    """Config, Podman connection, orphan reaping and the lease, shared by both handlers."""
+
+    # set on the classes make_handlers builds
+    log_upload_interval: float = LOG_UPLOAD_INTERVAL
+
+    id: int
+    workdir: str
+    options: Any
+    session: koji.ClientSession
+    logger: logging.Logger
+
+    def adjutant_config(self) -> AdjutantConfig:
+        """This builder's ``adjutant.conf``, read for every task (like kojid's runroot plugin),
+        so a fixed file applies to the next task without restarting kojid."""
+        try:
+            return load_config()
+        except ConfigError as exc:
+            raise RefuseTask(f"koji-adjutant configuration error: {exc}") from None
+
+    def adjutant_runtime(self) -> _Runtime:
+        """Config and Podman, checked before the first hub call; then reap and take the lease."""
+        config = self.adjutant_config()
+        try:
+            manager = koji_adjutant.PodmanManager(
+                config.podman_socket, worker_id=config.worker_id
+            )
+            manager.ping()
+        except koji_adjutant.AdjutantError as exc:
+            raise RefuseTask(
+                f"koji-adjutant: podman service at {config.podman_socket} does not answer: {exc}"
+            ) from None
+        try:
+            reaper.reap_orphans(
+                manager,
+                worker_id=config.worker_id,
+                workdir_root=self.options.workdir,
+                keep=(self.id,),
+            )
+        except koji_adjutant.AdjutantError as exc:
+            self.logger.warning("koji-adjutant: reaping orphaned containers failed: %s", exc)
+        reaper.write_lease(self.workdir, self.id, config.worker_id)
+        return _Runtime(config, manager)
+
+    def adjutant_context(self, config: AdjutantConfig) -> Any:
+        return koji_adjutant.TaskContext(
+            self.id, self.workdir, worker_id=config.worker_id, log_dir=config.log_dir
+        )
+
+    def adjutant_limits(self, config: AdjutantConfig) -> Any:
+        return koji_adjutant.ResourceLimits(**config.limits_kwargs())
+
+
+def _failure_detail(exc: BaseException) -> str:
+    """The adapter's message plus kojid's pointer to the log that tells more."""
+    log = getattr(exc, "log", None)
+    if log:
+        return f"{exc}; see {os.path.basename(log)} for more information"
+    return str(exc)
+
+
+class BuildArchMixin(AdjutantTaskMixin):
+    """``buildArch(pkg, root, arch, keep_srpm, opts)`` in a container (see module doc)."""
+
+    buildroot_class: type[Any]
+    log_watcher_class: Callable[..., Any]
+    params: list[Any]
+
+    def choose_noarch_arch(self, arch: str) -> Optional[str]:
+        """kojid's preferred arch for a noarch task (the task's), else this builder's own."""
+        if arch != "noarch":
+            return None
+        task = self.session.getTaskInfo(self.id)
+        if task["arch"] != "noarch":
+            return str(task["arch"])
+        return koji.canonArch(os.uname().machine)
+
+    def buildroot_repo(self, config: AdjutantConfig, repo_info: Mapping[str, Any], br_arch: str):
+        """The repo the buildroot installs from, per the ``network`` policy: a local arch dir
+        (nothing in the container needs a network) or its topurl URL (dnf steps get one).
+        Returns (repo, topdir or None)."""
+        topdir = self.options.topdir
+        local = os.path.join(
+            koji.PathInfo(topdir=topdir).repo(repo_info["id"], repo_info["tag_name"]), br_arch
+        )
+        local_ok = bool(topdir) and os.path.isfile(os.path.join(local, "repodata", "repomd.xml"))
+        topurl = getattr(self.options, "topurl", None)
+        if config.network == "none" or (config.network == "auto" and (local_ok or not topurl)):
+            if not local_ok:
+                raise RefuseTask(
+                    f"koji-adjutant: network = {config.network} needs the repo on the local"
+                    f" topdir, but {local}/repodata/repomd.xml is not readable here"
+                )
+            return local, topdir
+        if not topurl:
+            raise RefuseTask("koji-adjutant: network = repo needs kojid's topurl")
+        url = f"{topurl.rstrip('/')}/repos/{repo_info['tag_name']}/{repo_info['id']}/{br_arch}"
+        return url, None
+
+    def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
+        """Build ``work/<pkg>`` for ``arch`` in a container buildroot of tag ``root``."""
+        runtime = self.adjutant_runtime()
+        config = runtime.config
+        if opts is None:
+            opts = {}
+        repo_id = opts.get("repo_id")
+        if not repo_id:
+            raise koji.BuildError("A repo id must be provided")
+        # 1. the repo and its event
+        repo_info = self.session.repoInfo(repo_id, strict=True)
+        event_id = repo_info["create_event"]
+        fn = self.localPath(f"work/{pkg}")  # type: ignore[attr-defined]
+        if not os.path.exists(fn):
+            raise koji.BuildError(f"SRPM file missing: {fn}")
+        header = koji.get_rpm_header(fn)
+        name = koji.get_header_field(header, "name")
+        if not koji.get_header_field(header, "sourcepackage"):
+            raise koji.BuildError("not a source package")
+        # 2. weight by the package's average build time
+        self.updateWeight(name)  # type: ignore[attr-defined]
+        # 3.-5. the buildroot arch
+        preferred = self.choose_noarch_arch(arch)
+        host = self.session.host.getHost()
+        build_config = self.session.getBuildConfig(root, event=event_id)
+        br_arch = self.find_arch(  # type: ignore[attr-defined]
+            arch, host, build_config, preferred_arch=preferred
+        )
+        image = select_image(
+            build_config.get("extra"),
+            tag_name=build_config["name"],
+            method="buildArch",
+            arch=koji.canonArch(br_arch),
+            default=config.task_image,
+        )
+        repo, topdir = self.buildroot_repo(config, repo_info, koji.canonArch(br_arch))
+        self.logger.info("buildArch in image %s (from %s), repo %s", image.image, image.source, repo)
+        # 6.-8. the hub's buildroot record
+        broot = self.buildroot_class(
+            self.session, self.options, root, br_arch, self.id, repo_id=repo_id, workdir=self.workdir
+        )
+        result = self.run_build(runtime, image, broot, fn, arch, keep_srpm, repo, topdir)
+        # 15. the buildroot after the build
+        broot.update_list(result.buildroot)
+        return self.upload_results(broot, result, keep_srpm)
+
+    def run_build(self, runtime, image: ImageChoice, broot, fn, arch, keep_srpm, repo, topdir):  # type: ignore[no-untyped-def]
+        """10.-14.: the adapter run, with the logs streamed and the buildroot recorded."""
+        config = runtime.config
+        adapter = koji_adjutant.BuildArchAdapter(
+            runtime.manager,
+            image=image.image,
+            pull_policy=config.pull_policy,
+            vendor=self.options.vendor,
+            packager=self.options.packager,
+            distribution=self.options.distribution,
+            rpmbuild_timeout=self.options.rpmbuild_timeout,
+            limits=self.adjutant_limits(config),
+            selinux_label=config.selinux_label,
+            image_external_repo=config.image_external_repo,
+            cache=config.buildroot_cache,
+            log_cap_bytes=config.log_cap_bytes,
+        )
+        koji.ensuredir(broot.resultdir())
+        watcher = self.log_watcher_class(
+            broot,
+            [os.path.join(broot.resultdir(), "*.log")],
+            with_ts=bool(getattr(self.options, "log_timestamps", False)),
+        )
+        uploads = LiveUpload(
+            watcher.sync_logs,
+            watcher.close_logs,
+            interval=self.log_upload_interval,
+            logger=self.logger,
+        )
+        installed: list[Any] = []
+        callback_errors: list[BaseException] = []
+
+        def on_buildroot_ready(packages: list[dict[str, Any]]) -> None:
+            # 12.-13. list the installed buildroot in INIT, then BUILDING
+            try:
+                with uploads.session():
+                    broot.set_initial_list(packages)
+            except BaseException as exc:
+                callback_errors.append(exc)
+                raise
+            installed[:] = packages
+
+        try:
+            with uploads:
+                return adapter.run(
+                    self.adjutant_context(config),
+                    fn,
+                    arch,
+                    repo=repo,
+                    repo_id=broot.repoid,
+                    tag_name=broot.tag_name,
+                    build_config=broot.config,
+                    keep_srpm=bool(keep_srpm),
+                    topdir=topdir,
+                    on_buildroot_ready=on_buildroot_ready,
+                )
+        except koji_adjutant.BuildError as exc:
+            if not broot.listed:
+                broot.expire()
+                raise koji.BuildrootError(
+                    f"could not init buildroot, {_failure_detail(exc)}"
+                ) from None
+            broot.update_list(getattr(exc, "buildroot", None) or installed)
+            broot.expire()
+            raise koji.BuildError(
+                f"error building package (arch {arch}), {_failure_detail(exc)}"
+            ) from None
+        except koji_adjutant.AdjutantError as exc:
+            if callback_errors and exc is callback_errors[0]:
+                raise
+            broot.expire()
+            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+
+    def upload_results(self, broot, result, keep_srpm) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+        """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED."""
+        import koji.rpmdiff  # needs rpm's bindings, which kojid always has
+
+        rpm_files = sorted(result.rpms, key=os.path.basename)
+        srpm_files = sorted(result.srpms, key=os.path.basename)
+        log_files = sorted(broot.logs)
+        rpmdiff_hash: dict[int, dict[str, str]] = {self.id: {}}
+        for path in rpm_files:
+            if path.endswith(".noarch.rpm"):
+                diff = koji.rpmdiff.Rpmdiff(path, path, ignore="S5TN")
+                rpmdiff_hash[self.id][os.path.basename(path)] = diff.kojihash()
+        if rpmdiff_hash[self.id]:
+            log_name = "noarch_rpmdiff.json"
+            noarch_hash_path = os.path.join(broot.workdir, log_name)
+            koji.dump_json(noarch_hash_path, rpmdiff_hash, indent=2, sort_keys=True)
+            self.uploadFile(noarch_hash_path)  # type: ignore[attr-defined]
+            log_files.append(log_name)
+        uploadpath = broot.getUploadPath()
+        for path in rpm_files:
+            self.uploadFile(path)  # type: ignore[attr-defined]
+        if keep_srpm:
+            if not srpm_files:
+                raise koji.BuildError(f"no srpm files found for task {self.id}")
+            if len(srpm_files) > 1:
+                names = [os.path.basename(p) for p in srpm_files]
+                raise koji.BuildError(f"multiple srpm files found for task {self.id}: {names}")
+            self.srpm_sanity_checks(srpm_files[0])  # type: ignore[attr-defined]
+            self.uploadFile(srpm_files[0])  # type: ignore[attr-defined]
+        ret = {
+            "rpms": [f"{uploadpath}/{os.path.basename(p)}" for p in rpm_files],
+            "srpms": (
+                [f"{uploadpath}/{os.path.basename(p)}" for p in srpm_files] if keep_srpm else []
+            ),
+            "logs": [f"{uploadpath}/{name}" for name in log_files],
+            "brootid": broot.id,
+        }
+        broot.expire()
+        return ret
+
+
+class CreaterepoMixin(AdjutantTaskMixin):
+    """``createrepo(repo_id, arch, oldrepo)`` in a container (see module doc)."""
+
+    log_watcher_class: Callable[..., Any]
+
+    def handler(self, repo_id, arch, oldrepo):  # type: ignore[no-untyped-def]
+        """Make the repodata of one arch of repo ``repo_id`` and upload it flat."""
+        runtime = self.adjutant_runtime()
+        config = runtime.config
+        # 1. the repo must still be in INIT
+        rinfo = self.session.repoInfo(repo_id, strict=True)
+        if rinfo["state"] != koji.REPO_INIT:
+            raise koji.GenericError("Repo %(id)s not in INIT state (got %(state)s)" % rinfo)
+        self.repo_id = rinfo["id"]
+        self.pathinfo = koji.PathInfo(self.options.topdir)
+        toprepodir = self.pathinfo.repo(repo_id, rinfo["tag_name"])
+        self.repodir = f"{toprepodir}/{arch}"
+        if not os.path.isdir(self.repodir):
+            top_repos_dir = os.path.join(self.options.topdir, "repos")
+            if not os.path.isdir(top_repos_dir):
+                raise RefuseTask(f"No access to repos dir {top_repos_dir}")
+            raise koji.GenericError(f"Repo directory missing: {self.repodir}")
+        groupdata = os.path.join(toprepodir, "groups", "comps.xml")
+        pkglist: Optional[str] = os.path.join(self.repodir, "pkglist")
+        if os.path.getsize(pkglist) == 0:  # type: ignore[arg-type]
+            pkglist = None
+        # 2. repodata to recycle
+        old_repodata = self.old_repodata(pkglist, oldrepo, arch)
+        # (adjutant) the image, from the tag's inherited extra
+        build_config = self.session.getBuildConfig(rinfo["tag_id"], event=rinfo["create_event"])
+        image = select_image(
+            build_config.get("extra"),
+            tag_name=build_config["name"],
+            method="createrepo",
+            arch=koji.canonArch(arch),
+            default=config.task_image,
+        )
+        self.logger.info("createrepo in image %s (from %s)", image.image, image.source)
+        # 4. (asked before the run) the external repos to merge
+        external_repos = self.session.getExternalRepoList(
+            rinfo["tag_id"], event=rinfo["create_event"]
+        )
+        # 3.-4. createrepo_c and mergerepo_c, logs streamed
+        result = self.run_createrepo(
+            runtime, image, groupdata, pkglist, old_repodata, external_repos
+        )
+        self.outdir = os.path.dirname(result.repodata_dir)
+        self.datadir = result.repodata_dir
+        # 5.-6. postCreateRepo callbacks see the output dir, as under kojid
+        tag = self.session.getTag(rinfo["tag_id"], event=rinfo["create_event"], strict=True)["name"]
+        self.run_callbacks(  # type: ignore[attr-defined]
+            "postCreateRepo", tag=tag, repodir=self.outdir, repo_id=self.repo_id, arch=arch
+        )
+        # 7. every file of repodata, flat (callbacks may have added some)
+        uploadpath = self.getUploadDir()  # type: ignore[attr-defined]
+        files = []
+        for name in os.listdir(self.datadir):
+            files.append(name)
+            self.session.uploadWrapper(f"{self.datadir}/{name}", uploadpath, name)
+        return [uploadpath, files]
+
+    def old_repodata(self, pkglist: Optional[str], oldrepo: Any, arch: str) -> Optional[str]:
+        """kojid's ``--update`` source: the previous repo's repodata, when it exists."""
+        if not (pkglist and oldrepo and self.options.createrepo_update):
+            return None
+        # the old repo may belong to an inherited tag: its own tag names its path
+        old = self.session.repoInfo(oldrepo["id"], strict=True)
+        olddatadir = f"{self.pathinfo.repo(old['id'], old['tag_name'])}/{arch}/repodata"
+        if not os.path.isdir(olddatadir):
+            self.logger.warning("old repodata is missing: %s", olddatadir)
+            return None
+        return olddatadir
+
+    def run_createrepo(self, runtime, image, groupdata, pkglist, old_repodata, external_repos):  # type: ignore[no-untyped-def]
+        config = runtime.config
+        adapter = koji_adjutant.CreaterepoAdapter(
+            runtime.manager,
+            image=image.image,
+            pull_policy=config.pull_policy,
+            createrepo_update=bool(self.options.createrepo_update),
+            createrepo_skip_stat=bool(self.options.createrepo_skip_stat),
+            limits=self.adjutant_limits(config),
+            selinux_label=config.selinux_label,
+            log_cap_bytes=config.log_cap_bytes,
+            timeout=config.createrepo_timeout,
+        )
+        sink = TaskLogUploads(self.session, self.getUploadDir(), self.logger)  # type: ignore[attr-defined]
+        watcher = self.log_watcher_class(
+            sink,
+            [os.path.join(self.workdir, "createrepo.log"), os.path.join(self.workdir, "mergerepos.log")],
+        )
+        uploads = LiveUpload(
+            watcher.sync_logs, watcher.close_logs, interval=self.log_upload_interval, logger=self.logger
+        )
+        try:
+            with uploads:
+                return adapter.run(
+                    self.adjutant_context(config),
+                    repo_dir=self.repodir,
+                    topdir=self.options.topdir,
+                    groups=groupdata if os.path.isfile(groupdata) else None,
+                    pkglist=pkglist,
+                    old_repodata=old_repodata,
+                    external_repos=list(external_repos or ()),
+                )
+        except koji_adjutant.RepoError as exc:
+            if getattr(exc, "refuse", False):
+                raise RefuseTask(str(exc)) from None
+            raise koji.GenericError(f"failed to create repo: {exc}") from None
+        except koji_adjutant.AdjutantError as exc:
+            raise koji.GenericError(f"koji-adjutant: {exc}") from None
+
+
+def _lookup(kojid: Any, name: str) -> Any:
+    if kojid is None:
+        return None
+    if isinstance(kojid, Mapping):
+        return kojid.get(name)
+    return getattr(kojid, name, None)
+
+
+def _check_base(base: type, method: str) -> None:
+    if not (isinstance(base, type) and issubclass(base, koji.tasks.BaseTaskHandler)):
+        raise TypeError(f"{base!r} is not a koji task handler class")
+    if method not in getattr(base, "Methods", ()):
+        raise TypeError(f"{base.__name__} does not handle {method}")
+
+
+def make_handlers(kojid: Any = None) -> Handlers:
+    """The handler classes for a kojid: its module (``import __main__ as kojid`` in a plugin),
+    its ``globals()``, or None for the stand-ins of :mod:`koji_adjutant.kojid.compat`."""
+    build_arch_base = _lookup(kojid, "BuildArchTask") or compat.BuildArchTaskBase
+    createrepo_base = _lookup(kojid, "CreaterepoTask") or compat.CreaterepoTaskBase
+    buildroot_base = _lookup(kojid, "BuildRoot") or compat.BuildRootBase
+    log_watcher = _lookup(kojid, "BuildRootLogs") or LogWatcher
+    _check_base(build_arch_base, "buildArch")
+    _check_base(createrepo_base, "createrepo")
+    buildroot_class = type(
+        "ContainerBuildRoot",
+        (ContainerBuildRootMixin, buildroot_base),
+        {"__module__": __name__, "__doc__": ContainerBuildRootMixin.__doc__},
+    )
+    build_arch = type(
+        "AdjutantBuildArchTask",
+        (BuildArchMixin, build_arch_base),
+        {
+            "__module__": __name__,
+            "__doc__": BuildArchMixin.__doc__,
+            "Methods": list(build_arch_base.Methods),
+            "buildroot_class": buildroot_class,
+            "log_watcher_class": log_watcher,
+        },
+    )
+    createrepo = type(
+        "AdjutantCreaterepoTask",
+        (CreaterepoMixin, createrepo_base),
+        {
+            "__module__": __name__,
+            "__doc__": CreaterepoMixin.__doc__,
+            "Methods": list(createrepo_base.Methods),
+            # createrepo's logs are plain files; kojid streams them with log_output, whose
+            # loop cannot be reused, so the watcher is always the glue's own
+            "log_watcher_class": LogWatcher,
+        },
+    )
+    return Handlers(build_arch, createrepo)

@@ -1,0 +1,119 @@
+"""Which task image a task runs in: the tag's ``adjutant.image*`` extra, else the builder's default.
+
+A Koji admin picks images per build tag with tag extra (``koji edit-tag --extra``), which the
+hub inherits along the tag hierarchy and hands to kojid in ``getBuildConfig``'s ``extra``:
+
+* ``adjutant.image.<method>`` (``adjutant.image.buildArch``, ``adjutant.image.createrepo``)
+* ``adjutant.image.<arch>`` (``adjutant.image.x86_64``, ``adjutant.image.aarch64`` ...; the
+  canonical Koji arch of the buildroot or repo)
+* ``adjutant.image``
+* the builder's ``task_image`` (``adjutant.conf``)
+
+The first one set wins, in that order. A method key beats an arch key because it is the more
+deliberate choice: createrepo needs only createrepo_c, so a tag typically names one small tools
+image for it while its buildArch images differ per arch. Resolution happens once per task,
+from the build config the task already fetched; a value that is not a string naming a
+well-formed image, or an ``adjutant.image.<suffix>`` whose suffix is neither a known method
+nor a known arch (a typo would otherwise be ignored silently), fails the task with a message
+that names the tag, the key and the value.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import koji
+import koji.arch
+
+from koji_adjutant.config import check_image_reference
+
+__all__ = ["IMAGE_KEY", "METHODS", "ImageChoice", "ImagePolicyError", "select_image"]
+
+IMAGE_KEY = "adjutant.image"
+#: The task methods koji-adjutant runs; the only method suffixes ``adjutant.image.`` accepts.
+METHODS = ("buildArch", "createrepo")
+
+
+class ImagePolicyError(koji.ConfigurationError):
+    """A tag's ``adjutant.image*`` extra is invalid, or no image is configured at all."""
+
+
+@dataclass(frozen=True)
+class ImageChoice:
+    """The image for one task and where it came from (for the task's log)."""
+
+    image: str
+    #: The tag extra key that chose it, or ``"task_image"`` for the builder's default.
+    source: str
+
+
+#: Arches Koji builds for that koji.arch's table (from yum's rpmUtils) does not list.
+_MORE_ARCHES = ("aarch64", "armhfp", "riscv64", "loongarch64", "mips64el", "mipsel")
+
+
+def _known_arches() -> frozenset[str]:
+    arches = set(koji.arch.arches) | set(_MORE_ARCHES)
+    arches.update(koji.canonArch(a) for a in koji.arch.arches)
+    return frozenset(arches)
+
+
+def _check_keys(extra: Mapping[str, Any], tag_name: str) -> None:
+    """Reject ``adjutant.image.<suffix>`` keys that no method or arch would ever read."""
+    known = _known_arches()
+    prefix = IMAGE_KEY + "."
+    for key in extra:
+        if not key.startswith(prefix):
+            continue
+        suffix = key[len(prefix) :]
+        if suffix not in METHODS and suffix not in known:
+            raise ImagePolicyError(
+                f"tag {tag_name}: unknown extra key {key!r}: the suffix must be a task method"
+                f" ({', '.join(METHODS)}) or a Koji arch (e.g. x86_64, aarch64)"
+            )
+
+
+def _value(extra: Mapping[str, Any], key: str, tag_name: str) -> Optional[str]:
+    if key not in extra:
+        return None
+    value = extra[key]
+    if not isinstance(value, str):
+        raise ImagePolicyError(
+            f"tag {tag_name}: extra {key} = {value!r}: expected a string naming an image"
+        )
+    try:
+        return check_image_reference(value.strip())
+    except ValueError as exc:
+        raise ImagePolicyError(f"tag {tag_name}: extra {key} = {value!r}: {exc}") from None
+
+
+def select_image(
+    extra: Optional[Mapping[str, Any]],
+    *,
+    tag_name: str,
+    method: str,
+    arch: str,
+    default: Optional[str],
+) -> ImageChoice:
+    """The image for a ``method`` task on canonical ``arch`` of tag ``tag_name``.
+
+    ``extra`` is the tag extra of ``getBuildConfig`` (inherited); ``default`` the builder's
+    ``task_image``. Raises :class:`ImagePolicyError` (a ``koji.ConfigurationError``, so kojid
+    reports its message as the task's failure) when a value is invalid or nothing is set.
+    """
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}")
+    extra = extra or {}
+    _check_keys(extra, tag_name)
+    for key in (f"{IMAGE_KEY}.{method}", f"{IMAGE_KEY}.{arch}", IMAGE_KEY):
+        image = _value(extra, key, tag_name)
+        if image is not None:
+            return ImageChoice(image, key)
+    if default:
+        return ImageChoice(default, "task_image")
+    raise ImagePolicyError(
+        f"no task image for {method} on {arch} in tag {tag_name}: set the tag extra"
+        f" {IMAGE_KEY} (or {IMAGE_KEY}.{method} / {IMAGE_KEY}.{arch}) or task_image in"
+        " adjutant.conf"
+    )

@@ -1,0 +1,288 @@
+//! `BuildArchAdapter` for Python.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use pyo3::prelude::*;
+use pyo3::types::{PyDict, PyList};
+
+use crate::bindings::block::block_on;
+use crate::bindings::context::PyTaskContext;
+use crate::bindings::manager::PyPodmanManager;
+use crate::bindings::sinks::sink_from;
+use crate::bindings::types::PyResourceLimits;
+use crate::core::buildarch::{self, BuildArchConfig, BuildArchRequest, BuildHooks, CacheConfig};
+use crate::core::buildroot::{self, BuildConfig, BuildrootOptions, BuildrootRpm, RepoLocation};
+use crate::core::error::{Error, Result};
+use crate::core::podman::{PodmanClient, PullPolicy};
+use crate::core::spec::{ResourceLimits, SelinuxLabel};
+
+/// Builds a source RPM into binary RPMs in a Podman container, as kojid's buildArch task does
+/// with mock: one container per task, buildroot initialised from the tag's repo, rpmbuild run
+/// as an unprivileged user without network, results and logs in `ctx.work_dir/result`.
+#[pyclass(name = "BuildArchAdapter", module = "koji_adjutant", frozen)]
+pub struct PyBuildArchAdapter {
+    client: Arc<PodmanClient>,
+    config: BuildArchConfig,
+}
+
+#[pymethods]
+impl PyBuildArchAdapter {
+    #[new]
+    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present", vendor = "Koji".to_string(),
+        packager = "Koji".to_string(), distribution = "Koji".to_string(), mockhost = "koji-linux-gnu".to_string(),
+        rpmbuild_timeout = 86400, install_group = "build".to_string(), buildhost = None, rpmdb_path = None,
+        limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
+        cache_max_bytes = 20 * 1024 * 1024 * 1024, cache_dir = None, log_cap_bytes = None, image_arches = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        py: Python<'_>,
+        manager: &PyPodmanManager,
+        image: String,
+        pull_policy: &str,
+        vendor: String,
+        packager: String,
+        distribution: String,
+        mockhost: String,
+        rpmbuild_timeout: u64,
+        install_group: String,
+        buildhost: Option<String>,
+        rpmdb_path: Option<String>,
+        limits: Option<Py<PyResourceLimits>>,
+        selinux_label: Option<String>,
+        image_external_repo: Option<String>,
+        cache: bool,
+        cache_max_images: usize,
+        cache_max_bytes: u64,
+        cache_dir: Option<PathBuf>,
+        log_cap_bytes: Option<u64>,
+        image_arches: Option<Vec<String>>,
+    ) -> PyResult<Self> {
+        let limits = match limits {
+            Some(l) => (&*l.borrow(py)).into(),
+            None => ResourceLimits::default(),
+        };
+        if rpmbuild_timeout == 0 {
+            return Err(Error::invalid("rpmbuild_timeout must be at least 1 second").into());
+        }
+        Ok(PyBuildArchAdapter {
+            client: manager.client.clone(),
+            config: BuildArchConfig {
+                image,
+                pull_policy: PullPolicy::parse(pull_policy)?,
+                options: BuildrootOptions {
+                    vendor,
+                    packager,
+                    distribution,
+                    mockhost,
+                    rpmbuild_timeout,
+                    keep_srpm: false,
+                    install_group,
+                    buildhost,
+                    rpmdb_path,
+                },
+                limits,
+                selinux_label: selinux_label.as_deref().map(SelinuxLabel::parse).transpose()?,
+                image_external_repo,
+                cache: CacheConfig {
+                    enabled: cache,
+                    max_images: cache_max_images,
+                    max_bytes: cache_max_bytes,
+                    dir: cache_dir,
+                },
+                log_cap_bytes,
+                image_arches,
+            },
+        })
+    }
+
+    #[getter]
+    fn image(&self) -> String {
+        self.config.image.clone()
+    }
+
+    /// Builds `srpm_path` (inside `ctx.work_dir`) for `arch` from the tag repo `repo` (a local
+    /// `<topdir>/repos/<tag>/<repo_id>/<arch>` dir or its URL). `on_buildroot_ready(packages)`
+    /// is called after init, before the build. Raises BuildError (with `.log`) on failure.
+    #[pyo3(signature = (ctx, srpm_path, arch, *, repo, repo_id, tag_name, build_config, keep_srpm = false,
+        topdir = None, buildroot_arch = None, sink = None, on_buildroot_ready = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn run(
+        &self,
+        py: Python<'_>,
+        ctx: &PyTaskContext,
+        srpm_path: PathBuf,
+        arch: String,
+        repo: String,
+        repo_id: i64,
+        tag_name: String,
+        build_config: &Bound<'_, PyAny>,
+        keep_srpm: bool,
+        topdir: Option<PathBuf>,
+        buildroot_arch: Option<String>,
+        sink: Option<&Bound<'_, PyAny>>,
+        on_buildroot_ready: Option<Py<PyAny>>,
+    ) -> PyResult<PyBuildArchResult> {
+        let build_config: BuildConfig = pythonize::depythonize(build_config)
+            .map_err(|e| Error::invalid(format!("build_config: {e}")))?;
+        let request = BuildArchRequest {
+            srpm: srpm_path,
+            arch,
+            repo: repo_location(&repo, topdir)?,
+            repo_id,
+            tag_name,
+            build_config,
+            keep_srpm,
+            buildroot_arch,
+        };
+        let ctx = ctx.to_core();
+        let mut sink = sink_from(sink)?;
+        let mut hooks = PyHooks { callback: on_buildroot_ready };
+        let client = &self.client;
+        let config = &self.config;
+        let outcome = block_on(py, |cancel| {
+            let (ctx, request, sink, hooks) = (&ctx, &request, &mut sink, &mut hooks);
+            async move { buildarch::run(client, ctx, config, request, sink.as_mut(), hooks, &cancel).await }
+        })?;
+        let to_py = |rpms: &[BuildrootRpm]| -> PyResult<Py<PyList>> {
+            let items = rpms
+                .iter()
+                .map(|r| pythonize::pythonize(py, r).map(|o| o.unbind()))
+                .collect::<std::result::Result<Vec<_>, _>>()
+                .map_err(|e| Error::invalid(format!("package list: {e}")))?;
+            Ok(PyList::new(py, items)?.unbind())
+        };
+        Ok(PyBuildArchResult {
+            task_id: ctx.task_id,
+            keep_srpm,
+            result_dir: outcome.result_dir,
+            rpms: outcome.rpms,
+            srpms: outcome.srpms,
+            logs: outcome.logs,
+            buildroot: to_py(&outcome.buildroot)?,
+            unknown_rpms: to_py(&outcome.unknown_rpms)?,
+            buildroot_arch: outcome.buildroot_arch,
+            cache_hit: outcome.cache_hit,
+            image_id: outcome.image_id,
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("BuildArchAdapter(image={:?}, cache={})", self.config.image, self.config.cache.enabled)
+    }
+}
+
+/// `repo` is a URL (http/https) or a local arch dir; a local dir's topdir is inferred from
+/// Koji's layout `<topdir>/repos/<tag>/<repo_id>/<arch>` unless given.
+fn repo_location(repo: &str, topdir: Option<PathBuf>) -> Result<RepoLocation> {
+    if repo.starts_with("http://") || repo.starts_with("https://") {
+        return Ok(RepoLocation::Url(repo.trim_end_matches('/').to_owned()));
+    }
+    let arch_dir = PathBuf::from(repo.strip_prefix("file://").unwrap_or(repo));
+    if !arch_dir.is_absolute() {
+        return Err(Error::invalid(format!("repo must be an http(s) URL or an absolute path, not {repo:?}")));
+    }
+    let topdir = match topdir {
+        Some(t) => t,
+        None => arch_dir
+            .ancestors()
+            .nth(4)
+            .filter(|_| arch_dir.ancestors().nth(3).and_then(Path::file_name) == Some("repos".as_ref()))
+            .map(Path::to_path_buf)
+            .ok_or_else(|| {
+                Error::invalid(format!(
+                    "cannot infer the Koji topdir from {repo} (expected <topdir>/repos/<tag>/<repo_id>/<arch>): pass topdir"
+                ))
+            })?,
+    };
+    Ok(RepoLocation::Local { arch_dir, topdir })
+}
+
+struct PyHooks {
+    callback: Option<Py<PyAny>>,
+}
+
+impl BuildHooks for PyHooks {
+    fn buildroot_ready(&mut self, _arch: &str, packages: &[BuildrootRpm]) -> Result<()> {
+        let Some(callback) = &self.callback else {
+            return Ok(());
+        };
+        Python::attach(|py| {
+            let listed = pythonize::pythonize(py, packages)
+                .map_err(|e| Error::Sink(Box::new(pyo3::exceptions::PyValueError::new_err(e.to_string()))))?;
+            callback
+                .call1(py, (listed,))
+                .map(|_| ())
+                .map_err(|e| Error::Sink(Box::new(e)))
+        })
+    }
+}
+
+/// What a buildArch run produced: host paths in `result_dir`, the buildroot's package list
+/// (kojid's `getPackageList` dicts) and kojid's result dict via `kojid_result`.
+#[pyclass(name = "BuildArchResult", module = "koji_adjutant", frozen, get_all, skip_from_py_object)]
+pub struct PyBuildArchResult {
+    pub task_id: i64,
+    pub keep_srpm: bool,
+    pub result_dir: PathBuf,
+    pub rpms: Vec<PathBuf>,
+    pub srpms: Vec<PathBuf>,
+    pub logs: Vec<PathBuf>,
+    pub buildroot: Py<PyList>,
+    pub unknown_rpms: Py<PyList>,
+    pub buildroot_arch: String,
+    pub cache_hit: bool,
+    pub image_id: String,
+}
+
+fn names(paths: &[PathBuf]) -> Vec<String> {
+    paths
+        .iter()
+        .filter_map(|p| p.file_name().map(|n| n.to_string_lossy().into_owned()))
+        .collect()
+}
+
+#[pymethods]
+impl PyBuildArchResult {
+    /// kojid's `BuildArchTask.handler` result: `{'rpms', 'srpms', 'logs', 'brootid'}` with
+    /// upload-relative paths (`tasks/<id % 10000>/<id>/<file>` unless `upload_path` is given).
+    /// `extra_logs` are more uploaded log names (kojid adds `noarch_rpmdiff.json`).
+    #[pyo3(signature = (brootid, upload_path = None, extra_logs = Vec::new()))]
+    fn kojid_result<'py>(
+        &self,
+        py: Python<'py>,
+        brootid: i64,
+        upload_path: Option<String>,
+        extra_logs: Vec<String>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let upload_path = upload_path.unwrap_or_else(|| buildroot::task_upload_path(self.task_id));
+        let mut logs = names(&self.logs);
+        logs.extend(extra_logs);
+        let result = buildroot::kojid_result(
+            &upload_path,
+            self.task_id,
+            &names(&self.rpms),
+            &names(&self.srpms),
+            &logs,
+            brootid,
+            self.keep_srpm,
+        )?;
+        let d = PyDict::new(py);
+        d.set_item("rpms", result.rpms)?;
+        d.set_item("srpms", result.srpms)?;
+        d.set_item("logs", result.logs)?;
+        d.set_item("brootid", result.brootid)?;
+        Ok(d)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> String {
+        format!(
+            "BuildArchResult(task_id={}, rpms={}, srpms={}, buildroot={} packages, cache_hit={})",
+            self.task_id,
+            self.rpms.len(),
+            self.srpms.len(),
+            self.buildroot.bind(py).len(),
+            if self.cache_hit { "True" } else { "False" }
+        )
+    }
+}
