@@ -94,3 +94,44 @@ def podman_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["podman", "--runtime", "runc", *args], capture_output=True, text=True, check=False
     )
+
+
+def bridge_gateway() -> str:
+    """The host's address on podman's default bridge, reachable from bridge containers."""
+    out = podman_cli("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}")
+    gateway = out.stdout.strip()
+    if out.returncode != 0 or not gateway:
+        pytest.fail(f"cannot find podman's bridge gateway: {out.stderr}", pytrace=False)
+    return gateway
+
+
+@pytest.fixture
+def http_dir() -> Iterator[tuple[Path, str]]:
+    """Serves a fresh directory over HTTP to containers on podman's bridge: (dir, base URL).
+
+    The server listens on this machine only for the test's duration; containers reach it
+    through the bridge gateway, so no traffic leaves the host.
+    """
+    import functools
+    import http.server
+    import tempfile
+    import threading
+
+    root = Path(tempfile.mkdtemp(prefix="adj-http-"))
+    root.chmod(0o755)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(Quiet, directory=str(root)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield root, f"http://{bridge_gateway()}:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        import shutil
+
+        shutil.rmtree(root, ignore_errors=True)

@@ -461,3 +461,15 @@ def test_reprs_read_like_calls(image):
     assert repr(ContainerHandle("abc")) == 'ContainerHandle(container_id="abc")'
     assert ContainerHandle("abc") == ContainerHandle("abc")
     assert Path(str(VolumeMount("/a", "/b").source)) == Path("/a")
+
+
+def test_a_sink_may_call_back_into_the_manager(manager, image):
+    """Python code the core calls (a sink, a hook) may use the manager again: no panic."""
+    seen: list[int] = []
+
+    class Asking(RecordingSink):
+        def write_stdout(self, data: bytes) -> None:
+            seen.append(len(manager.list_containers({LABEL_WORKER: WORKER_ID})))
+
+    assert manager.run(sh(image, "echo hi"), Asking()).exit_code == 0
+    assert seen == [1]

@@ -199,7 +199,7 @@ def adapter(manager: PodmanManager, image: str) -> CreaterepoAdapter:
 def _run(
     adapter: CreaterepoAdapter, ctx: TaskContext, repo: kt.KojiRepo, **kwargs: object
 ) -> CreaterepoResult:
-    return adapter.run(ctx, repo_dir=repo.repo_dir, arch=repo.arch, **kwargs)  # type: ignore[arg-type]
+    return adapter.run(ctx, repo_dir=repo.arch_dir, **kwargs)  # type: ignore[arg-type]
 
 
 # --- reading repodata -----------------------------------------------------------------------
@@ -279,7 +279,7 @@ def full(koji: Koji, manager: PodmanManager, image: str) -> Iterator[FullRepo]:
         ctx = TaskContext(next(_task_ids), work)
         sink = RecordingSink()
         adapter = CreaterepoAdapter(manager, image, pull_policy="never")
-        result = adapter.run(ctx, repo_dir=repo.repo_dir, arch=ARCH, sink=sink)
+        result = adapter.run(ctx, repo_dir=repo.arch_dir, sink=sink)
         yield FullRepo(repo=repo, ctx=ctx, result=result, sink=sink)
     finally:
         shutil.rmtree(base)
@@ -662,7 +662,7 @@ def test_no_repos_dir_refuses_the_task(
     topdir.mkdir()
     ctx = _ctx(tmp_path)
     with pytest.raises(RepoError) as info:
-        unreachable.run(ctx, repo_dir=topdir / "repos" / TAG / "5", arch=ARCH)
+        unreachable.run(ctx, repo_dir=topdir / "repos" / TAG / "5" / ARCH)
     assert str(info.value) == f"No access to repos dir {topdir}/repos"
     assert info.value.refuse is True
     assert info.value.log is None and info.value.exit_code is None
@@ -675,7 +675,7 @@ def test_a_missing_arch_dir_is_an_error_not_a_refusal(
     repo = _new_repo(koji)
     ctx = _ctx(tmp_path)
     with pytest.raises(RepoError) as info:
-        unreachable.run(ctx, repo_dir=repo.repo_dir, arch="ppc64le")
+        unreachable.run(ctx, repo_dir=repo.repo_dir / "ppc64le")
     message = str(info.value)
     assert message.startswith(f"Repo directory missing: {repo.repo_dir}/ppc64le")
     assert "arches present: x86_64" in message
@@ -693,7 +693,7 @@ def test_a_pkglist_entry_escaping_the_topdir_is_refused(
     repo.pkglist.write_text(repo.pkglist.read_text() + entry + "\n")
     ctx = _ctx(tmp_path)
     with pytest.raises(RepoError, match="pkglist entry") as info:
-        unreachable.run(ctx, repo_dir=repo.repo_dir, arch=ARCH)
+        unreachable.run(ctx, repo_dir=repo.arch_dir)
     assert repr(entry).strip("'") in str(info.value)
     assert info.value.refuse is False
     _untouched(ctx)
@@ -709,24 +709,22 @@ def test_bad_arguments_are_invalid_spec(
     repo = _new_repo(koji)
     ctx = _ctx(tmp_path)
     with pytest.raises(InvalidSpec, match="invalid repo arch"):
-        unreachable.run(ctx, repo_dir=repo.repo_dir, arch="../x86_64")
+        unreachable.run(ctx, repo_dir=repo.repo_dir / "x86-64;rm")
+    for not_an_arch_dir in ("x86_64", f"{repo.arch_dir}/..", "/"):
+        with pytest.raises(InvalidSpec):
+            unreachable.run(ctx, repo_dir=not_an_arch_dir)
     with pytest.raises(InvalidSpec, match=r"external_repos\[0\]"):
-        unreachable.run(
-            ctx, repo_dir=repo.repo_dir, arch=ARCH, external_repos=[{"merge_mode": "koji"}]
-        )
+        unreachable.run(ctx, repo_dir=repo.arch_dir, external_repos=[{"merge_mode": "koji"}])
     with pytest.raises(InvalidSpec, match="multiple merge modes"):
         unreachable.run(
             ctx,
-            repo_dir=repo.repo_dir,
-            arch=ARCH,
+            repo_dir=repo.arch_dir,
             external_repos=[_external("http://x/", "koji"), _external("http://y/", "bare")],
         )
     with pytest.raises(InvalidSpec, match="pull_policy"):
         CreaterepoAdapter(manager, "img", pull_policy="sometimes")
     with pytest.raises(InvalidSpec, match="log_cap_bytes"):
-        CreaterepoAdapter(manager, "img", log_cap_bytes=10).run(
-            ctx, repo_dir=repo.repo_dir, arch=ARCH
-        )
+        CreaterepoAdapter(manager, "img", log_cap_bytes=10).run(ctx, repo_dir=repo.arch_dir)
     _untouched(ctx)
 
 

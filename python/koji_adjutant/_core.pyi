@@ -169,7 +169,6 @@ class CreaterepoAdapter:
         ctx: TaskContext,
         *,
         repo_dir: str | os.PathLike[str],
-        arch: str,
         topdir: str | os.PathLike[str] | None = None,
         groups: str | os.PathLike[str] | None = None,
         pkglist: str | os.PathLike[str] | None = None,

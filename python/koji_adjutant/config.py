@@ -93,10 +93,12 @@ class AdjutantConfig:
     #: Cap on the bytes kept per log file; ``None``: no cap.
     log_cap_bytes: Optional[int] = None
     buildroot_cache: bool = True
-    #: Cached buildroots kept per worker (least recently used removed first); ``None``: no cap.
-    buildroot_cache_max_entries: Optional[int] = 20
-    #: Seconds an unused cached buildroot is kept; ``None``: no limit.
-    buildroot_cache_max_age: Optional[int] = 7 * 86400
+    #: Cached buildroot images kept (least recently used removed first).
+    buildroot_cache_max_entries: int = 8
+    #: Total size of the cached buildroot images.
+    buildroot_cache_max_bytes: int = 20 * 1024**3
+    #: Where the cache records last use per entry; ``None``: the oldest-created go first.
+    buildroot_cache_dir: Optional[str] = None
     #: Seconds a createrepo task's container may run; ``None``: no limit.
     createrepo_timeout: Optional[int] = None
     #: Koji external repo (name or id) that image RPMs in a buildroot are recorded against.
@@ -245,8 +247,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "log_dir": _optional(_abs_path),
     "log_cap_bytes": _optional(parse_size),
     "buildroot_cache": _bool,
-    "buildroot_cache_max_entries": _optional(_positive_int),
-    "buildroot_cache_max_age": _optional(_positive_int),
+    "buildroot_cache_max_entries": _positive_int,
+    "buildroot_cache_max_bytes": parse_size,
+    "buildroot_cache_dir": _optional(_abs_path),
     "createrepo_timeout": _optional(_positive_int),
     "image_external_repo": _optional(_text),
     "reap_on_start": _bool,

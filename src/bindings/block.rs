@@ -25,7 +25,7 @@ where
     let rt = runtime()?;
     let (handle, cancel) = cancel_pair();
     let mut raised: Option<PyErr> = None;
-    let outcome = py.detach(|| {
+    let drive = || {
         rt.block_on(async {
             let fut = make(cancel);
             tokio::pin!(fut);
@@ -42,6 +42,17 @@ where
                     }
                 }
             }
+        })
+    };
+    let outcome = py.detach(|| {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return drive();
+        }
+        // Re-entered from Python code the core is calling (a sink or a hook calling back into
+        // the manager): this thread already drives the runtime, so a scoped thread waits.
+        std::thread::scope(|scope| match scope.spawn(drive).join() {
+            Ok(result) => result,
+            Err(_) => Err(Error::container("nested call", "the helper thread failed")),
         })
     });
     match (raised, outcome) {

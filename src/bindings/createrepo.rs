@@ -74,19 +74,20 @@ impl PyCreaterepoAdapter {
         &self.options.image
     }
 
-    /// Runs the createrepo task for one arch of the repo at `repo_dir`
-    /// (`<topdir>/repos/<tag>/<repo_id>`) into `ctx.work_dir`, as kojid's `CreaterepoTask`.
+    /// Runs the createrepo task for one arch of a repo into `ctx.work_dir`, as kojid's
+    /// `CreaterepoTask`.
     ///
-    /// `arch` is the repo's arch (not the task's). `topdir` defaults to the one `repo_dir`
-    /// implies; `groups` to `<repo_dir>/groups/comps.xml` when present; `pkglist` to
-    /// `<repo_dir>/<arch>/pkglist`. `old_repodata` is the previous repo's `<arch>/repodata`,
-    /// used with `--update`. `external_repos` are the hub's `getExternalRepoList` dicts.
+    /// `repo_dir` is kojid's `self.repodir`, `<topdir>/repos/<tag>/<repo_id>/<arch>`; its last
+    /// component is the repo's arch. `topdir` defaults to the one `repo_dir` implies (tags
+    /// without `/`); `groups` to `<topdir>/repos/<tag>/<repo_id>/groups/comps.xml` when
+    /// present; `pkglist` to `<repo_dir>/pkglist`. `old_repodata` is the previous repo's
+    /// `<arch>/repodata`, used with `--update`. `external_repos` are the hub's `getExternalRepoList` dicts.
     /// `sink` (write_stdout/write_stderr) gets the commands' output besides the logs.
     ///
     /// Raises InvalidSpec or RepoError before anything runs when the request or the repo on
     /// disk is wrong (RepoError.refuse is True when kojid would refuse the task), RepoError
     /// with `log` and `exit_code` when a command fails, and what the sink raised.
-    #[pyo3(signature = (ctx, *, repo_dir, arch, topdir = None, groups = None, pkglist = None,
+    #[pyo3(signature = (ctx, *, repo_dir, topdir = None, groups = None, pkglist = None,
         old_repodata = None, external_repos = None, sink = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
@@ -94,7 +95,6 @@ impl PyCreaterepoAdapter {
         py: Python<'_>,
         ctx: &PyTaskContext,
         repo_dir: PathBuf,
-        arch: String,
         topdir: Option<PathBuf>,
         groups: Option<PathBuf>,
         pkglist: Option<PathBuf>,
@@ -103,8 +103,7 @@ impl PyCreaterepoAdapter {
         sink: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyCreaterepoResult> {
         let inputs = RepoInputs {
-            repo_dir,
-            arch,
+            arch_dir: repo_dir,
             topdir,
             groups,
             pkglist,

@@ -1066,7 +1066,7 @@ pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
         steps.push(Step::CopyOldRepodata {
             from: old.clone(),
             to: repodata_dir.clone(),
-            remove: vec![PKGORIGINS_FILE.to_string()],
+            remove: vec![PKGORIGINS_FILE.to_string(), EMPTY_REPO_FILE.to_string()],
         });
     }
     steps.push(Step::Run(createrepo_command(repo)));

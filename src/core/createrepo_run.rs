@@ -96,11 +96,12 @@ impl CreaterepoOptions {
 }
 
 /// What the kojid glue knows about one createrepo subtask besides the adapter's options; see
-/// [`CreaterepoRequest`] for each field.
+/// [`CreaterepoRequest`] for the other fields.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RepoInputs {
-    pub repo_dir: PathBuf,
-    pub arch: String,
+    /// kojid's `self.repodir`: `<topdir>/repos/<tag>/<repo_id>/<arch>`, whose last component
+    /// is the repo arch (not the task's).
+    pub arch_dir: PathBuf,
     pub topdir: Option<PathBuf>,
     pub groups: Option<PathBuf>,
     pub pkglist: Option<PathBuf>,
@@ -153,10 +154,11 @@ pub fn prepare(
     if opts.timeout == Some(0) {
         return Err(Error::invalid("timeout must be at least 1 second"));
     }
+    let (repo_dir, arch) = split_arch_dir(&inputs.arch_dir)?;
     let request = CreaterepoRequest {
-        repo_dir: inputs.repo_dir,
+        repo_dir,
         work_dir: ctx.work_dir.clone(),
-        arch: inputs.arch,
+        arch,
         topdir: inputs.topdir,
         groups: inputs.groups,
         pkglist: inputs.pkglist,
@@ -182,6 +184,25 @@ pub fn prepare(
             ..FileSinkOptions::default()
         },
     })
+}
+
+/// `<repo_dir>/<arch>` -> (`<repo_dir>`, `<arch>`); the arch itself is checked by
+/// [`createrepo::validate`].
+fn split_arch_dir(arch_dir: &Path) -> Result<(PathBuf, String)> {
+    let bad = || {
+        Error::invalid(format!(
+            "repo_dir must be <topdir>/repos/<tag>/<repo_id>/<arch>, not {}",
+            arch_dir.display()
+        ))
+    };
+    let mut components = arch_dir.components();
+    match components.next_back() {
+        Some(std::path::Component::Normal(arch)) => {
+            let arch = arch.to_str().ok_or_else(bad)?.to_string();
+            Ok((components.as_path().to_path_buf(), arch))
+        }
+        _ => Err(bad()),
+    }
 }
 
 /// The task's container: the plan's mounts at their host paths, no network unless an
@@ -571,8 +592,7 @@ mod tests {
             log_dir: None,
         };
         let inputs = RepoInputs {
-            repo_dir: top.join("repos/f40-build/7"),
-            arch: "x86_64".into(),
+            arch_dir: top.join("repos/f40-build/7/x86_64/"),
             topdir: Some(top),
             groups: None,
             pkglist: None,
@@ -651,13 +671,20 @@ mod tests {
             let err = prepare(&ctx, &opts, inputs.clone()).unwrap_err();
             assert!(matches!(err, Error::InvalidSpec(_)), "{err:?}");
         }
-        let mut missing_arch = inputs;
-        missing_arch.arch = "aarch64".into();
+        let repo_dir = inputs.arch_dir.parent().unwrap().to_path_buf();
+        let mut missing_arch = inputs.clone();
+        missing_arch.arch_dir = repo_dir.join("aarch64");
         let err = prepare(&ctx, &CreaterepoOptions::new("img"), missing_arch).unwrap_err();
         assert!(
             matches!(&err, Error::Repo(m) if m.starts_with("Repo directory missing")),
             "{err:?}"
         );
+        for arch_dir in ["/", "x86_64", "/mnt/koji/repos/f40-build/7/.."] {
+            let mut bad = inputs.clone();
+            bad.arch_dir = arch_dir.into();
+            let err = prepare(&ctx, &CreaterepoOptions::new("img"), bad).unwrap_err();
+            assert!(matches!(err, Error::InvalidSpec(_)), "{arch_dir}: {err:?}");
+        }
         assert_eq!(
             fs::read_dir(&ctx.work_dir).unwrap().count(),
             0,

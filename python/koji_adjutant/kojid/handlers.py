@@ -31,6 +31,8 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
+import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Callable, Optional
@@ -123,14 +125,6 @@ class AdjutantTaskMixin:
         return koji_adjutant.ResourceLimits(**config.limits_kwargs())
 
 
-def _failure_detail(exc: BaseException) -> str:
-    """The adapter's message plus kojid's pointer to the log that tells more."""
-    log = getattr(exc, "log", None)
-    if log:
-        return f"{exc}; see {os.path.basename(log)} for more information"
-    return str(exc)
-
-
 class BuildArchMixin(AdjutantTaskMixin):
     """``buildArch(pkg, root, arch, keep_srpm, opts)`` in a container (see module doc)."""
 
@@ -205,17 +199,58 @@ class BuildArchMixin(AdjutantTaskMixin):
             default=config.task_image,
         )
         repo, topdir = self.buildroot_repo(config, repo_info, koji.canonArch(br_arch))
-        self.logger.info("buildArch in image %s (from %s), repo %s", image.image, image.source, repo)
+        self.logger.info(
+            "buildArch in image %s (from %s), repo %s", image.image, image.source, repo
+        )
+        srpm = self.srpm_in_workdir(fn)
         # 6.-8. the hub's buildroot record
         broot = self.buildroot_class(
-            self.session, self.options, root, br_arch, self.id, repo_id=repo_id, workdir=self.workdir
+            self.session,
+            self.options,
+            root,
+            br_arch,
+            self.id,
+            repo_id=repo_id,
+            workdir=self.workdir,
         )
-        result = self.run_build(runtime, image, broot, fn, arch, keep_srpm, repo, topdir)
+        result = self.run_build(
+            runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir
+        )
         # 15. the buildroot after the build
         broot.update_list(result.buildroot)
+        if len(result.unknown_rpms):
+            self.logger.warning(
+                "%d RPMs of image %s are not in the buildroot list (set image_external_repo)",
+                len(result.unknown_rpms),
+                image.image,
+            )
         return self.upload_results(broot, result, keep_srpm)
 
-    def run_build(self, runtime, image: ImageChoice, broot, fn, arch, keep_srpm, repo, topdir):  # type: ignore[no-untyped-def]
+    def srpm_in_workdir(self, fn: str) -> str:
+        """The SRPM inside the task's work dir, where the adapter reads it (kojid's localPath
+        downloads it there when ``topurl`` is set; from a topdir it is linked or copied)."""
+        workdir = os.path.realpath(self.workdir)
+        if os.path.realpath(fn).startswith(workdir + os.sep):
+            return fn
+        dest_dir = os.path.join(self.workdir, "srpm")
+        koji.ensuredir(dest_dir)
+        dest = os.path.join(dest_dir, os.path.basename(fn))
+        try:
+            os.link(fn, dest)
+        except OSError:
+            shutil.copyfile(fn, dest)
+        return dest
+
+    def log_patterns(self, config: AdjutantConfig, broot: Any) -> list[str]:
+        """The adapter's logs: result/*.log, and container.log where ``log_dir`` keeps it."""
+        patterns = [os.path.join(broot.resultdir(), "*.log")]
+        if config.log_dir:
+            patterns.append(os.path.join(config.log_dir, str(self.id), "container.log"))
+        return patterns
+
+    def run_build(  # type: ignore[no-untyped-def]
+        self, runtime, image: ImageChoice, broot, srpm, arch, br_arch, keep_srpm, repo, topdir
+    ):
         """10.-14.: the adapter run, with the logs streamed and the buildroot recorded."""
         config = runtime.config
         adapter = koji_adjutant.BuildArchAdapter(
@@ -225,17 +260,21 @@ class BuildArchMixin(AdjutantTaskMixin):
             vendor=self.options.vendor,
             packager=self.options.packager,
             distribution=self.options.distribution,
+            mockhost=getattr(self.options, "mockhost", "koji-linux-gnu"),
             rpmbuild_timeout=self.options.rpmbuild_timeout,
+            buildhost=socket.getfqdn(),
             limits=self.adjutant_limits(config),
             selinux_label=config.selinux_label,
             image_external_repo=config.image_external_repo,
             cache=config.buildroot_cache,
+            cache_max_images=config.buildroot_cache_max_entries,
+            cache_max_bytes=config.buildroot_cache_max_bytes,
+            cache_dir=config.buildroot_cache_dir,
             log_cap_bytes=config.log_cap_bytes,
         )
-        koji.ensuredir(broot.resultdir())
         watcher = self.log_watcher_class(
             broot,
-            [os.path.join(broot.resultdir(), "*.log")],
+            self.log_patterns(config, broot),
             with_ts=bool(getattr(self.options, "log_timestamps", False)),
         )
         uploads = LiveUpload(
@@ -261,7 +300,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             with uploads:
                 return adapter.run(
                     self.adjutant_context(config),
-                    fn,
+                    srpm,
                     arch,
                     repo=repo,
                     repo_id=broot.repoid,
@@ -269,24 +308,34 @@ class BuildArchMixin(AdjutantTaskMixin):
                     build_config=broot.config,
                     keep_srpm=bool(keep_srpm),
                     topdir=topdir,
+                    buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
                     on_buildroot_ready=on_buildroot_ready,
                 )
-        except koji_adjutant.BuildError as exc:
-            if not broot.listed:
-                broot.expire()
-                raise koji.BuildrootError(
-                    f"could not init buildroot, {_failure_detail(exc)}"
-                ) from None
-            broot.update_list(getattr(exc, "buildroot", None) or installed)
-            broot.expire()
-            raise koji.BuildError(
-                f"error building package (arch {arch}), {_failure_detail(exc)}"
-            ) from None
-        except koji_adjutant.AdjutantError as exc:
-            if callback_errors and exc is callback_errors[0]:
+        except BaseException as exc:
+            # an exception of the callback (a hub fault) propagates as it would from kojid's
+            # BuildRoot.init; the adapter may wrap it
+            cause = callback_errors[0] if callback_errors else None
+            if cause is not None and (exc is cause or exc.__cause__ is cause):
+                raise cause from None
+            if not isinstance(exc, koji_adjutant.AdjutantError):
                 raise
+            self.adapter_failed(broot, exc, installed)
+            raise  # not reached: adapter_failed raises
+
+    def adapter_failed(self, broot: Any, exc: BaseException, installed: list[Any]) -> None:
+        """kojid's bookkeeping after a failed mock run, with the adapter's message (which
+        already has kojid's wording and names the log to read)."""
+        if not broot.listed:
+            # init failed: BuildRoot.init expires and raises BuildrootError
             broot.expire()
-            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+            raise koji.BuildrootError(str(exc)) from None
+        if isinstance(exc, koji_adjutant.BuildError):
+            # BuildRoot.build: the list is updated even after a failed build
+            broot.update_list(installed)
+            broot.expire()
+            raise koji.BuildError(str(exc)) from None
+        broot.expire()
+        raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
 
     def upload_results(self, broot, result, keep_srpm) -> dict[str, Any]:  # type: ignore[no-untyped-def]
         """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED."""
@@ -346,6 +395,7 @@ class CreaterepoMixin(AdjutantTaskMixin):
         self.pathinfo = koji.PathInfo(self.options.topdir)
         toprepodir = self.pathinfo.repo(repo_id, rinfo["tag_name"])
         self.repodir = f"{toprepodir}/{arch}"
+        self.repo_arch = arch
         if not os.path.isdir(self.repodir):
             top_repos_dir = os.path.join(self.options.topdir, "repos")
             if not os.path.isdir(top_repos_dir):
@@ -427,7 +477,8 @@ class CreaterepoMixin(AdjutantTaskMixin):
             with uploads:
                 return adapter.run(
                     self.adjutant_context(config),
-                    repo_dir=self.repodir,
+                    repo_dir=os.path.dirname(self.repodir),
+                    arch=self.repo_arch,
                     topdir=self.options.topdir,
                     groups=groupdata if os.path.isfile(groupdata) else None,
                     pkglist=pkglist,
@@ -435,9 +486,11 @@ class CreaterepoMixin(AdjutantTaskMixin):
                     external_repos=list(external_repos or ()),
                 )
         except koji_adjutant.RepoError as exc:
-            if getattr(exc, "refuse", False):
+            # the adapter words it as kojid does ("failed to create repo: ...", "No access to
+            # repos dir ..." which kojid refuses)
+            if exc.refuse:
                 raise RefuseTask(str(exc)) from None
-            raise koji.GenericError(f"failed to create repo: {exc}") from None
+            raise koji.GenericError(str(exc)) from None
         except koji_adjutant.AdjutantError as exc:
             raise koji.GenericError(f"koji-adjutant: {exc}") from None
 
