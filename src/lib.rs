@@ -21,6 +21,8 @@ mod _core {
     #[pymodule_export]
     use crate::bindings::manager::PyPodmanManager;
     #[pymodule_export]
+    use crate::bindings::sinks::{PyCallbackSink, PyFileSink, PyLoggingSink, PyTeeSink};
+    #[pymodule_export]
     use crate::bindings::types::{PyContainerHandle, PyContainerRunResult, PyContainerSpec, PyResourceLimits, PyVolumeMount};
 
     #[pymodule_init]

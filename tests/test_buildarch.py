@@ -309,3 +309,18 @@ def test_the_buildroot_cache_skips_init_and_reports_the_same_buildroot(manager, 
     assert 1 <= len(cached) <= 2
     for image_id in cached:
         subprocess.run(["podman", "--runtime", "runc", "rmi", "-f", image_id], capture_output=True, check=False)
+
+
+def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(adapter, koji, task, tmp_path):
+    ctx, srpm = task("adj-missingdep")
+    logged = TaskContext(ctx.task_id, ctx.work_dir, log_dir=tmp_path / "logs")
+    with pytest.raises(BuildError):
+        run(adapter, koji, logged, srpm, "noarch")
+    result = ctx.work_dir / "result"
+    for name in ("root.log", "build.log", "state.log"):
+        assert (result / name).exists(), name
+    assert "Failed:" in (result / "state.log").read_text()
+    container_log = tmp_path / "logs" / str(ctx.task_id) / "container.log"
+    text = container_log.read_text()
+    assert " stdout | " in text or " stderr | " in text
+    assert container_log.stat().st_mode & 0o044 == 0o044

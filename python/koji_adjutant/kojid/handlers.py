@@ -488,7 +488,7 @@ class CreaterepoMixin(AdjutantTaskMixin):
         except koji_adjutant.RepoError as exc:
             # the adapter words it as kojid does ("failed to create repo: ...", "No access to
             # repos dir ..." which kojid refuses)
-            if exc.refuse:
+            if getattr(exc, "refuse", False):
                 raise RefuseTask(str(exc)) from None
             raise koji.GenericError(str(exc)) from None
         except koji_adjutant.AdjutantError as exc:

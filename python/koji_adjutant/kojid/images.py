@@ -25,7 +25,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 import koji
-import koji.arch
 
 from koji_adjutant.config import check_image_reference
 
@@ -49,14 +48,22 @@ class ImageChoice:
     source: str
 
 
-#: Arches Koji builds for that koji.arch's table (from yum's rpmUtils) does not list.
-_MORE_ARCHES = ("aarch64", "armhfp", "riscv64", "loongarch64", "mips64el", "mipsel")
+#: Arch names an ``adjutant.image.<arch>`` key may use: rpm's arches (koji.arch's table, which
+#: koji.arch computes by reading /proc at import, so it is not imported here) and the canonical
+#: names Koji gives them.
+_ARCHES = frozenset(
+    """
+    alpha alphaev4 alphaev45 alphaev5 alphaev56 alphaev6 alphaev67 alphaev68 alphaev7
+    alphapca56 amd64 arm arm64 armhfp armv5tejl armv5tel armv6hl armv6l armv7hl armv7hnl
+    armv7l athlon aarch64 geode i386 i486 i586 i686 ia32e ia64 loongarch64 mips mips64
+    mips64el mipsel ppc ppc64 ppc64iseries ppc64le ppc64p7 ppc64pseries riscv64 s390 s390x
+    sh3 sh4 sh4a sparc sparc64 sparc64v sparcv8 sparcv9 sparcv9v x86_64
+    """.split()
+)
 
 
 def _known_arches() -> frozenset[str]:
-    arches = set(koji.arch.arches) | set(_MORE_ARCHES)
-    arches.update(koji.canonArch(a) for a in koji.arch.arches)
-    return frozenset(arches)
+    return _ARCHES
 
 
 def _check_keys(extra: Mapping[str, Any], tag_name: str) -> None:

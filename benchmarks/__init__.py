@@ -1,0 +1,1 @@
+"""koji-adjutant benchmarks (run with `make bench`)."""
