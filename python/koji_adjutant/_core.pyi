@@ -2,7 +2,7 @@
 import datetime
 import os
 import pathlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Protocol, final
 
 __version__: str
@@ -176,3 +176,103 @@ class CreaterepoAdapter:
         external_repos: Iterable[Mapping[str, object]] | None = None,
         sink: LogSink | None = None,
     ) -> CreaterepoResult: ...
+
+@final
+class FileSink:
+    def __new__(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        cap_bytes: int | None = None,
+        timestamps: bool = False,
+        stream_markers: bool = False,
+    ) -> FileSink: ...
+    @property
+    def path(self) -> str: ...
+    def write_stdout(self, data: bytes) -> None: ...
+    def write_stderr(self, data: bytes) -> None: ...
+    def finish(self) -> None: ...
+    def state(self) -> dict[str, object]: ...
+
+@final
+class LoggingSink:
+    def __new__(
+        cls, logger: str = "koji_adjutant.container", *, stdout_level: int = 20, stderr_level: int = 30
+    ) -> LoggingSink: ...
+    def write_stdout(self, data: bytes) -> None: ...
+    def write_stderr(self, data: bytes) -> None: ...
+    def flush(self) -> None: ...
+
+@final
+class CallbackSink:
+    def __new__(cls, callback: Callable[[str, bytes], object]) -> CallbackSink: ...
+    def write_stdout(self, data: bytes) -> None: ...
+    def write_stderr(self, data: bytes) -> None: ...
+
+@final
+class TeeSink:
+    def __new__(cls, *sinks: LogSink) -> TeeSink: ...
+    def write_stdout(self, data: bytes) -> None: ...
+    def write_stderr(self, data: bytes) -> None: ...
+
+@final
+class BuildArchResult:
+    task_id: int
+    keep_srpm: bool
+    result_dir: str
+    rpms: list[str]
+    srpms: list[str]
+    logs: list[str]
+    buildroot: list[dict[str, object]]
+    unknown_rpms: list[dict[str, object]]
+    buildroot_arch: str
+    cache_hit: bool
+    image_id: str
+    def kojid_result(
+        self, brootid: int, upload_path: str | None = None, extra_logs: Sequence[str] = ...
+    ) -> dict[str, object]: ...
+
+@final
+class BuildArchAdapter:
+    def __new__(
+        cls,
+        manager: PodmanManager,
+        image: str,
+        *,
+        pull_policy: str = "if-not-present",
+        vendor: str = "Koji",
+        packager: str = "Koji",
+        distribution: str = "Koji",
+        mockhost: str = "koji-linux-gnu",
+        rpmbuild_timeout: int = 86400,
+        install_group: str = "build",
+        buildhost: str | None = None,
+        rpmdb_path: str | None = None,
+        limits: ResourceLimits | None = None,
+        selinux_label: str | None = None,
+        image_external_repo: str | None = None,
+        cache: bool = True,
+        cache_max_images: int = 8,
+        cache_max_bytes: int = ...,
+        cache_dir: str | os.PathLike[str] | None = None,
+        log_cap_bytes: int | None = None,
+        image_arches: Sequence[str] | None = None,
+    ) -> BuildArchAdapter: ...
+    @property
+    def image(self) -> str: ...
+    def run(
+        self,
+        ctx: TaskContext,
+        srpm_path: str | os.PathLike[str],
+        arch: str,
+        *,
+        repo: str,
+        repo_id: int,
+        tag_name: str,
+        build_config: Mapping[str, object],
+        keep_srpm: bool = False,
+        topdir: str | os.PathLike[str] | None = None,
+        buildroot_arch: str | None = None,
+        sink: LogSink | None = None,
+        on_buildroot_ready: Callable[[list[dict[str, object]]], object] | None = None,
+    ) -> BuildArchResult: ...

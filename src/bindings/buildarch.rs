@@ -29,23 +29,23 @@ pub struct PyBuildArchAdapter {
 #[pymethods]
 impl PyBuildArchAdapter {
     #[new]
-    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present", vendor = "Koji".to_string(),
-        packager = "Koji".to_string(), distribution = "Koji".to_string(), mockhost = "koji-linux-gnu".to_string(),
-        rpmbuild_timeout = 86400, install_group = "build".to_string(), buildhost = None, rpmdb_path = None,
+    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present", vendor = "Koji",
+        packager = "Koji", distribution = "Koji", mockhost = "koji-linux-gnu",
+        rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
-        cache_max_bytes = 20 * 1024 * 1024 * 1024, cache_dir = None, log_cap_bytes = None, image_arches = None))]
+        cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
         manager: &PyPodmanManager,
         image: String,
         pull_policy: &str,
-        vendor: String,
-        packager: String,
-        distribution: String,
-        mockhost: String,
+        vendor: &str,
+        packager: &str,
+        distribution: &str,
+        mockhost: &str,
         rpmbuild_timeout: u64,
-        install_group: String,
+        install_group: &str,
         buildhost: Option<String>,
         rpmdb_path: Option<String>,
         limits: Option<Py<PyResourceLimits>>,
@@ -71,13 +71,13 @@ impl PyBuildArchAdapter {
                 image,
                 pull_policy: PullPolicy::parse(pull_policy)?,
                 options: BuildrootOptions {
-                    vendor,
-                    packager,
-                    distribution,
-                    mockhost,
+                    vendor: vendor.to_owned(),
+                    packager: packager.to_owned(),
+                    distribution: distribution.to_owned(),
+                    mockhost: mockhost.to_owned(),
                     rpmbuild_timeout,
                     keep_srpm: false,
-                    install_group,
+                    install_group: install_group.to_owned(),
                     buildhost,
                     rpmdb_path,
                 },

@@ -128,8 +128,8 @@ pub struct PyLoggingSink {
 #[pymethods]
 impl PyLoggingSink {
     #[new]
-    #[pyo3(signature = (logger = "koji_adjutant.container".to_string(), *, stdout_level = 20, stderr_level = 30))]
-    fn new(py: Python<'_>, logger: String, stdout_level: i32, stderr_level: i32) -> PyResult<Self> {
+    #[pyo3(signature = (logger = "koji_adjutant.container", *, stdout_level = 20, stderr_level = 30))]
+    fn new(py: Python<'_>, logger: &str, stdout_level: i32, stderr_level: i32) -> PyResult<Self> {
         let logger = py.import("logging")?.call_method1("getLogger", (logger,))?.unbind();
         Ok(PyLoggingSink {
             logger,

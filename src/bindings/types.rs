@@ -64,7 +64,7 @@ pub struct PyResourceLimits {
 #[pymethods]
 impl PyResourceLimits {
     #[new]
-    #[pyo3(signature = (memory_bytes = None, cpus = None, pids = Some(spec::DEFAULT_PIDS_LIMIT)))]
+    #[pyo3(signature = (memory_bytes = None, cpus = None, pids = Some(4096)), text_signature = "(memory_bytes=None, cpus=None, pids=4096)")]
     fn new(memory_bytes: Option<u64>, cpus: Option<f64>, pids: Option<i64>) -> Self {
         PyResourceLimits { memory_bytes, cpus, pids }
     }
@@ -109,7 +109,7 @@ pub struct PyContainerSpec {
 impl PyContainerSpec {
     #[new]
     #[pyo3(signature = (image, command, *, environment = None, workdir = None, mounts = Vec::new(),
-        user = None, labels = None, network = "none".to_string(), limits = None, timeout = None,
+        user = None, labels = None, network = "none", limits = None, timeout = None,
         remove_after_exit = true, cap_add = Vec::new(), task_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
@@ -121,14 +121,15 @@ impl PyContainerSpec {
         mounts: Vec<Py<PyVolumeMount>>,
         user: Option<String>,
         labels: Option<BTreeMap<String, String>>,
-        network: String,
+        network: &str,
         limits: Option<Py<PyResourceLimits>>,
         timeout: Option<u64>,
         remove_after_exit: bool,
         cap_add: Vec<String>,
         task_id: Option<i64>,
     ) -> PyResult<Self> {
-        NetworkMode::parse(&network)?;
+        NetworkMode::parse(network)?;
+        let network = network.to_owned();
         let limits = match limits {
             Some(l) => l,
             None => Py::new(py, PyResourceLimits::new(None, None, Some(spec::DEFAULT_PIDS_LIMIT)))?,

@@ -126,7 +126,9 @@ class BuildRootBase:
         self.session.host.setBuildRootState(self.id, "EXPIRED")  # type: ignore[attr-defined]
 
     def _open_repo_file(self, name: str) -> IO[bytes]:
-        relpath = os.path.join(self.get_repo_dir(), self.br_arch, name)
+        # get_repo_dir() starts with '/'; kojid sends topurl + '//repos/...', which a web
+        # server's slash merging forgives; send the plain path
+        relpath = os.path.join(self.get_repo_dir(), self.br_arch, name).lstrip("/")
         return koji.openRemoteFile(  # type: ignore[no-any-return]
             relpath,
             topurl=self.options.topurl,

@@ -341,8 +341,8 @@ class BuildArchMixin(AdjutantTaskMixin):
         """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED."""
         import koji.rpmdiff  # needs rpm's bindings, which kojid always has
 
-        rpm_files = sorted(result.rpms, key=os.path.basename)
-        srpm_files = sorted(result.srpms, key=os.path.basename)
+        rpm_files = sorted((os.fspath(p) for p in result.rpms), key=os.path.basename)
+        srpm_files = sorted((os.fspath(p) for p in result.srpms), key=os.path.basename)
         log_files = sorted(broot.logs)
         rpmdiff_hash: dict[int, dict[str, str]] = {self.id: {}}
         for path in rpm_files:
@@ -425,8 +425,8 @@ class CreaterepoMixin(AdjutantTaskMixin):
         result = self.run_createrepo(
             runtime, image, groupdata, pkglist, old_repodata, external_repos
         )
-        self.outdir = os.path.dirname(result.repodata_dir)
-        self.datadir = result.repodata_dir
+        self.datadir = os.fspath(result.repodata_dir)
+        self.outdir = os.path.dirname(self.datadir)
         # 5.-6. postCreateRepo callbacks see the output dir, as under kojid
         tag = self.session.getTag(rinfo["tag_id"], event=rinfo["create_event"], strict=True)["name"]
         self.run_callbacks(  # type: ignore[attr-defined]
