@@ -1087,7 +1087,11 @@ def _register_rpms(hub: HubFake, paths: list[Path], tag: str) -> None:
             size=path.stat().st_size, buildtime=int(head["buildtime"]),  # type: ignore[arg-type]
             build_name=build_name, tags=(tag,),
         )
-        dest = Path(hub.rpm_path(info["id"]))
+        # koji.pathinfo's layout (HubFake.rpm_path joins an absolute path: not usable)
+        dest = (
+            Path(hub.topdir) / "packages" / build_name / str(head["version"])
+            / str(head["release"]) / str(head["arch"]) / path.name
+        )
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
 
@@ -1139,8 +1143,14 @@ def _add_srpm(hub: HubFake, spec: str, tmp_path: Path) -> str:
 def test_real_noarch_build_with_kept_srpm(
     handlers: Handlers, hub: HubFake, real_world: World, session: koji.ClientSession,
     options: Any, conf: Callable[..., Path], image: str, podman_socket: str, network: str,
+    request: pytest.FixtureRequest,
 ) -> None:
     conf(podman_socket=podman_socket, task_image=image, network=network)
+    if network == "repo":
+        # topurl as containers on podman's bridge reach it (the hub fake listens on loopback)
+        served, base = request.getfixturevalue("http_dir")
+        shutil.copytree(hub.topdir, served / "kojifiles", symlinks=True)
+        options.topurl = f"{base}/kojifiles"
     task_id = build_task(hub, real_world, arch="noarch", keep_srpm=True)
     hub.clear_calls()
     kojidloader.run_task(handlers.build_arch, session, options, task_id)

@@ -26,8 +26,8 @@ class LogSink(Protocol):
 
 @final
 class VolumeMount:
-    source: str
-    target: str
+    source: pathlib.Path
+    target: pathlib.Path
     read_only: bool
     selinux_label: str | None
     def __new__(
@@ -84,9 +84,9 @@ class ContainerSpec:
 @final
 class TaskContext:
     task_id: int
-    work_dir: str
+    work_dir: pathlib.Path
     worker_id: str | None
-    log_dir: str | None
+    log_dir: pathlib.Path | None
     def __new__(
         cls,
         task_id: int,
@@ -188,7 +188,7 @@ class FileSink:
         stream_markers: bool = False,
     ) -> FileSink: ...
     @property
-    def path(self) -> str: ...
+    def path(self) -> pathlib.Path: ...
     def write_stdout(self, data: bytes) -> None: ...
     def write_stderr(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
@@ -219,10 +219,10 @@ class TeeSink:
 class BuildArchResult:
     task_id: int
     keep_srpm: bool
-    result_dir: str
-    rpms: list[str]
-    srpms: list[str]
-    logs: list[str]
+    result_dir: pathlib.Path
+    rpms: list[pathlib.Path]
+    srpms: list[pathlib.Path]
+    logs: list[pathlib.Path]
     buildroot: list[dict[str, object]]
     unknown_rpms: list[dict[str, object]]
     buildroot_arch: str

@@ -32,7 +32,7 @@
 use std::fs;
 use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tracing::{debug, info, warn};
 
@@ -258,14 +258,17 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CreaterepoOutcome> {
     let prepared = prepare(ctx, opts, inputs)?;
+    let started = Instant::now();
     tokio::select! {
         image = client.ensure_image(&opts.image, opts.pull_policy) => { image?; }
         () = cancel.cancelled() => return Err(Error::Interrupted),
     }
     let id = client.create(&prepared.spec).await?;
-    info!(target: LOG_TARGET, task_id = ctx.task_id, container = %short(&id), "createrepo container created");
+    info!(target: LOG_TARGET, task_id = ctx.task_id, container = %short(&id), ms = ms(started), "createrepo container created");
     let steps = run_in_container(client, &id, &prepared, opts.timeout, sink, cancel).await;
+    let removing = Instant::now();
     client.remove_logged(&id).await;
+    debug!(target: LOG_TARGET, container = %short(&id), ms = ms(removing), total_ms = ms(started), "createrepo container removed");
     let finished = sink.finish().map_err(Error::Sink);
     let logs = match (steps, finished) {
         (Ok(logs), Ok(())) => logs,
@@ -308,7 +311,9 @@ async fn run_in_container(
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
 ) -> Result<Vec<PathBuf>> {
+    let starting = Instant::now();
     client.start(id, Box::new(NullSink)).await?;
+    debug!(target: LOG_TARGET, container = %short(id), ms = ms(starting), "createrepo container started");
     let steps = run_steps(client, id, prepared, sink, cancel);
     match timeout {
         None => steps.await,
@@ -383,9 +388,11 @@ async fn run_command(
         user: Some(prepared.user.clone()),
     };
     debug!(target: LOG_TARGET, argv = ?command.argv, log = %log_path.display(), "running");
+    let started = Instant::now();
     let code = client
         .exec(id, &command.argv, &options, &mut tee, cancel)
         .await?;
+    debug!(target: LOG_TARGET, log = %log_path.display(), code, ms = ms(started), "command exited");
     if code != 0 {
         return Err(command.failed(exit_outcome(code), log_path, code));
     }
@@ -531,6 +538,11 @@ fn make_readable(root: &Path) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Milliseconds since `since`, for the debug log's phase timings.
+fn ms(since: Instant) -> u128 {
+    since.elapsed().as_millis()
 }
 
 fn short(id: &str) -> &str {
