@@ -125,6 +125,9 @@ class Build:
     wall: float
     log: StateLog
     cache_hit: bool
+    #: Epoch seconds just before and after ``BuildArchAdapter.run``.
+    called: float
+    returned: float
 
     @property
     def init(self) -> float:
@@ -133,6 +136,32 @@ class Build:
     @property
     def overhead(self) -> float:
         return self.wall - self.log.step_seconds()
+
+    def overhead_parts(self) -> dict[str, float]:
+        """Where the overhead goes, from state.log's timestamps (ms resolution):
+        before the container (SRPM and image checks, cache look-up), create + start,
+        between steps (copies, log writes), remove, and back to the caller."""
+        def epoch(stamp: dt.datetime) -> float:
+            return stamp.replace(tzinfo=dt.timezone.utc).timestamp()
+
+        entries = self.log.entries
+        creating = self.log.first("Creating container")
+        first_step = self.log.first("Start: ")
+        finished = self.log.first("Finished:")
+        gaps = 0.0
+        last_finish = None
+        for stamp, message in entries:
+            if message.startswith("Start: ") and last_finish is not None:
+                gaps += (stamp - last_finish).total_seconds()
+            if _FINISH.match(message):
+                last_finish = stamp
+        return {
+            "before": epoch(creating) - self.called,
+            "create+start": (first_step - creating).total_seconds(),
+            "between": gaps,
+            "remove": (finished - last_finish).total_seconds() if last_finish else 0.0,
+            "return": self.returned - epoch(finished),
+        }
 
 
 class Koji:
@@ -179,6 +208,7 @@ class Runner:
         srpm = work / self.koji.srpm.name
         shutil.copy(self.koji.srpm, srpm)
         ctx = TaskContext(self.task_id, work)
+        called = time.time()
         started = time.perf_counter()
         try:
             result: BuildArchResult = self.adapter.run(
@@ -186,6 +216,7 @@ class Runner:
                 tag_name=TAG, build_config=config,
             )
             wall = time.perf_counter() - started
+            returned = time.time()
         finally:
             state = work / "result" / "state.log"
             if state.exists():
@@ -193,7 +224,7 @@ class Runner:
         if len(result.rpms) != EXPECTED_RPMS:
             raise AssertionError(f"expected {EXPECTED_RPMS} RPMs, got {result.rpms}")
         return Build(wall=wall, log=StateLog.read(Path(result.result_dir) / "state.log"),
-                     cache_hit=result.cache_hit)
+                     cache_hit=result.cache_hit, called=called, returned=returned)
 
     def remove_images(self) -> list[str]:
         """Removes the cache images this run committed; returns any that remain."""
@@ -236,6 +267,9 @@ def _measure(runner: Runner, image: str, worker: str, n: int) -> list[dict[str, 
               f"warm wall {warm.wall:.2f} s, init {warm.init:.3f} s, steps "
               f"{warm.log.step_seconds():.3f} s, overhead {warm.overhead:.3f} s | "
               f"CLI true {before:.3f}/{after:.3f} s")
+        parts = warm.overhead_parts()
+        print("           warm overhead parts (ms): "
+              + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items()))
 
     med = statistics.median
     init_ratio = _median_ratio([b.init for b in colds], [b.init for b in warms])
@@ -251,11 +285,13 @@ def _measure(runner: Runner, image: str, worker: str, n: int) -> list[dict[str, 
         f"whole build cold {med(b.wall for b in colds):.2f} s, warm {med(b.wall for b in warms):.2f} s"
     )
     overhead_ratio = _median_ratio([b.overhead for b in warms], cli)
+    parts = {k: med(b.overhead_parts()[k] for b in warms) for k in warms[0].overhead_parts()}
     overhead_detail = (
         f"median of {n} rounds: warm build {med(b.wall for b in warms):.2f} s wall - "
         f"{med(b.log.step_seconds() for b in warms):.2f} s in {warms[0].log.steps()} steps = "
-        f"{med(b.overhead for b in warms) * 1e3:.0f} ms overhead; "
-        f"podman run --rm true {med(cli) * 1e3:.0f} ms"
+        f"{med(b.overhead for b in warms) * 1e3:.0f} ms overhead ("
+        + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items())
+        + f" ms); podman run --rm true {med(cli) * 1e3:.0f} ms"
     )
     return [
         common.goal_row("P3 buildroot init: cold / warm (cached)", init_ratio, ">=", INIT_GOAL,

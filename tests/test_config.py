@@ -56,6 +56,7 @@ memory_limit = 4G
 cpus = 1.5
 pids_limit = none
 network = none
+buildroot_topurl = https://koji.example.com/kojifiles/
 log_dir = /var/log/koji-adjutant/
 log_cap_bytes = 512MiB
 buildroot_cache = no
@@ -78,6 +79,7 @@ reap_on_start = off
         cpus=1.5,
         pids_limit=None,
         network="none",
+        buildroot_topurl="https://koji.example.com/kojifiles",
         log_dir="/var/log/koji-adjutant",
         log_cap_bytes=512 * 1024**2,
         buildroot_cache=False,
@@ -117,6 +119,7 @@ def test_default_path_is_under_kojid_plugins() -> None:
         ("cpus", "nan", "number greater than 0"),
         ("pids_limit", "1.5", "whole number"),
         ("network", "host", "one of auto, none, repo"),
+        ("buildroot_topurl", "ftp://x/y", "http:// or https:// URL"),
         ("selinux_label", "shared", "one of z, Z"),
         ("log_dir", "relative/dir", "absolute path"),
         ("podman_socket", "tcp://host:1", "absolute socket path"),

@@ -1145,12 +1145,14 @@ def test_real_noarch_build_with_kept_srpm(
     options: Any, conf: Callable[..., Path], image: str, podman_socket: str, network: str,
     request: pytest.FixtureRequest,
 ) -> None:
-    conf(podman_socket=podman_socket, task_image=image, network=network)
+    values = {"podman_socket": podman_socket, "task_image": image, "network": network}
     if network == "repo":
-        # topurl as containers on podman's bridge reach it (the hub fake listens on loopback)
+        # the hub fake listens on loopback, which containers cannot reach: serve its topdir
+        # where containers on podman's bridge reach it, as buildroot_topurl
         served, base = request.getfixturevalue("http_dir")
         shutil.copytree(hub.topdir, served / "kojifiles", symlinks=True)
-        options.topurl = f"{base}/kojifiles"
+        values["buildroot_topurl"] = f"{base}/kojifiles"
+    conf(**values)
     task_id = build_task(hub, real_world, arch="noarch", keep_srpm=True)
     hub.clear_calls()
     kojidloader.run_task(handlers.build_arch, session, options, task_id)

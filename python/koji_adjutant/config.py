@@ -88,6 +88,8 @@ class AdjutantConfig:
     pids_limit: Optional[int] = 4096
     #: How buildArch reaches its repo, and so which steps get a network (see docs/config.md).
     network: str = "auto"
+    #: kojid's topurl as task containers reach it; ``None``: kojid's own ``topurl``.
+    buildroot_topurl: Optional[str] = None
     #: Where each task's ``<task_id>/container.log`` is kept after the task; ``None``: nowhere.
     log_dir: Optional[str] = None
     #: Cap on the bytes kept per log file; ``None``: no cap.
@@ -198,6 +200,13 @@ def _abs_path(raw: str) -> str:
     return os.path.normpath(value)
 
 
+def _url(raw: str) -> str:
+    value = raw.strip().rstrip("/")
+    if not re.fullmatch(r"https?://[^\s/]+(/\S*)?", value):
+        raise ValueError("expected an http:// or https:// URL")
+    return value
+
+
 def _worker_id(raw: str) -> str:
     value = raw.strip()
     if not _WORKER_ID_RE.fullmatch(value):
@@ -244,6 +253,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "cpus": _optional(_positive_float),
     "pids_limit": _optional(_positive_int),
     "network": _choice(*NETWORK_POLICIES),
+    "buildroot_topurl": _optional(_url),
     "log_dir": _optional(_abs_path),
     "log_cap_bytes": _optional(parse_size),
     "buildroot_cache": _bool,

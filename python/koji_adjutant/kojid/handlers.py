@@ -150,7 +150,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             koji.PathInfo(topdir=topdir).repo(repo_info["id"], repo_info["tag_name"]), br_arch
         )
         local_ok = bool(topdir) and os.path.isfile(os.path.join(local, "repodata", "repomd.xml"))
-        topurl = getattr(self.options, "topurl", None)
+        topurl = config.buildroot_topurl or getattr(self.options, "topurl", None)
         if config.network == "none" or (config.network == "auto" and (local_ok or not topurl)):
             if not local_ok:
                 raise RefuseTask(
