@@ -17,6 +17,7 @@ import argparse
 import importlib
 import pkgutil
 import platform
+import re
 import subprocess
 import sys
 import time
@@ -51,7 +52,7 @@ class Entry:
         return self.name.removeprefix("bench_")
 
     def order(self) -> tuple[int, str]:
-        numbers = [int(i[1:]) for i in self.ids if i[1:].isdigit()]
+        numbers = [int(m.group(1)) for i in self.ids if (m := re.match(r"P(\d+)", i))]
         return (min(numbers) if numbers else 99, self.name)
 
 
@@ -78,7 +79,7 @@ def select(entries: Sequence[Entry], only: Sequence[str]) -> list[tuple[Entry, s
     if not only:
         return [(entry, None) for entry in entries]
     wanted = {name.upper() for name in only}
-    chosen = []
+    chosen: list[tuple[Entry, set[str] | None]] = []
     for entry in entries:
         if {entry.name.upper(), entry.short.upper()} & wanted:
             chosen.append((entry, None))
@@ -104,18 +105,30 @@ def machine() -> str:
     except (OSError, ValueError, IndexError):
         pass
     podman = subprocess.run(["podman", "--version"], capture_output=True, text=True, check=False)
-    return (f"{os.cpu_count()} CPUs, {memory} RAM, Linux {platform.release()}, "
-            f"{podman.stdout.strip() or 'podman ?'}, Python {platform.python_version()}")
+    return (
+        f"{os.cpu_count()} CPUs, {memory} RAM, Linux {platform.release()}, "
+        f"{podman.stdout.strip() or 'podman ?'}, Python {platform.python_version()}"
+    )
 
 
 def parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
-    parser.add_argument("--only", action="append", default=[], metavar="NAME",
-                        help="a benchmark id (P1..P4) or module name (container, buildarch, ...); "
-                             "repeatable")
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks", description=__doc__.splitlines()[0]
+    )
+    parser.add_argument(
+        "--only",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a benchmark id (P1..P4) or module name (container, buildarch, ...); repeatable",
+    )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
-    parser.add_argument("--pairs", type=int, default=None,
-                        help="measured rounds per benchmark (default: each benchmark's own)")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=None,
+        help="measured rounds per benchmark (default: each benchmark's own)",
+    )
     parser.add_argument("--image", default=common.IMAGE, help="task image (default: %(default)s)")
     parser.add_argument("--list", action="store_true", help="list the benchmark modules and exit")
     return parser.parse_args(argv)

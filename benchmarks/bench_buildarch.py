@@ -44,8 +44,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from benchmarks import common
 from koji_adjutant import BuildArchAdapter, BuildArchResult, PodmanManager, TaskContext
+
+from benchmarks import common
 
 __all__ = ["BENCHMARKS", "StateLog", "run"]
 
@@ -141,6 +142,7 @@ class Build:
         """Where the overhead goes, from state.log's timestamps (ms resolution):
         before the container (SRPM and image checks, cache look-up), create + start,
         between steps (copies, log writes), remove, and back to the caller."""
+
         def epoch(stamp: dt.datetime) -> float:
             return stamp.replace(tzinfo=dt.timezone.utc).timestamp()
 
@@ -187,8 +189,12 @@ class Runner:
         # Bounds far above what this run creates: eviction is global over all cache images
         # on the host, and a benchmark must not evict anyone else's.
         self.adapter = BuildArchAdapter(
-            manager, image, cache=True, cache_dir=base / "cache",
-            cache_max_images=1_000_000, cache_max_bytes=1 << 62,
+            manager,
+            image,
+            cache=True,
+            cache_dir=base / "cache",
+            cache_max_images=1_000_000,
+            cache_max_bytes=1 << 62,
         )
         self.task_id = 70_000
         self.saved: list[str] = []
@@ -196,7 +202,11 @@ class Runner:
     @staticmethod
     def config(nonce: str) -> dict[str, object]:
         return {
-            "id": 1, "name": TAG, "arches": ARCH, "locked": False, "perm": None,
+            "id": 1,
+            "name": TAG,
+            "arches": ARCH,
+            "locked": False,
+            "perm": None,
             "extra": {"rpm.macro.dist": ".bench", "rpm.macro.adj_bench_nonce": nonce},
         }
 
@@ -212,8 +222,13 @@ class Runner:
         started = time.perf_counter()
         try:
             result: BuildArchResult = self.adapter.run(
-                ctx, srpm, ARCH, repo=str(self.koji.repo.arch_dir), repo_id=REPO_ID,
-                tag_name=TAG, build_config=config,
+                ctx,
+                srpm,
+                ARCH,
+                repo=str(self.koji.repo.arch_dir),
+                repo_id=REPO_ID,
+                tag_name=TAG,
+                build_config=config,
             )
             wall = time.perf_counter() - started
             returned = time.time()
@@ -223,21 +238,39 @@ class Runner:
                 self.saved += StateLog.read(state).saved_images()
         if len(result.rpms) != EXPECTED_RPMS:
             raise AssertionError(f"expected {EXPECTED_RPMS} RPMs, got {result.rpms}")
-        return Build(wall=wall, log=StateLog.read(Path(result.result_dir) / "state.log"),
-                     cache_hit=result.cache_hit, called=called, returned=returned)
+        return Build(
+            wall=wall,
+            log=StateLog.read(Path(result.result_dir) / "state.log"),
+            cache_hit=result.cache_hit,
+            called=called,
+            returned=returned,
+        )
 
     def remove_images(self) -> list[str]:
         """Removes the cache images this run committed; returns any that remain."""
         for image_id in self.saved:
             common.podman("rmi", "-f", image_id, check=False)
-        present = set(common.podman("images", "-q", "--no-trunc", "--filter",
-                                    f"label={common.LABEL_BUILDROOT}=1").stdout.split())
+        present = set(
+            common.podman(
+                "images", "-q", "--no-trunc", "--filter", f"label={common.LABEL_BUILDROOT}=1"
+            ).stdout.split()
+        )
         return [i for i in self.saved if f"sha256:{i}" in present or i in present]
 
 
 def _cli_true(image: str, worker: str) -> float:
-    command = ["podman", "--runtime", "runc", "run", "--rm", "--label",
-               f"{common.LABEL_WORKER}={worker}", *common.cli_restrictions(), image, "true"]
+    command = [
+        "podman",
+        "--runtime",
+        "runc",
+        "run",
+        "--rm",
+        "--label",
+        f"{common.LABEL_WORKER}={worker}",
+        *common.cli_restrictions(),
+        image,
+        "true",
+    ]
     started = time.perf_counter()
     subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     return time.perf_counter() - started
@@ -259,17 +292,23 @@ def _measure(runner: Runner, image: str, worker: str, n: int) -> list[dict[str, 
         warm = runner.build(Runner.config(nonce))
         after = _cli_true(image, worker)
         if cold.cache_hit or not warm.cache_hit:
-            raise AssertionError(f"round {index}: cache_hit cold={cold.cache_hit} warm={warm.cache_hit}")
+            raise AssertionError(
+                f"round {index}: cache_hit cold={cold.cache_hit} warm={warm.cache_hit}"
+            )
         colds.append(cold)
         warms.append(warm)
         cli.append((before + after) / 2)
-        print(f"  P3 round {index + 1}: cold wall {cold.wall:.2f} s, init {cold.init:.3f} s | "
-              f"warm wall {warm.wall:.2f} s, init {warm.init:.3f} s, steps "
-              f"{warm.log.step_seconds():.3f} s, overhead {warm.overhead:.3f} s | "
-              f"CLI true {before:.3f}/{after:.3f} s")
+        print(
+            f"  P3 round {index + 1}: cold wall {cold.wall:.2f} s, init {cold.init:.3f} s | "
+            f"warm wall {warm.wall:.2f} s, init {warm.init:.3f} s, steps "
+            f"{warm.log.step_seconds():.3f} s, overhead {warm.overhead:.3f} s | "
+            f"CLI true {before:.3f}/{after:.3f} s"
+        )
         parts = warm.overhead_parts()
-        print("           warm overhead parts (ms): "
-              + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items()))
+        print(
+            "           warm overhead parts (ms): "
+            + ", ".join(f"{k} {v * 1e3:.0f}" for k, v in parts.items())
+        )
 
     med = statistics.median
     init_ratio = _median_ratio([b.init for b in colds], [b.init for b in warms])
@@ -281,8 +320,9 @@ def _measure(runner: Runner, image: str, worker: str, n: int) -> list[dict[str, 
     init_detail = (
         f"median of {n} rounds: init cold {med(b.init for b in colds):.3f} s "
         f"(init steps {med(cold_steps):.3f} s, cache commit "
-        f"{med(commits) if commits else float('nan'):.3f} s), warm {med(b.init for b in warms):.3f} s; "
-        f"whole build cold {med(b.wall for b in colds):.2f} s, warm {med(b.wall for b in warms):.2f} s"
+        f"{med(commits) if commits else float('nan'):.3f} s), "
+        f"warm {med(b.init for b in warms):.3f} s; whole build cold "
+        f"{med(b.wall for b in colds):.2f} s, warm {med(b.wall for b in warms):.2f} s"
     )
     overhead_ratio = _median_ratio([b.overhead for b in warms], cli)
     parts = {k: med(b.overhead_parts()[k] for b in warms) for k in warms[0].overhead_parts()}
@@ -294,10 +334,16 @@ def _measure(runner: Runner, image: str, worker: str, n: int) -> list[dict[str, 
         + f" ms); podman run --rm true {med(cli) * 1e3:.0f} ms"
     )
     return [
-        common.goal_row("P3 buildroot init: cold / warm (cached)", init_ratio, ">=", INIT_GOAL,
-                        init_detail),
-        common.goal_row("P3 warm build overhead / podman run `true`", overhead_ratio, "<=",
-                        OVERHEAD_GOAL, overhead_detail),
+        common.goal_row(
+            "P3 buildroot init: cold / warm (cached)", init_ratio, ">=", INIT_GOAL, init_detail
+        ),
+        common.goal_row(
+            "P3 warm build overhead / podman run `true`",
+            overhead_ratio,
+            "<=",
+            OVERHEAD_GOAL,
+            overhead_detail,
+        ),
     ]
 
 
@@ -331,8 +377,10 @@ def run(args: object = None) -> list[dict[str, object]]:
     try:
         started = time.perf_counter()
         koji = Koji(base)
-        print(f"P3: Koji repo and {PACKAGE} SRPM built in {time.perf_counter() - started:.1f} s; "
-              f"{n} cold/warm rounds")
+        print(
+            f"P3: Koji repo and {PACKAGE} SRPM built in {time.perf_counter() - started:.1f} s; "
+            f"{n} cold/warm rounds"
+        )
         runner = Runner(base, koji, manager, image)
         rows = _measure(runner, image, worker, n)
     except BaseException:

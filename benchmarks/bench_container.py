@@ -27,8 +27,9 @@ import statistics
 import subprocess
 from collections.abc import Callable
 
-from benchmarks import common
 from koji_adjutant import ContainerSpec, PodmanManager
+
+from benchmarks import common
 
 __all__ = ["BENCHMARKS", "run"]
 
@@ -62,22 +63,26 @@ class RawRest:
     def __init__(self, socket_path: str, image: str, worker: str, rlimits: tuple[int, int]):
         self.socket_path = socket_path
         nofile, nproc = rlimits
-        self.body = json.dumps({
-            "image": image,
-            "command": ["true"],
-            "labels": {common.LABEL_WORKER: worker, "io.koji.adjutant.task_id": "none"},
-            "stop_timeout": 10,
-            "r_limits": [
-                {"type": "nofile", "soft": nofile, "hard": nofile},
-                {"type": "nproc", "soft": nproc, "hard": nproc},
-            ],
-            "no_new_privileges": True,
-            "cap_drop": ["ALL"],
-            "netns": {"nsmode": "none"},
-            "resource_limits": {"pids": {"limit": 4096}},
-        })
+        self.body = json.dumps(
+            {
+                "image": image,
+                "command": ["true"],
+                "labels": {common.LABEL_WORKER: worker, "io.koji.adjutant.task_id": "none"},
+                "stop_timeout": 10,
+                "r_limits": [
+                    {"type": "nofile", "soft": nofile, "hard": nofile},
+                    {"type": "nproc", "soft": nproc, "hard": nproc},
+                ],
+                "no_new_privileges": True,
+                "cap_drop": ["ALL"],
+                "netns": {"nsmode": "none"},
+                "resource_limits": {"pids": {"limit": 4096}},
+            }
+        )
 
-    def _call(self, conn: http.client.HTTPConnection, method: str, path: str, body: str | None = None) -> bytes:
+    def _call(
+        self, conn: http.client.HTTPConnection, method: str, path: str, body: str | None = None
+    ) -> bytes:
         conn.request(method, API + path, body=body, headers={"Content-Type": "application/json"})
         response = conn.getresponse()
         data = response.read()
@@ -91,8 +96,13 @@ class RawRest:
             cid = json.loads(self._call(conn, "POST", "/containers/create", self.body))["Id"]
             try:
                 self._call(conn, "POST", f"/containers/{cid}/start")
-                code = int(self._call(conn, "POST", f"/containers/{cid}/wait?condition=exited"
-                                      f"&condition=stopped{wait_query}").strip())
+                code = int(
+                    self._call(
+                        conn,
+                        "POST",
+                        f"/containers/{cid}/wait?condition=exited&condition=stopped{wait_query}",
+                    ).strip()
+                )
             finally:
                 self._call(conn, "DELETE", f"/containers/{cid}?force=true&v=true")
         finally:
@@ -113,12 +123,23 @@ def _rlimits() -> tuple[int, int]:
 
 
 def _cli(image: str, worker: str, argv: list[str]) -> Callable[[], int]:
-    command = ["podman", "--runtime", "runc", "run", "--rm", "--label",
-               f"{common.LABEL_WORKER}={worker}", *common.cli_restrictions(), image, *argv]
+    command = [
+        "podman",
+        "--runtime",
+        "runc",
+        "run",
+        "--rm",
+        "--label",
+        f"{common.LABEL_WORKER}={worker}",
+        *common.cli_restrictions(),
+        image,
+        *argv,
+    ]
 
     def run_cli() -> int:
-        proc = subprocess.run(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                              text=True, check=False)
+        proc = subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+        )
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}: {proc.stderr}")
         return proc.returncode
@@ -154,33 +175,45 @@ def _adapter_stream(manager: PodmanManager, image: str) -> Callable[[], tuple[in
 
 def _p1(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, object]:
     rest = RawRest(common.podman_socket(), image, worker, _rlimits())
-    samples = common.interleave({
-        "adapter": _adapter_true(manager, image),
-        "cli": _cli(image, worker, ["true"]),
-        "rest": rest.run_true,
-        "rest-10ms": lambda: rest.run_true("&interval=10ms"),
-    }, n)
+    samples = common.interleave(
+        {
+            "adapter": _adapter_true(manager, image),
+            "cli": _cli(image, worker, ["true"]),
+            "rest": rest.run_true,
+            "rest-10ms": lambda: rest.run_true("&interval=10ms"),
+        },
+        n,
+    )
     ms = {name: samples.median(name) * 1e3 for name in samples.times}
     for name in samples.times:
         print(f"  P1 {name:<10} median {ms[name]:6.0f} ms  ({samples.spread(name)})")
-    print(f"  P1 per-round adapter/CLI: {' '.join(f'{r:.2f}' for r in samples.ratios('adapter', 'cli'))}")
+    per_round = " ".join(f"{r:.2f}" for r in samples.ratios("adapter", "cli"))
+    print(f"  P1 per-round adapter/CLI: {per_round}")
     detail = (
         f"median of {n} rounds: adapter {ms['adapter']:.0f} ms, CLI {ms['cli']:.0f} ms; "
         f"raw REST create/start/wait/delete {ms['rest']:.0f} ms "
         f"({samples.ratio('rest', 'cli'):.2f}x CLI), same with wait interval=10ms "
         f"{ms['rest-10ms']:.0f} ms ({samples.ratio('rest-10ms', 'cli'):.2f}x CLI)"
     )
-    return common.goal_row("P1 run `true`: adapter / podman CLI (time)",
-                           samples.ratio("adapter", "cli"), "<=", P1_GOAL, detail)
+    return common.goal_row(
+        "P1 run `true`: adapter / podman CLI (time)",
+        samples.ratio("adapter", "cli"),
+        "<=",
+        P1_GOAL,
+        detail,
+    )
 
 
 def _p2(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, object]:
-    samples = common.interleave({
-        "adapter": _adapter_stream(manager, image),
-        "cli": _cli(image, worker, ["sh", "-c", f"head -c {P2_BYTES} /dev/zero"]),
-        "adapter-true": _adapter_true(manager, image),
-        "cli-true": _cli(image, worker, ["true"]),
-    }, n)
+    samples = common.interleave(
+        {
+            "adapter": _adapter_stream(manager, image),
+            "cli": _cli(image, worker, ["sh", "-c", f"head -c {P2_BYTES} /dev/zero"]),
+            "adapter-true": _adapter_true(manager, image),
+            "cli-true": _cli(image, worker, ["true"]),
+        },
+        n,
+    )
     received = [value[0] for value in samples.results["adapter"]]  # type: ignore[index]
     growth_mib = max(value[1] for value in samples.results["adapter"]) / 1024  # type: ignore[index]
     if any(count != P2_BYTES for count in received):
@@ -191,15 +224,21 @@ def _p2(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, ob
     ratio = samples.ratio("cli", "adapter")
     net_ratio = statistics.median(
         (c - ct) / (a - at)
-        for a, c, at, ct in zip(samples.times["adapter"], samples.times["cli"],
-                                samples.times["adapter-true"], samples.times["cli-true"])
+        for a, c, at, ct in zip(
+            samples.times["adapter"],
+            samples.times["cli"],
+            samples.times["adapter-true"],
+            samples.times["cli-true"],
+        )
     )
     net_rate = {
         side: mb / (samples.median(side) - samples.median(f"{side}-true"))
         for side in ("adapter", "cli")
     }
     for name in samples.times:
-        print(f"  P2 {name:<12} median {samples.median(name) * 1e3:6.0f} ms  ({samples.spread(name)})")
+        print(
+            f"  P2 {name:<12} median {samples.median(name) * 1e3:6.0f} ms  ({samples.spread(name)})"
+        )
     print(f"  P2 adapter bytes received per run: {received}")
     detail = (
         f"median of {n} rounds: adapter {rate['adapter']:.0f} MB/s, CLI {rate['cli']:.0f} MB/s "
@@ -208,8 +247,9 @@ def _p2(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, ob
         f"bytes == {P2_BYTES} in {len(received)}/{len(received)} runs; "
         f"peak RSS growth {growth_mib:.1f} MiB"
     )
-    return common.goal_row("P2 50 MB stdout: adapter / podman CLI (throughput)",
-                           ratio, ">=", P2_GOAL, detail)
+    return common.goal_row(
+        "P2 50 MB stdout: adapter / podman CLI (throughput)", ratio, ">=", P2_GOAL, detail
+    )
 
 
 def run(args: object = None) -> list[dict[str, object]]:
@@ -226,7 +266,7 @@ def run(args: object = None) -> list[dict[str, object]]:
             rows.append(_p1(manager, image, worker, n))
         if common.wants(args, "P2"):
             n = common.rounds(args, full=5, quick=3)
-            print(f"P2: {P2_BYTES} bytes of stdout, adapter vs CLI, {n} interleaved rounds (+1 warm-up)")
+            print(f"P2: {P2_BYTES} bytes of stdout, adapter vs CLI, {n} rounds (+1 warm-up)")
             rows.append(_p2(manager, image, worker, n))
     except BaseException:
         manager.reap({common.LABEL_WORKER: worker})  # after a failure; the error says why

@@ -9,9 +9,9 @@ a plugin replaces the handler of its methods: the two classes below subclass koj
 BuildArchTask and CreaterepoTask (reached through ``__main__``, which is kojid itself).
 """
 
-import __main__ as _kojid
-
 from koji_adjutant.kojid import kojid_handlers as _kojid_handlers
+
+import __main__ as _kojid
 
 _handlers = _kojid_handlers(_kojid)
 AdjutantBuildArchTask = _handlers["AdjutantBuildArchTask"]

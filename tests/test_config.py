@@ -8,7 +8,6 @@ import socket
 from pathlib import Path
 
 import pytest
-
 from koji_adjutant.config import (
     CONFIG_ENV,
     DEFAULT_CONFIG_PATH,

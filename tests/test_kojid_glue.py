@@ -25,19 +25,18 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Any, Callable
+from typing import Any, Callable, ClassVar
 
 import koji
 import koji.plugin
 import koji.tasks
+import koji_adjutant
 import kojidloader
 import kojitopdir as kt
 import pytest
 from conftest import LABEL_TASK, LABEL_WORKER, WORKER_ID
 from hubfake import HubFake
 from hubfake import server as hubfake_server
-
-import koji_adjutant
 from koji_adjutant.kojid import compat, make_handlers, reaper
 from koji_adjutant.kojid.handlers import Handlers
 from koji_adjutant.kojid.images import ImagePolicyError, select_image
@@ -163,7 +162,7 @@ def conf(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., Path]
 class FakeManager:
     """PodmanManager as the glue uses it, with containers that are only label sets."""
 
-    instances: list[FakeManager] = []
+    instances: ClassVar[list[FakeManager]] = []
     down = False
 
     def __init__(self, socket: str | None = None, *, worker_id: str | None = None):
@@ -359,10 +358,14 @@ def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
     kojid: Any, conf: Callable[..., Path], fakes: type[FakeManager]
 ) -> None:
     """kojid registers its globals, then koji.tasks, then each plugin (TaskManager.scanPlugin)."""
-    namespace = kojid if kojid is not None else {
-        "BuildArchTask": compat.BuildArchTaskBase,
-        "CreaterepoTask": compat.CreaterepoTaskBase,
-    }
+    namespace = (
+        kojid
+        if kojid is not None
+        else {
+            "BuildArchTask": compat.BuildArchTaskBase,
+            "CreaterepoTask": compat.CreaterepoTaskBase,
+        }
+    )
     tm = kojidloader.task_manager(None)  # type: ignore[arg-type]
     tm.findHandlers(vars(kojid) if kojid else namespace)
     tm.findHandlers(vars(koji.tasks))
@@ -370,8 +373,10 @@ def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
     tm.scanPlugin(plugin)
     assert tm.handlers["buildArch"] is plugin.AdjutantBuildArchTask
     assert tm.handlers["createrepo"] is plugin.AdjutantCreaterepoTask
-    assert issubclass(plugin.AdjutantBuildArchTask, namespace["BuildArchTask"] if isinstance(
-        namespace, dict) else namespace.BuildArchTask)
+    assert issubclass(
+        plugin.AdjutantBuildArchTask,
+        namespace["BuildArchTask"] if isinstance(namespace, dict) else namespace.BuildArchTask,
+    )
     # every other method keeps its handler
     assert tm.handlers["waitrepo"] is koji.tasks.WaitrepoTask
     # loading the plugin (kojid start) removed this worker's containers
@@ -444,7 +449,7 @@ def test_invalid_tag_image_extra_fails_clearly(extra: dict[str, Any], message: s
 
 
 def test_no_image_anywhere_is_an_error_naming_what_to_set() -> None:
-    with pytest.raises(ImagePolicyError, match="set the tag extra adjutant.image"):
+    with pytest.raises(ImagePolicyError, match=r"set the tag extra adjutant\.image"):
         select_image({}, tag_name=TAG, method="createrepo", arch=ARCH, default=None)
     assert issubclass(ImagePolicyError, koji.ConfigurationError)
 
@@ -527,8 +532,9 @@ def test_log_watcher_streams_growing_logs_with_kojids_naming(
 def test_live_upload_runs_beside_a_blocking_call_and_reraises_its_error() -> None:
     passes: list[float] = []
     closed: list[bool] = []
-    with LiveUpload(lambda: passes.append(time.monotonic()), lambda: closed.append(True),
-                    interval=0.05):
+    with LiveUpload(
+        lambda: passes.append(time.monotonic()), lambda: closed.append(True), interval=0.05
+    ):
         time.sleep(0.3)
     assert len(passes) >= 4 and closed == [True]
 
@@ -614,7 +620,11 @@ def _write_origin_repodata(arch_dir: Path, origins: dict[str, str]) -> None:
 
 
 def test_external_rpms_are_recorded_against_their_repo(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any, kojid: Any,
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    kojid: Any,
     tmp_path: Path,
 ) -> None:
     if kojid is not None:
@@ -625,15 +635,25 @@ def test_external_rpms_are_recorded_against_their_repo(
     repo = hub.add_repo(TAG)
     arch_dir = Path(hub.repo_dir(repo["id"])) / ARCH
     zlib = {
-        "name": "zlib", "version": "1.3", "release": "1.el9", "epoch": None, "arch": ARCH,
-        "payloadhash": "ab" * 16, "size": 100, "buildtime": 1700000000,
+        "name": "zlib",
+        "version": "1.3",
+        "release": "1.el9",
+        "epoch": None,
+        "arch": ARCH,
+        "payloadhash": "ab" * 16,
+        "size": 100,
+        "buildtime": 1700000000,
     }
-    _write_origin_repodata(arch_dir, {
-        "bash-5.2-1.fc40.x86_64": f"file:///var/tmp/koji/repo_{repo['id']}_premerge/",
-        "zlib-1.3-1.el9.x86_64": "http://mirror.example/x86_64/",
-    })
-    task = hub.add_task("buildArch", ["x.src.rpm", tag["id"], ARCH, False, {}], arch=ARCH,
-                        host=HOST)
+    _write_origin_repodata(
+        arch_dir,
+        {
+            "bash-5.2-1.fc40.x86_64": f"file:///var/tmp/koji/repo_{repo['id']}_premerge/",
+            "zlib-1.3-1.el9.x86_64": "http://mirror.example/x86_64/",
+        },
+    )
+    task = hub.add_task(
+        "buildArch", ["x.src.rpm", tag["id"], ARCH, False, {}], arch=ARCH, host=HOST
+    )
     broot = handlers.build_arch.buildroot_class(  # type: ignore[attr-defined]
         session, options, TAG, ARCH, task["id"], repo_id=repo["id"], workdir=str(tmp_path)
     )
@@ -646,8 +666,9 @@ def test_external_rpms_are_recorded_against_their_repo(
     with pytest.raises(koji.BuildError, match="No origin for nosuch"):
         broot.package_list([dict(zlib, name="nosuch")])
     # image RPMs the adapter already marked skip the origin lookup
-    image_rpm = dict(zlib, name="imagepkg", external_repo={"external_repo_id": ext["id"]},
-                     location=ext["id"])
+    image_rpm = dict(
+        zlib, name="imagepkg", external_repo={"external_repo_id": ext["id"]}, location=ext["id"]
+    )
     assert broot.package_list([image_rpm])[0]["location"] == ext["id"]
 
 
@@ -667,8 +688,14 @@ def script(world: World, hello: kt.BuiltPackage) -> BuildScript:
 
 
 def test_build_arch_success_is_kojids_conversation(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
     hello: kt.BuiltPackage,
 ) -> None:
     task_id = build_task(hub, world, arch="noarch", keep_srpm=True)
@@ -729,8 +756,14 @@ def test_build_arch_success_is_kojids_conversation(
 
 
 def test_build_arch_keeps_kojids_weight_and_arch_without_noarch(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     task_id = build_task(hub, world, arch=ARCH)
     hub.clear_calls()
@@ -745,8 +778,14 @@ def test_build_arch_keeps_kojids_weight_and_arch_without_noarch(
 
 
 def test_failed_build_updates_the_list_expires_and_uploads_the_logs(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     script.fail = "build"
     task_id = build_task(hub, world, arch=ARCH)
@@ -774,8 +813,14 @@ def test_failed_build_updates_the_list_expires_and_uploads_the_logs(
 
 
 def test_failed_init_expires_the_buildroot_without_a_list(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     script.fail = "init"
     task_id = build_task(hub, world, arch=ARCH)
@@ -789,8 +834,14 @@ def test_failed_init_expires_the_buildroot_without_a_list(
 
 
 def test_a_hub_fault_in_the_buildroot_callback_fails_the_task_like_kojid(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     script.initial = [dict(rpm_entry(world.bash), name="unknown-to-koji")]
     task_id = build_task(hub, world, arch=ARCH)
@@ -804,8 +855,14 @@ def test_a_hub_fault_in_the_buildroot_callback_fails_the_task_like_kojid(
 
 
 def test_keep_srpm_checks_the_srpm_as_kojid_does(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
     tmp_path: Path,
 ) -> None:
     bare = kt.build_srpm(kt.spec_path("adj-hello"), tmp_path / "bare", defines={"dist": DIST})
@@ -818,8 +875,14 @@ def test_keep_srpm_checks_the_srpm_as_kojid_does(
 
 
 def test_config_error_refuses_the_task_before_any_hub_call(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     conf(pull_policy="sometimes")
     task_id = build_task(hub, world, arch=ARCH)
@@ -834,8 +897,14 @@ def test_config_error_refuses_the_task_before_any_hub_call(
 
 
 def test_podman_down_refuses_the_task(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     fakes.down = True
     task_id = build_task(hub, world, arch=ARCH)
@@ -846,8 +915,14 @@ def test_podman_down_refuses_the_task(
 
 
 def test_tag_image_extra_chooses_the_image_and_bad_values_fail_the_task(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     hub.hub.db.tags[world.tag["id"]].extra.update(
         {"adjutant.image": "quay.io/koji/el9:1", "adjutant.image.x86_64": "quay.io/koji/x:2"}
@@ -868,8 +943,14 @@ def test_tag_image_extra_chooses_the_image_and_bad_values_fail_the_task(
 
 
 def test_network_none_refuses_without_a_local_repo(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
 ) -> None:
     conf(network="none")
     task_id = build_task(hub, world, arch=ARCH)
@@ -888,8 +969,14 @@ def test_network_none_refuses_without_a_local_repo(
 
 
 def test_task_start_reaps_containers_of_dead_tasks_only(
-    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], fakes: type[FakeManager], script: BuildScript,
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     live_task = 99
@@ -913,16 +1000,15 @@ def test_task_start_reaps_containers_of_dead_tasks_only(
     assert hub.task(task_id).fault is None
     manager = fakes.instances[-1]
     assert manager.reaped == [{LABEL_WORKER: WORKER_ID, LABEL_TASK: "98"}]
-    assert [c["id"] for c in manager.containers] == [f"c{live_task}{WORKER_ID}",
-                                                     "c98other-worker"]
+    assert [c["id"] for c in manager.containers] == [f"c{live_task}{WORKER_ID}", "c98other-worker"]
 
 
 # == createrepo through the glue, with a scripted adapter ===================================
 
 
 class FakeCreaterepoAdapter:
-    calls: list[dict[str, Any]] = []
-    error: BaseException | None = None
+    calls: ClassVar[list[dict[str, Any]]] = []
+    error: ClassVar[BaseException | None] = None
 
     def __init__(self, manager: Any, image: str, **kwargs: Any):
         FakeCreaterepoAdapter.calls.append({"image": image, **kwargs})
@@ -940,8 +1026,12 @@ class FakeCreaterepoAdapter:
         repodata.mkdir(parents=True)
         for name in ("repomd.xml", "primary.xml.gz", "comps.xml"):
             (repodata / name).write_bytes(name.encode() * 100)
-        return SimpleNamespace(repodata_dir=repodata, files=sorted(os.listdir(repodata)),
-                               empty=False, logs=[work / "createrepo.log"])
+        return SimpleNamespace(
+            repodata_dir=repodata,
+            files=sorted(os.listdir(repodata)),
+            empty=False,
+            logs=[work / "createrepo.log"],
+        )
 
 
 @pytest.fixture
@@ -963,8 +1053,13 @@ KOJID_CREATEREPO_CALLS = [
 
 
 def test_createrepo_uploads_repodata_flat_and_runs_callbacks(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], repo_fakes: type, monkeypatch: pytest.MonkeyPatch,
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    repo_fakes: type,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     tag = hub.add_tag(TAG, arches=ARCH, extra={"adjutant.image.createrepo": "quay.io/k/tools:1"})
     hub.add_rpm("bash", "5.2", "1.fc40", ARCH, tags=(TAG,))
@@ -987,8 +1082,12 @@ def test_createrepo_uploads_repodata_flat_and_runs_callbacks(
     assert result.fault is None, result.fault
     rel = upload_dir(task["id"])
     assert result.result[0] == rel
-    assert sorted(result.result[1]) == ["comps.xml", "from-callback.txt", "primary.xml.gz",
-                                        "repomd.xml"]
+    assert sorted(result.result[1]) == [
+        "comps.xml",
+        "from-callback.txt",
+        "primary.xml.gz",
+        "repomd.xml",
+    ]
     assert hub.upload_bytes(f"{rel}/repomd.xml") == b"repomd.xml" * 100
     assert hub.upload_bytes(f"{rel}/from-callback.txt") == b"added"
     assert hub.upload_bytes(f"{rel}/createrepo.log") == b"".join(
@@ -1006,7 +1105,7 @@ def test_createrepo_uploads_repodata_flat_and_runs_callbacks(
     assert ctor["image"] == "quay.io/k/tools:1"
     assert ctor["createrepo_update"] is True and ctor["createrepo_skip_stat"] is True
     repo_dir = hub.repo_dir(repo["id"])
-    assert run["repo_dir"] == repo_dir and run["arch"] == ARCH
+    assert run["repo_dir"] == f"{repo_dir}/{ARCH}" and run["topdir"] == hub.topdir
     assert run["pkglist"] == f"{repo_dir}/{ARCH}/pkglist"
     assert run["old_repodata"] == str(old_repodata)
     assert run["groups"] == f"{repo_dir}/groups/comps.xml"
@@ -1015,8 +1114,12 @@ def test_createrepo_uploads_repodata_flat_and_runs_callbacks(
 
 
 def test_createrepo_without_packages_or_old_repo(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], repo_fakes: type,
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    repo_fakes: type,
 ) -> None:
     hub.add_tag(TAG, arches=ARCH)
     old = hub.add_repo(TAG)
@@ -1031,8 +1134,12 @@ def test_createrepo_without_packages_or_old_repo(
 
 
 def test_createrepo_failures_refuse_or_fail_like_kojid(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], repo_fakes: type,
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    repo_fakes: type,
 ) -> None:
     hub.add_tag(TAG, arches=ARCH)
     repo = hub.add_repo(TAG, state=koji.REPO_INIT)
@@ -1058,8 +1165,13 @@ def test_createrepo_failures_refuse_or_fail_like_kojid(
 
 
 def test_createrepo_refuses_without_the_repos_dir(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], repo_fakes: type, tmp_path: Path,
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    repo_fakes: type,
+    tmp_path: Path,
 ) -> None:
     hub.add_tag(TAG, arches=ARCH)
     repo = hub.add_repo(TAG, state=koji.REPO_INIT)
@@ -1081,16 +1193,27 @@ def _register_rpms(hub: HubFake, paths: list[Path], tag: str) -> None:
         if head["arch"] == "src":
             continue
         build_name = str(head["sourcerpm"]).rsplit("-", 2)[0]
-        info = hub.add_rpm(
-            str(head["name"]), str(head["version"]), str(head["release"]), str(head["arch"]),
-            epoch=head["epoch"], payloadhash=str(head["payloadhash"]),
-            size=path.stat().st_size, buildtime=int(head["buildtime"]),  # type: ignore[arg-type]
-            build_name=build_name, tags=(tag,),
+        hub.add_rpm(
+            str(head["name"]),
+            str(head["version"]),
+            str(head["release"]),
+            str(head["arch"]),
+            epoch=head["epoch"],
+            payloadhash=str(head["payloadhash"]),
+            size=path.stat().st_size,
+            buildtime=int(head["buildtime"]),  # type: ignore[arg-type]
+            build_name=build_name,
+            tags=(tag,),
         )
         # koji.pathinfo's layout (HubFake.rpm_path joins an absolute path: not usable)
         dest = (
-            Path(hub.topdir) / "packages" / build_name / str(head["version"])
-            / str(head["release"]) / str(head["arch"]) / path.name
+            Path(hub.topdir)
+            / "packages"
+            / build_name
+            / str(head["version"])
+            / str(head["release"])
+            / str(head["arch"])
+            / path.name
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(path, dest)
@@ -1141,8 +1264,15 @@ def _add_srpm(hub: HubFake, spec: str, tmp_path: Path) -> str:
 @pytest.mark.usefixtures("no_leaks")
 @pytest.mark.parametrize("network", ["auto", "repo"])
 def test_real_noarch_build_with_kept_srpm(
-    handlers: Handlers, hub: HubFake, real_world: World, session: koji.ClientSession,
-    options: Any, conf: Callable[..., Path], image: str, podman_socket: str, network: str,
+    handlers: Handlers,
+    hub: HubFake,
+    real_world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    network: str,
     request: pytest.FixtureRequest,
 ) -> None:
     values = {"podman_socket": podman_socket, "task_image": image, "network": network}
@@ -1183,8 +1313,15 @@ def test_real_noarch_build_with_kept_srpm(
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_leaks")
 def test_real_failed_build(
-    handlers: Handlers, hub: HubFake, real_world: World, session: koji.ClientSession,
-    options: Any, conf: Callable[..., Path], image: str, podman_socket: str, tmp_path: Path,
+    handlers: Handlers,
+    hub: HubFake,
+    real_world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    tmp_path: Path,
 ) -> None:
     conf(podman_socket=podman_socket, task_image=image, network="none")
     real_world.srpm_name = _add_srpm(hub, "adj-failbuild", tmp_path)
@@ -1205,8 +1342,9 @@ def _createrepo_task(hub: HubFake, repo: dict[str, Any], old: Any) -> int:
     return int(hub.add_task("createrepo", [repo["id"], ARCH, old], host=HOST)["id"])
 
 
-def _repo_done(session: koji.ClientSession, hub: HubFake, repo: dict[str, Any], task_id: int
-               ) -> Path:
+def _repo_done(
+    session: koji.ClientSession, hub: HubFake, repo: dict[str, Any], task_id: int
+) -> Path:
     session.host.repoDone(repo["id"], {ARCH: hub.task(task_id).result})
     return Path(hub.repo_dir(repo["id"])) / ARCH / "repodata"
 
@@ -1215,8 +1353,14 @@ def _repo_done(session: koji.ClientSession, hub: HubFake, repo: dict[str, Any], 
 @pytest.mark.slow
 @pytest.mark.usefixtures("no_leaks")
 def test_real_createrepo_with_and_without_packages_and_old_repo(
-    handlers: Handlers, hub: HubFake, session: koji.ClientSession, options: Any,
-    conf: Callable[..., Path], image: str, podman_socket: str, tools: list[Path],
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    tools: list[Path],
 ) -> None:
     conf(podman_socket=podman_socket, task_image=image)
     hub.add_tag(TAG, arches=ARCH)
@@ -1292,17 +1436,27 @@ kojidloader.run_task(handlers.build_arch, session, options, {task_id})
 @pytest.mark.usefixtures("no_leaks")
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL])
 def test_killed_task_leaves_no_container(
-    hub: HubFake, real_world: World, options: Any, conf: Callable[..., Path], image: str,
-    podman_socket: str, manager: koji_adjutant.PodmanManager, sig: signal.Signals,
-    tmp_path: Path, kojid: Any, handlers: Handlers, session: koji.ClientSession,
+    hub: HubFake,
+    real_world: World,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    manager: koji_adjutant.PodmanManager,
+    sig: signal.Signals,
+    tmp_path: Path,
+    kojid: Any,
+    handlers: Handlers,
+    request: pytest.FixtureRequest,
 ) -> None:
     """kojid's cleanupTask: SIGINT and SIGTERM are caught and the adapter removes its
     container; after SIGKILL the next task on this worker reaps it."""
     conf(podman_socket=podman_socket, task_image=image, network="none")
     task_id = build_task(hub, real_world, arch="noarch")
     ready = tmp_path / "container-exists"
-    child = _run_killable_build(hub, options, kojidloader.kojid_source() if kojid else None,
-                                task_id, ready)
+    child = _run_killable_build(
+        hub, options, kojidloader.kojid_source() if kojid else None, task_id, ready
+    )
     try:
         deadline = time.monotonic() + 120
         while not ready.exists():
@@ -1321,7 +1475,9 @@ def test_killed_task_leaves_no_container(
         assert left == [], f"{sig.name}: the adapter left {left}"
         return
     assert len(left) == 1, "SIGKILL cannot be caught: the container stays until reaped"
-    # the next task on this worker reaps it (the dead task's lease names a dead process)
+    # the next task on this worker reaps it (the dead task's lease names a dead process);
+    # its host session is made now: the child's exclusive login ended earlier ones
+    session = request.getfixturevalue("session")
     next_task = build_task(hub, real_world, arch="noarch")
     kojidloader.run_task(handlers.build_arch, session, options, next_task)
     assert hub.task(next_task).fault is None, hub.task(next_task).fault
@@ -1331,8 +1487,11 @@ def test_killed_task_leaves_no_container(
 @pytest.mark.podman
 @pytest.mark.usefixtures("no_leaks")
 def test_reaper_cli_and_plugin_start_remove_leftovers(
-    manager: koji_adjutant.PodmanManager, image: str, podman_socket: str,
-    conf: Callable[..., Path], tmp_path: Path,
+    manager: koji_adjutant.PodmanManager,
+    image: str,
+    podman_socket: str,
+    conf: Callable[..., Path],
+    tmp_path: Path,
 ) -> None:
     conf(podman_socket=podman_socket, task_image=image)
     spec = koji_adjutant.ContainerSpec(image, ["sleep", "300"], task_id=4242)
@@ -1356,4 +1515,3 @@ def test_reaper_cli_and_plugin_start_remove_leftovers(
     manager.start(manager.create(spec))
     kojidloader.load_plugin(None)
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
-

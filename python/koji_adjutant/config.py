@@ -23,7 +23,7 @@ import re
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Callable, Optional, TypeVar
+from typing import Callable, TypeVar
 
 __all__ = [
     "CONFIG_ENV",
@@ -79,32 +79,32 @@ class AdjutantConfig:
     worker_id: str = dataclasses.field(default_factory=_default_worker_id)
     #: Image for tasks whose tag names none (tag extra ``adjutant.image*`` wins); ``None`` means
     #: every tag must name its image.
-    task_image: Optional[str] = None
+    task_image: str | None = None
     pull_policy: str = "if-not-present"
     #: SELinux relabel option for bind mounts (``z`` shared, ``Z`` private), or ``None``.
-    selinux_label: Optional[str] = None
-    memory_limit: Optional[int] = None
-    cpus: Optional[float] = None
-    pids_limit: Optional[int] = 4096
+    selinux_label: str | None = None
+    memory_limit: int | None = None
+    cpus: float | None = None
+    pids_limit: int | None = 4096
     #: How buildArch reaches its repo, and so which steps get a network (see docs/config.md).
     network: str = "auto"
     #: kojid's topurl as task containers reach it; ``None``: kojid's own ``topurl``.
-    buildroot_topurl: Optional[str] = None
+    buildroot_topurl: str | None = None
     #: Where each task's ``<task_id>/container.log`` is kept after the task; ``None``: nowhere.
-    log_dir: Optional[str] = None
+    log_dir: str | None = None
     #: Cap on the bytes kept per log file; ``None``: no cap.
-    log_cap_bytes: Optional[int] = None
+    log_cap_bytes: int | None = None
     buildroot_cache: bool = True
     #: Cached buildroot images kept (least recently used removed first).
     buildroot_cache_max_entries: int = 8
     #: Total size of the cached buildroot images.
     buildroot_cache_max_bytes: int = 20 * 1024**3
     #: Where the cache records last use per entry; ``None``: the oldest-created go first.
-    buildroot_cache_dir: Optional[str] = None
+    buildroot_cache_dir: str | None = None
     #: Seconds a createrepo task's container may run; ``None``: no limit.
-    createrepo_timeout: Optional[int] = None
+    createrepo_timeout: int | None = None
     #: Koji external repo (name or id) that image RPMs in a buildroot are recorded against.
-    image_external_repo: Optional[str] = None
+    image_external_repo: str | None = None
     #: Remove this worker's leftover containers when kojid starts.
     reap_on_start: bool = True
 
@@ -117,8 +117,8 @@ class AdjutantConfig:
 #    with the rule, which _parse() prefixes with the key and the value.
 
 
-def _optional(parse: Callable[[str], T]) -> Callable[[str], Optional[T]]:
-    def parse_optional(raw: str) -> Optional[T]:
+def _optional(parse: Callable[[str], T]) -> Callable[[str], T | None]:
+    def parse_optional(raw: str) -> T | None:
         if raw.strip().lower() in _NONE_WORDS:
             return None
         return parse(raw)
@@ -287,9 +287,7 @@ def _read_file(path: str) -> dict[str, str]:
         raise ConfigError(f"{path}: cannot read the config file: {exc}") from None
     extra = [name for name in parser.sections() if name != SECTION]
     if extra:
-        raise ConfigError(
-            f"{path}: unknown section [{extra[0]}]: only [{SECTION}] is allowed"
-        )
+        raise ConfigError(f"{path}: unknown section [{extra[0]}]: only [{SECTION}] is allowed")
     if not parser.has_section(SECTION):
         return {}
     values = dict(parser.items(SECTION))
@@ -302,7 +300,7 @@ def _read_file(path: str) -> dict[str, str]:
 
 
 def load_config(
-    path: Optional[str] = None, environ: Optional[Mapping[str, str]] = None
+    path: str | None = None, environ: Mapping[str, str] | None = None
 ) -> AdjutantConfig:
     """Read the config file and the environment overrides into an :class:`AdjutantConfig`.
 

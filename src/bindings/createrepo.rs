@@ -34,14 +34,14 @@ pub struct PyCreaterepoAdapter {
 #[pymethods]
 impl PyCreaterepoAdapter {
     #[new]
-    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present".to_string(),
+    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present",
         createrepo_update = true, createrepo_skip_stat = false, limits = None,
         selinux_label = None, log_cap_bytes = None, timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         manager: &PyPodmanManager,
         image: String,
-        pull_policy: String,
+        pull_policy: &str,
         createrepo_update: bool,
         createrepo_skip_stat: bool,
         limits: Option<PyRef<'_, PyResourceLimits>>,
@@ -51,7 +51,7 @@ impl PyCreaterepoAdapter {
     ) -> PyResult<Self> {
         let options = CreaterepoOptions {
             image,
-            pull_policy: PullPolicy::parse(&pull_policy)?,
+            pull_policy: PullPolicy::parse(pull_policy)?,
             update: createrepo_update,
             skip_stat: createrepo_skip_stat,
             limits: limits.map_or_else(ResourceLimits::default, |l| (&*l).into()),
@@ -65,7 +65,7 @@ impl PyCreaterepoAdapter {
         Ok(PyCreaterepoAdapter {
             client: manager.client.clone(),
             options,
-            pull_policy,
+            pull_policy: pull_policy.to_string(),
         })
     }
 

@@ -85,6 +85,52 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSin
     Ok(total)
 }
 
+/// How many decoded chunks may wait between the reader and the sink.
+const PIPELINE_DEPTH: usize = 32;
+
+/// [`pump`] with the socket read on a runtime worker while this task writes to the sink, so a
+/// sink that does real work (a file, a Python callback) overlaps with receiving the next
+/// chunks instead of stalling them. Memory stays bounded by [`PIPELINE_DEPTH`] chunks; the
+/// order of chunks, and so of each stream's bytes, is unchanged. A sink error stops the
+/// reader.
+pub async fn pump_pipelined<R>(reader: R, sink: &mut dyn OutputSink) -> Result<u64>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Stream, Vec<u8>)>>(PIPELINE_DEPTH);
+    let reader_task = tokio::spawn(async move {
+        let mut reader = reader;
+        loop {
+            let next = match read_frame(&mut reader).await {
+                Ok(None) => return,
+                Ok(Some(Frame::Output(stream, data))) => Ok((stream, data)),
+                Ok(Some(Frame::Stdin)) => continue,
+                Ok(Some(Frame::EngineError(message))) => Err(Error::container("container output", message)),
+                Err(e) => Err(e),
+            };
+            let stop = next.is_err();
+            if tx.send(next).await.is_err() || stop {
+                return;
+            }
+        }
+    });
+    // Stops the reader on every exit path (a sink error, or this future being dropped).
+    struct AbortOnDrop(tokio::task::JoinHandle<()>);
+    impl Drop for AbortOnDrop {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+    let _reader = AbortOnDrop(reader_task);
+    let mut total = 0u64;
+    while let Some(item) = rx.recv().await {
+        let (stream, data) = item?;
+        total += data.len() as u64;
+        sink.write(stream, &data).map_err(Error::Sink)?;
+    }
+    Ok(total)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -113,6 +159,25 @@ mod tests {
         assert_eq!(sink.stdout, b"out \xff partial line\n");
         assert_eq!(sink.stderr, b"err\n");
         assert_eq!(total, 23);
+    }
+
+    #[test]
+    fn the_pipelined_pump_delivers_the_same_bytes_in_order() {
+        let mut bytes = Vec::new();
+        for i in 0..500u32 {
+            bytes.extend(frame(1 + (i % 2) as u8, format!("chunk {i}\n").as_bytes()));
+        }
+        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let mut piped = CaptureSink::default();
+        let total = rt.block_on(pump_pipelined(Cursor::new(bytes.clone()), &mut piped)).unwrap();
+        let mut plain = CaptureSink::default();
+        block_on(pump(&mut Cursor::new(bytes), &mut plain)).unwrap();
+        assert_eq!((piped.stdout, piped.stderr), (plain.stdout, plain.stderr));
+        assert!(total > 0);
+        let err = rt
+            .block_on(pump_pipelined(Cursor::new(frame(9, b"x")), &mut CaptureSink::default()))
+            .unwrap_err();
+        assert!(matches!(err, Error::Container { .. }));
     }
 
     #[test]

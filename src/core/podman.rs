@@ -498,12 +498,12 @@ impl PodmanClient {
         sink: &mut dyn OutputSink,
         cancel: &Cancel,
     ) -> Result<RunResult> {
-        let mut stream = self.attach(id).await?;
+        let stream = self.attach(id).await?;
         let started_at = SystemTime::now();
         self.start_raw(id).await?;
         let limit = spec.timeout.map(|t| Duration::from_secs(t + 30));
         let pumped = async {
-            let result = frames::pump(&mut stream, sink).await;
+            let result = frames::pump_pipelined(stream, &mut *sink).await;
             let finished = sink.finish().map_err(Error::Sink);
             result.and_then(|n| finished.map(|()| n))
         };
@@ -557,14 +557,14 @@ impl PodmanClient {
             .to_string();
         let start = serde_json::to_vec(&serde_json::json!({"Detach": false, "Tty": false}))
             .map_err(|e| Error::container("exec", e))?;
-        let mut stream = self
+        let stream = self
             .raw
             .clone()
             .post_upgrade_stream(Self::ep(format!("/exec/{exec_id}/start")), Payload::Json(start))
             .await
             .map_err(|e| cerr("exec start", e))?;
         let pumped = async {
-            let result = frames::pump(&mut stream, sink).await;
+            let result = frames::pump_pipelined(Box::pin(stream), &mut *sink).await;
             let finished = sink.finish().map_err(Error::Sink);
             result.and_then(|n| finished.map(|()| n))
         };

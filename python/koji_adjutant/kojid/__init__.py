@@ -78,9 +78,10 @@ def kojid_handlers(kojid: Any) -> dict[str, type]:
     handlers = make_handlers(kojid)
     _share_kojid_logging()
     reap_at_start()
-    logger.info("koji-adjutant handles %s", ", ".join(
-        m for cls in (handlers.build_arch, handlers.createrepo) for m in cls.Methods
-    ))
+    logger.info(
+        "koji-adjutant handles %s",
+        ", ".join(m for cls in (handlers.build_arch, handlers.createrepo) for m in cls.Methods),
+    )
     return {
         "AdjutantBuildArchTask": handlers.build_arch,
         "AdjutantCreaterepoTask": handlers.createrepo,

@@ -11,12 +11,11 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
-from typing import Optional
 
 from koji_adjutant.config import ConfigError, load_config
 
 
-def main(argv: Optional[list[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m koji_adjutant.kojid")
     sub = parser.add_subparsers(dest="command", required=True)
     reap = sub.add_parser("reap", help="remove containers whose task no longer runs")
@@ -38,9 +37,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.all:
         count = reaper.reap_all(manager, worker_id=config.worker_id)
     else:
-        found = reaper.reap_orphans(
-            manager, worker_id=config.worker_id, workdir_root=args.workdir
-        )
+        found = reaper.reap_orphans(manager, worker_id=config.worker_id, workdir_root=args.workdir)
         count = sum(len(ids) for ids in found.values())
     print(f"removed {count} container(s) of worker {config.worker_id}")
     return 0

@@ -30,7 +30,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Optional
+from typing import Any
 
 import koji
 
@@ -132,5 +132,5 @@ class ContainerBuildRootMixin:
     def init(self) -> None:  # pragma: no cover - guard against kojid code calling it
         raise NotImplementedError("a container buildroot is initialised by the adapter")
 
-    def build(self, srpm: str, arch: Optional[str] = None) -> None:  # pragma: no cover
+    def build(self, srpm: str, arch: str | None = None) -> None:  # pragma: no cover
         raise NotImplementedError("a container buildroot is built by the adapter")

@@ -26,7 +26,7 @@ import json
 import logging
 import os
 import xml.etree.ElementTree as ET
-from typing import IO, Any, Optional
+from typing import IO, Any, ClassVar
 
 import koji
 import koji.tasks
@@ -42,7 +42,7 @@ _NVRA = "%(name)s-%(version)s-%(release)s.%(arch)s"
 class BuildArchTaskBase(koji.tasks.BaseTaskHandler):
     """kojid's BuildArchTask minus its handler (see module doc)."""
 
-    Methods = ["buildArch"]
+    Methods: ClassVar[list[str]] = ["buildArch"]
 
     def weight(self) -> float:
         return 1.5
@@ -60,7 +60,7 @@ class BuildArchTaskBase(koji.tasks.BaseTaskHandler):
         adjustment = min(18.0, avg / 4800.0)
         self.session.host.setTaskWeight(self.id, self.weight() + adjustment)
 
-    def checkHostArch(self, tag: Any, hostdata: dict[str, Any], event: Optional[int] = None) -> bool:
+    def checkHostArch(self, tag: Any, hostdata: dict[str, Any], event: int | None = None) -> bool:
         ref = (tag.get("id") or tag.get("name")) if isinstance(tag, dict) else tag
         kwargs = {} if event is None else {"event": event}
         config = self.session.getBuildConfig(ref, **kwargs)
@@ -86,7 +86,7 @@ class BuildArchTaskBase(koji.tasks.BaseTaskHandler):
 class CreaterepoTaskBase(koji.tasks.BaseTaskHandler):
     """kojid's CreaterepoTask minus its handler."""
 
-    Methods = ["createrepo"]
+    Methods: ClassVar[list[str]] = ["createrepo"]
     _taskWeight = 1.5
 
 
@@ -117,7 +117,7 @@ class BuildRootBase:
         incremental_upload(self.session, fname, fd, self.getUploadPath(), logger=self.logger)
         self.logs.add(fname)
 
-    def single_log(self, localfile: str, name: Optional[str] = None) -> None:
+    def single_log(self, localfile: str, name: str | None = None) -> None:
         name = name or os.path.basename(localfile)
         self.session.uploadWrapper(localfile, self.getUploadPath(), name=name)
         self.logs.add(name)

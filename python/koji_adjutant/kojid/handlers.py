@@ -35,7 +35,7 @@ import shutil
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Callable, Optional
+from typing import Any, Callable
 
 import koji
 import koji.tasks
@@ -96,9 +96,7 @@ class AdjutantTaskMixin:
         """Config and Podman, checked before the first hub call; then reap and take the lease."""
         config = self.adjutant_config()
         try:
-            manager = koji_adjutant.PodmanManager(
-                config.podman_socket, worker_id=config.worker_id
-            )
+            manager = koji_adjutant.PodmanManager(config.podman_socket, worker_id=config.worker_id)
             manager.ping()
         except koji_adjutant.AdjutantError as exc:
             raise RefuseTask(
@@ -132,7 +130,7 @@ class BuildArchMixin(AdjutantTaskMixin):
     log_watcher_class: Callable[..., Any]
     params: list[Any]
 
-    def choose_noarch_arch(self, arch: str) -> Optional[str]:
+    def choose_noarch_arch(self, arch: str) -> str | None:
         """kojid's preferred arch for a noarch task (the task's), else this builder's own."""
         if arch != "noarch":
             return None
@@ -213,9 +211,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             repo_id=repo_id,
             workdir=self.workdir,
         )
-        result = self.run_build(
-            runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir
-        )
+        result = self.run_build(runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir)
         # 15. the buildroot after the build
         broot.update_list(result.buildroot)
         if len(result.unknown_rpms):
@@ -390,19 +386,18 @@ class CreaterepoMixin(AdjutantTaskMixin):
         # 1. the repo must still be in INIT
         rinfo = self.session.repoInfo(repo_id, strict=True)
         if rinfo["state"] != koji.REPO_INIT:
-            raise koji.GenericError("Repo %(id)s not in INIT state (got %(state)s)" % rinfo)
+            raise koji.GenericError("Repo {id} not in INIT state (got {state})".format(**rinfo))
         self.repo_id = rinfo["id"]
         self.pathinfo = koji.PathInfo(self.options.topdir)
         toprepodir = self.pathinfo.repo(repo_id, rinfo["tag_name"])
         self.repodir = f"{toprepodir}/{arch}"
-        self.repo_arch = arch
         if not os.path.isdir(self.repodir):
             top_repos_dir = os.path.join(self.options.topdir, "repos")
             if not os.path.isdir(top_repos_dir):
                 raise RefuseTask(f"No access to repos dir {top_repos_dir}")
             raise koji.GenericError(f"Repo directory missing: {self.repodir}")
         groupdata = os.path.join(toprepodir, "groups", "comps.xml")
-        pkglist: Optional[str] = os.path.join(self.repodir, "pkglist")
+        pkglist: str | None = os.path.join(self.repodir, "pkglist")
         if os.path.getsize(pkglist) == 0:  # type: ignore[arg-type]
             pkglist = None
         # 2. repodata to recycle
@@ -440,7 +435,7 @@ class CreaterepoMixin(AdjutantTaskMixin):
             self.session.uploadWrapper(f"{self.datadir}/{name}", uploadpath, name)
         return [uploadpath, files]
 
-    def old_repodata(self, pkglist: Optional[str], oldrepo: Any, arch: str) -> Optional[str]:
+    def old_repodata(self, pkglist: str | None, oldrepo: Any, arch: str) -> str | None:
         """kojid's ``--update`` source: the previous repo's repodata, when it exists."""
         if not (pkglist and oldrepo and self.options.createrepo_update):
             return None
@@ -468,17 +463,22 @@ class CreaterepoMixin(AdjutantTaskMixin):
         sink = TaskLogUploads(self.session, self.getUploadDir(), self.logger)  # type: ignore[attr-defined]
         watcher = self.log_watcher_class(
             sink,
-            [os.path.join(self.workdir, "createrepo.log"), os.path.join(self.workdir, "mergerepos.log")],
+            [
+                os.path.join(self.workdir, "createrepo.log"),
+                os.path.join(self.workdir, "mergerepos.log"),
+            ],
         )
         uploads = LiveUpload(
-            watcher.sync_logs, watcher.close_logs, interval=self.log_upload_interval, logger=self.logger
+            watcher.sync_logs,
+            watcher.close_logs,
+            interval=self.log_upload_interval,
+            logger=self.logger,
         )
         try:
             with uploads:
                 return adapter.run(
                     self.adjutant_context(config),
-                    repo_dir=os.path.dirname(self.repodir),
-                    arch=self.repo_arch,
+                    repo_dir=self.repodir,
                     topdir=self.options.topdir,
                     groups=groupdata if os.path.isfile(groupdata) else None,
                     pkglist=pkglist,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 import koji
 
@@ -81,7 +81,7 @@ def _check_keys(extra: Mapping[str, Any], tag_name: str) -> None:
             )
 
 
-def _value(extra: Mapping[str, Any], key: str, tag_name: str) -> Optional[str]:
+def _value(extra: Mapping[str, Any], key: str, tag_name: str) -> str | None:
     if key not in extra:
         return None
     value = extra[key]
@@ -96,12 +96,12 @@ def _value(extra: Mapping[str, Any], key: str, tag_name: str) -> Optional[str]:
 
 
 def select_image(
-    extra: Optional[Mapping[str, Any]],
+    extra: Mapping[str, Any] | None,
     *,
     tag_name: str,
     method: str,
     arch: str,
-    default: Optional[str],
+    default: str | None,
 ) -> ImageChoice:
     """The image for a ``method`` task on canonical ``arch`` of tag ``tag_name``.
 

@@ -30,7 +30,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import TracebackType
-from typing import IO, Any, Callable, Optional, Protocol
+from typing import IO, Any, Callable, Protocol
 
 import koji
 from koji.daemon import incremental_upload
@@ -77,7 +77,7 @@ class LogWatcher:
         if with_ts:
             self.logger.warning("log_timestamps needs kojid's BuildRootLogs; not writing -ts.log")
 
-    def _upload_name(self, path: str) -> Optional[str]:
+    def _upload_name(self, path: str) -> str | None:
         name = os.path.basename(path)
         if name not in self._names:
             return name
@@ -123,14 +123,16 @@ class LogWatcher:
         info.pop("missing", None)
         fd = info.get("fd")
         last = info.get("st")
-        if fd is not None and last is not None and (
-            st.st_ino != last.st_ino or st.st_size < last.st_size
+        if (
+            fd is not None
+            and last is not None
+            and (st.st_ino != last.st_ino or st.st_size < last.st_size)
         ):
             self.logger.info("Rereading %s (rewritten or truncated)", path)
             fd.close()
             fd = None
         if fd is None:
-            fd = open(path, "rb")  # noqa: SIM115 - kept open across passes, closed in close_logs
+            fd = open(path, "rb")
             info["fd"] = fd
         info["st"] = st
         self.sink.incremental_log(info["name"], fd)
@@ -159,7 +161,7 @@ class LiveUpload:
         close: Callable[[], None],
         *,
         interval: float = 1.0,
-        logger: Optional[logging.Logger] = None,
+        logger: logging.Logger | None = None,
     ):
         self._sync = sync
         self._close = close
@@ -167,8 +169,8 @@ class LiveUpload:
         self.lock = threading.Lock()
         self.logger = logger or logging.getLogger("koji.build.adjutant")
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
-        self._error: Optional[BaseException] = None
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
 
     @contextmanager
     def session(self) -> Iterator[None]:
@@ -210,9 +212,9 @@ class LiveUpload:
 
     def __exit__(
         self,
-        exc_type: Optional[type[BaseException]],
-        exc: Optional[BaseException],
-        tb: Optional[TracebackType],
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
     ) -> None:
         ordinary = exc_type is None or issubclass(exc_type, Exception)
         if exc_type is None:

@@ -28,7 +28,7 @@ import logging
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, Optional, Protocol
+from typing import Any, Protocol
 
 import koji
 
@@ -70,7 +70,7 @@ class Lease:
     worker_id: str
 
 
-def process_start_time(pid: int) -> Optional[int]:
+def process_start_time(pid: int) -> int | None:
     """The start time of process ``pid`` in clock ticks since boot, or None if it is gone."""
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
@@ -105,7 +105,7 @@ def write_lease(task_workdir: str, task_id: int, worker_id: str) -> Lease:
     return lease
 
 
-def read_lease(workdir_root: str, task_id: int) -> Optional[Lease]:
+def read_lease(workdir_root: str, task_id: int) -> Lease | None:
     """The lease of ``task_id``, or None when there is none or it cannot be read."""
     try:
         with open(lease_path(workdir_root, task_id), encoding="utf-8") as handle:
@@ -125,7 +125,7 @@ def task_is_alive(workdir_root: str, task_id: int, worker_id: str) -> bool:
     return process_start_time(lease.pid) == lease.start_time
 
 
-def _task_id(container: Mapping[str, Any]) -> Optional[int]:
+def _task_id(container: Mapping[str, Any]) -> int | None:
     labels = container.get("labels") or {}
     try:
         return int(labels[LABEL_TASK])
