@@ -89,7 +89,6 @@ reap_on_start = off
         image_external_repo="fedora-image-rpms",
         reap_on_start=False,
     )
-    assert config.limits_kwargs() == {"memory_bytes": 4 * 1024**3, "cpus": 1.5, "pids": None}
 
 
 def test_environment_overrides_the_file_and_names_the_path(tmp_path: Path) -> None:

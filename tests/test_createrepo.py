@@ -39,6 +39,7 @@ from koji_adjutant import (
     InvalidSpec,
     PodmanManager,
     RepoError,
+    ResourceLimits,
     TaskContext,
     VolumeMount,
 )
@@ -396,6 +397,65 @@ def test_dnf_installs_from_the_generated_repo(
         "adjcr-data-1.0-1.noarch",
         "x86_64",
     ]
+
+
+class _InspectingSink(RecordingSink):
+    """Inspects the task's container (with the podman CLI) at the first output it gets,
+    while the container runs."""
+
+    def __init__(self, task_id: int) -> None:
+        super().__init__()
+        self.task_id = task_id
+        self.inspected: list[dict[str, object]] | None = None
+
+    def _inspect(self) -> None:
+        if self.inspected is not None:
+            return
+        label = f"label=io.koji.adjutant.task_id={self.task_id}"
+        ids = podman_cli("ps", "-a", "-q", "--no-trunc", "--filter", label).stdout.split()
+        self.inspected = json.loads(podman_cli("inspect", *ids).stdout) if ids else []
+
+    def write_stdout(self, data: bytes) -> None:
+        self._inspect()
+        super().write_stdout(data)
+
+    def write_stderr(self, data: bytes) -> None:
+        self._inspect()
+        super().write_stderr(data)
+
+
+def test_the_container_sees_only_its_inputs_without_network_or_capabilities(
+    koji: Koji, manager: PodmanManager, image: str, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=["adjcr-multi", koji.data_v1])
+    limits = ResourceLimits(memory_bytes=512 << 20, cpus=1.5, pids=256)
+    limited = CreaterepoAdapter(manager, image, pull_policy="never", limits=limits)
+    ctx = _ctx(tmp_path)
+    sink = _InspectingSink(ctx.task_id)
+    _run(limited, ctx, repo, sink=sink)
+    assert sink.inspected is not None
+    (container,) = sink.inspected
+    host = container["HostConfig"]
+    config = container["Config"]
+    assert isinstance(host, dict) and isinstance(config, dict)
+    assert host["NetworkMode"] == "none"
+    assert host["CapAdd"] == []
+    assert {"CAP_DAC_OVERRIDE", "CAP_CHOWN", "CAP_SETUID", "CAP_NET_RAW"} <= set(host["CapDrop"])
+    assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (512 << 20, 1_500_000_000, 256)
+    work = Path(ctx.work_dir)
+    owner = work.stat()
+    assert config["User"] == f"{owner.st_uid}:{owner.st_gid}"
+    assert config["Labels"]["io.koji.adjutant.task_id"] == str(ctx.task_id)
+    assert config["Labels"]["io.koji.adjutant.worker_id"] == manager.worker_id
+    # The arch dir, comps and the listed packages' directories read-only, at their own paths
+    # (the topdir as configured); the work dir writable; nothing else.
+    packages = {Path(p).parent for p in repo.packages}
+    expected = {(str(d), False) for d in (repo.arch_dir, repo.comps, *packages)}
+    expected.add((str(work), True))
+    mounts = container["Mounts"]
+    assert isinstance(mounts, list)
+    assert {(m["Destination"], m["RW"]) for m in mounts} == expected
+    assert all(m["Source"] == str(Path(m["Destination"]).resolve()) for m in mounts)
 
 
 # --- other arches, empty repos, --update --------------------------------------------------------

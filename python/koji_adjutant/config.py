@@ -108,10 +108,6 @@ class AdjutantConfig:
     #: Remove this worker's leftover containers when kojid starts.
     reap_on_start: bool = True
 
-    def limits_kwargs(self) -> dict[str, object]:
-        """Keyword arguments for ``koji_adjutant.ResourceLimits``."""
-        return {"memory_bytes": self.memory_limit, "cpus": self.cpus, "pids": self.pids_limit}
-
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
 #    with the rule, which _parse() prefixes with the key and the value.

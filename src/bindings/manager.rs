@@ -108,6 +108,7 @@ impl PyPodmanManager {
 
     /// Runs `argv` once in the running container; returns its exit code.
     #[pyo3(signature = (handle, argv, sink = None, environment = None, workdir = None, user = None))]
+    #[allow(clippy::too_many_arguments)]
     fn exec(
         &self,
         py: Python<'_>,

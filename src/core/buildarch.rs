@@ -734,14 +734,12 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
     let mut total: u64 = 0;
     for (index, img) in images.iter().enumerate() {
         total += img.size;
-        if index >= cache.max_images || total > cache.max_bytes {
-            if client.remove_image(&img.id).await? {
-                info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
-                if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(CACHE_KEY_LABEL)) {
-                    let _ = std::fs::remove_file(dir.join(key));
-                }
-                removed += 1;
+        if (index >= cache.max_images || total > cache.max_bytes) && client.remove_image(&img.id).await? {
+            info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
+            if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(CACHE_KEY_LABEL)) {
+                let _ = std::fs::remove_file(dir.join(key));
             }
+            removed += 1;
         }
     }
     Ok(removed)

@@ -120,7 +120,9 @@ class AdjutantTaskMixin:
         )
 
     def adjutant_limits(self, config: AdjutantConfig) -> Any:
-        return koji_adjutant.ResourceLimits(**config.limits_kwargs())
+        return koji_adjutant.ResourceLimits(
+            memory_bytes=config.memory_limit, cpus=config.cpus, pids=config.pids_limit
+        )
 
 
 class BuildArchMixin(AdjutantTaskMixin):
