@@ -687,6 +687,39 @@ def test_external_repos_are_merged_over_the_network(
     assert "group" in _repomd(repodata)
 
 
+def test_a_local_external_repo_is_merged_without_network(
+    koji: Koji, manager: PodmanManager, image: str, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=["adjcr-multi", koji.data_v1], blocked=["adjcr-blocked"])
+    url = f"file://{koji.external_dir}/$arch/"
+    adapter = CreaterepoAdapter(manager, image, pull_policy="never")
+    ctx = _ctx(tmp_path)
+    sink = _InspectingSink(ctx.task_id)
+    result = _run(adapter, ctx, repo, external_repos=[_external(url, "simple")], sink=sink)
+    assert sink.inspected is not None
+    (container,) = sink.inspected
+    assert container["HostConfig"]["NetworkMode"] == "none"  # type: ignore[index]
+    # Only the external repo's metadata is mounted, read-only.
+    mounts = container["Mounts"]
+    assert isinstance(mounts, list)
+    external = [m for m in mounts if m["Destination"].startswith(str(koji.external_dir))]
+    assert [(m["Destination"], m["RW"]) for m in external] == [
+        (f"{koji.external_dir}/{ARCH}/repodata", False)
+    ]
+    log = (Path(ctx.work_dir) / "mergerepos.log").read_text().splitlines()[0]
+    assert log.startswith(f"$ /usr/bin/mergerepo_c --koji --simple -b {repo.blocklist} ")
+    # Simple mode keeps an external package whose name the tag has (other version), but
+    # still drops the blocked name.
+    premerge = f"file://{ctx.work_dir}/repo_{repo.repo_id}_premerge/"
+    external_url = url.replace("$arch", ARCH)
+    expected = {nvra: premerge for nvra in _nvras(repo)}
+    expected.update(
+        dict.fromkeys(["adjcr-ext-1.0-1.noarch", "adjcr-data-9.0-1.noarch"], external_url)
+    )
+    assert _pkgorigins(Path(result.repodata_dir)) == expected
+    assert set(_primary(Path(result.repodata_dir))) == set(expected)
+
+
 def test_an_external_repo_for_other_arches_is_not_merged(
     koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
 ) -> None:
