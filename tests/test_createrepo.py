@@ -900,3 +900,17 @@ def test_the_timeout_ends_a_hanging_merge(
     with pytest.raises(RepoError, match="within its timeout of 3s"):
         _run(limited, ctx, repo, external_repos=[_external(stalling, "bare")])
     assert time.monotonic() - started < 10
+
+
+def test_container_output_is_persisted_in_the_log_dir(
+    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=[])
+    work = tmp_path / "work"
+    work.mkdir()
+    ctx = TaskContext(next(_task_ids), work, log_dir=tmp_path / "logs")
+    _run(adapter, ctx, repo)
+    container_log = tmp_path / "logs" / str(ctx.task_id) / "container.log"
+    text = container_log.read_text()
+    assert "stdout | $ /usr/bin/createrepo_c --error-exit-val -vd" in text
+    assert container_log.stat().st_mode & 0o044 == 0o044

@@ -258,6 +258,19 @@ pub async fn run(
     cancel: &Cancel,
 ) -> Result<CreaterepoOutcome> {
     let prepared = prepare(ctx, opts, inputs)?;
+    // Every byte of container output also goes to `<log_dir>/<task_id>/container.log`.
+    let mut with_container_log = match ctx.container_log() {
+        Some(path) => {
+            let options = FileSinkOptions {
+                timestamps: true,
+                stream_markers: true,
+                ..prepared.log_options
+            };
+            WithContainerLog { log: Some(FileSink::create(path, options)?), inner: sink }
+        }
+        None => WithContainerLog { log: None, inner: sink },
+    };
+    let sink: &mut dyn OutputSink = &mut with_container_log;
     let started = Instant::now();
     tokio::select! {
         image = client.ensure_image(&opts.image, opts.pull_policy) => { image?; }
@@ -281,6 +294,26 @@ pub async fn run(
         (Ok(_), Err(e)) => return Err(e),
     };
     outcome(&prepared.plan, ctx, logs)
+}
+
+/// The caller's sink plus the task's container.log, when a log dir is configured.
+struct WithContainerLog<'a> {
+    log: Option<FileSink>,
+    inner: &'a mut dyn OutputSink,
+}
+
+impl OutputSink for WithContainerLog<'_> {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
+        if let Some(log) = &mut self.log {
+            log.write(stream, data)?;
+        }
+        self.inner.write(stream, data)
+    }
+
+    fn finish(&mut self) -> Result<(), SinkFailure> {
+        let logged = self.log.as_mut().map_or(Ok(()), OutputSink::finish);
+        self.inner.finish().and(logged)
+    }
 }
 
 /// What the finished plan produced, read back from the work dir.

@@ -85,6 +85,9 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSin
     Ok(total)
 }
 
+/// Bytes read from the socket at a time.
+const READ_BUFFER: usize = 256 * 1024;
+
 /// How many decoded chunks may wait between the reader and the sink.
 const PIPELINE_DEPTH: usize = 32;
 
@@ -99,7 +102,8 @@ where
 {
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Result<(Stream, Vec<u8>)>>(PIPELINE_DEPTH);
     let reader_task = tokio::spawn(async move {
-        let mut reader = reader;
+        // podman sends 8 KiB frames: read the socket in larger pieces than a frame.
+        let mut reader = futures_util::io::BufReader::with_capacity(READ_BUFFER, reader);
         loop {
             let next = match read_frame(&mut reader).await {
                 Ok(None) => return,

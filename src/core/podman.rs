@@ -470,7 +470,9 @@ impl PodmanClient {
     }
 
     async fn wait_exit(&self, id: &str, cancel: &Cancel) -> Result<i64> {
-        let ep = Self::ep(format!("/containers/{id}/wait?condition=exited&condition=stopped"));
+        // podman polls the container state every 250 ms by default, which is most of the
+        // cost of a short container (docs/benchmarks.md, P1): ask for 10 ms.
+        let ep = Self::ep(format!("/containers/{id}/wait?condition=exited&condition=stopped&interval=10ms"));
         let wait = self.raw.post_string(ep, Payload::empty(), Headers::none());
         let body = tokio::select! {
             body = wait => body.map_err(|e| cerr("wait", e))?,

@@ -1,0 +1,215 @@
+"""End-to-end checks against a real hub and kojid: what the admin and the hub see.
+
+``driver.py setup``: bootstrap the hub (admin and builder users, a build tag with the build
+group, a target, a buildroot package imported), like an admin with the koji CLI would.
+``driver.py check MODE``: with kojid running (MODE: plugin or patch), regenerate the tag's repo
+(kojid's newRepo task, whose createrepo subtask runs in a container), build the sample package
+(buildArch in a container) and check the hub's records of both.
+
+Environment: E2E_HUB (hub URL), E2E_DB (psycopg2 DSN), E2E_DIR, E2E_IMAGE, E2E_HOST.
+koji's source tree and the repository's tests/ dir are on PYTHONPATH.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import koji
+import kojitopdir as kt
+import psycopg2
+
+HUB = os.environ["E2E_HUB"]
+DSN = os.environ["E2E_DB"]
+E2E = Path(os.environ["E2E_DIR"])
+IMAGE = os.environ["E2E_IMAGE"]
+HOST = os.environ.get("E2E_HOST", "e2e-builder")
+ADMIN = "kojiadmin"
+BUILD_TAG = "e2e-build"
+DEST_TAG = "e2e-dest"
+TARGET = "e2e"
+ARCH = "x86_64"
+TIMEOUT = 900
+
+
+def sql(statement: str, args: tuple[Any, ...] = ()) -> None:
+    with psycopg2.connect(DSN) as conn, conn.cursor() as cur:
+        cur.execute(statement, args)
+
+
+def admin_session() -> koji.ClientSession:
+    session = koji.ClientSession(HUB, {"user": ADMIN, "password": ADMIN, "max_retries": 0})
+    session.login()
+    return session
+
+
+def fail(message: str) -> None:
+    print(f"E2E FAILED: {message}", file=sys.stderr)
+    sys.exit(1)
+
+
+def check(condition: bool, message: str) -> None:
+    if not condition:
+        fail(message)
+    print(f"ok: {message}")
+
+
+def setup() -> None:
+    sql(
+        "INSERT INTO users (name, password, status, usertype) VALUES (%s, %s, 0, 0)",
+        (ADMIN, ADMIN),
+    )
+    sql(
+        "INSERT INTO user_perms (user_id, perm_id, creator_id) SELECT u.id, p.id, u.id"
+        " FROM users u, permissions p WHERE u.name = %s AND p.name = 'admin'",
+        (ADMIN,),
+    )
+    session = admin_session()
+    session.addHost(HOST, [ARCH, "noarch"])
+    sql("UPDATE users SET password = %s WHERE name = %s", (HOST, HOST))
+    session.addHostToChannel(HOST, "createrepo")
+    session.editHost(HOST, capacity=4.0)
+    session.createTag(BUILD_TAG, arches=ARCH)
+    session.createTag(DEST_TAG)
+    session.editTag2(
+        BUILD_TAG,
+        extra={"rebuild_srpm": False, "rpm.macro.dist": ".e2e", "adjutant.image": IMAGE},
+    )
+    session.createBuildTarget(TARGET, BUILD_TAG, DEST_TAG)
+    for group in ("build", "srpm-build"):
+        session.groupListAdd(BUILD_TAG, group)
+        session.groupPackageListAdd(BUILD_TAG, group, "debian-buildtools")
+    # the buildroot's packages: debian-buildtools (the build group) and adj-libgreet
+    out = E2E / "imports"
+    for spec in (kt.BUILDTOOLS_SPEC, kt.spec_path("adj-libgreet")):
+        built = kt.build_package(spec, out, defines={"dist": ".el1"})
+        name = built.srpm.name.rsplit("-", 2)[0]
+        session.packageListAdd(BUILD_TAG, name, owner=ADMIN)
+        for path in built.all:
+            session.uploadWrapper(str(path), "e2e-import")
+            session.importRPM("e2e-import", path.name)
+        nvr = built.srpm.name[: -len(".src.rpm")]
+        session.tagBuildBypass(BUILD_TAG, nvr)
+    session.packageListAdd(DEST_TAG, "adj-hello", owner=ADMIN)
+    session.logout()
+    print("hub set up")
+
+
+def wait_task(session: koji.ClientSession, task_id: int) -> dict[str, Any]:
+    deadline = time.monotonic() + TIMEOUT
+    while True:
+        info = session.getTaskInfo(task_id)
+        state = koji.TASK_STATES[info["state"]]
+        if state in ("CLOSED", "FAILED", "CANCELED"):
+            return info
+        if time.monotonic() > deadline:
+            fail(f"task {task_id} still {state} after {TIMEOUT} s")
+        time.sleep(2)
+
+
+def describe_failure(session: koji.ClientSession, task_id: int) -> str:
+    lines = []
+    for info in [session.getTaskInfo(task_id), *session.getTaskChildren(task_id)]:
+        state = koji.TASK_STATES[info["state"]]
+        line = f"task {info['id']} {info['method']} {state}"
+        if state == "FAILED":
+            try:
+                session.getTaskResult(info["id"])
+            except koji.GenericError as exc:
+                line += f": {exc}"
+        lines.append(line)
+    return "\n".join(lines)
+
+
+def check_newrepo(session: koji.ClientSession) -> dict[str, Any]:
+    task_id = session.newRepo(BUILD_TAG)
+    info = wait_task(session, task_id)
+    if koji.TASK_STATES[info["state"]] != "CLOSED":
+        fail("newRepo did not close:\n" + describe_failure(session, task_id))
+    children = session.getTaskChildren(task_id)
+    createrepo = [c for c in children if c["method"] == "createrepo"]
+    check(len(createrepo) == 1, "newRepo ran one createrepo subtask")
+    child = createrepo[0]
+    check(koji.TASK_STATES[child["state"]] == "CLOSED", "createrepo task closed")
+    uploadpath, files = session.getTaskResult(child["id"])
+    check(uploadpath == koji.pathinfo.taskrelpath(child["id"]), "createrepo result path")
+    check("repomd.xml" in files, f"createrepo uploaded repodata flat: {sorted(files)}")
+    output = session.listTaskOutput(child["id"])
+    check("createrepo.log" in output, "createrepo.log uploaded")
+    repo = session.getRepo(BUILD_TAG)
+    check(repo is not None and koji.REPO_STATES[repo["state"]] == "READY", "repo is READY")
+    archdir = Path(koji.pathinfo.repo(repo["id"], BUILD_TAG)) / ARCH
+    repodata = archdir / "repodata"
+    check((repodata / "repomd.xml").is_file(), f"repodata moved into {repodata}")
+    primary = next(repodata.glob("*primary.xml.gz"))
+    with gzip.open(primary, "rt") as handle:
+        text = handle.read()
+    check("debian-buildtools" in text, "the repo lists the tagged packages")
+    return repo
+
+
+def check_build(session: koji.ClientSession, mode: str) -> None:
+    srpm = kt.build_srpm(kt.spec_path("adj-hello"), E2E / f"srpm-{mode}")
+    serverdir = f"cli-build/e2e-{mode}-{int(time.time())}"
+    session.uploadWrapper(str(srpm), serverdir)
+    # the plugin run makes a real build (completeBuild maps each RPM to the buildroot); the
+    # patch run a scratch one
+    opts: dict[str, Any] = {"scratch": mode != "plugin"}
+    task_id = session.build(f"{serverdir}/{srpm.name}", TARGET, opts)
+    info = wait_task(session, task_id)
+    if koji.TASK_STATES[info["state"]] != "CLOSED":
+        fail(f"build ({mode}) did not close:\n" + describe_failure(session, task_id))
+    arch_tasks = [c for c in session.getTaskChildren(task_id) if c["method"] == "buildArch"]
+    check(len(arch_tasks) == 1, "one buildArch subtask")
+    child = arch_tasks[0]
+    result = session.getTaskResult(child["id"])
+    check(sorted(result) == ["brootid", "logs", "rpms", "srpms"], "buildArch result keys")
+    check([os.path.basename(p) for p in result["rpms"]] == ["adj-hello-1.0-1.e2e.noarch.rpm"],
+          f"buildArch rpms: {result['rpms']}")
+    check(len(result["srpms"]) == 1, "the SRPM was kept (keep_srpm)")
+    logs = {os.path.basename(p) for p in result["logs"]}
+    check({"build.log", "root.log", "state.log", "noarch_rpmdiff.json"} <= logs,
+          f"buildArch logs: {sorted(logs)}")
+    broot = session.getBuildroot(result["brootid"])
+    check(broot["task_id"] == child["id"], "buildroot belongs to the buildArch task")
+    check(koji.BR_STATES[broot["state"]] == "EXPIRED", "buildroot EXPIRED")
+    listing = session.getBuildrootListing(result["brootid"])
+    names = {r["name"] for r in listing}
+    check("debian-buildtools" in names, f"buildroot list: {sorted(names)}")
+    check(all(r["external_repo_name"] == "INTERNAL" for r in listing),
+          "every buildroot RPM resolved as a Koji RPM")
+    output = session.listTaskOutput(child["id"])
+    check("build.log" in output and "root.log" in output, "logs uploaded to the task")
+    if not opts["scratch"]:
+        build = session.getBuild("adj-hello-1.0-1.e2e", strict=True)
+        check(koji.BUILD_STATES[build["state"]] == "COMPLETE", "build COMPLETE")
+        rpms = session.listRPMs(buildID=build["id"])
+        check({r["arch"] for r in rpms} == {"noarch", "src"}, "build RPMs imported")
+        check(all(r["buildroot_id"] == result["brootid"] for r in rpms),
+              "each imported RPM records the container buildroot")
+        tagged = session.listTagged(DEST_TAG)
+        check([b["nvr"] for b in tagged] == ["adj-hello-1.0-1.e2e"], "build tagged")
+
+
+def main() -> None:
+    command = sys.argv[1]
+    if command == "setup":
+        setup()
+        return
+    if command == "check":
+        mode = sys.argv[2]
+        session = admin_session()
+        check_newrepo(session)
+        check_build(session, mode)
+        session.logout()
+        print(f"E2E PASSED ({mode})")
+        return
+    fail(f"unknown command {command}")
+
+
+if __name__ == "__main__":
+    main()
