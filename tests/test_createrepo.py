@@ -400,7 +400,8 @@ def test_dnf_installs_from_the_generated_repo(
 
 
 class _InspectingSink(RecordingSink):
-    """Inspects the task's container (with the podman CLI) at the first output it gets,
+    """Inspects the task's container (with the podman CLI) at the first output of a command
+    (after the "$ argv" header the adapter writes before the command's container starts),
     while the container runs."""
 
     def __init__(self, task_id: int) -> None:
@@ -416,7 +417,8 @@ class _InspectingSink(RecordingSink):
         self.inspected = json.loads(podman_cli("inspect", *ids).stdout) if ids else []
 
     def write_stdout(self, data: bytes) -> None:
-        self._inspect()
+        if not data.startswith(b"$ "):
+            self._inspect()
         super().write_stdout(data)
 
     def write_stderr(self, data: bytes) -> None:

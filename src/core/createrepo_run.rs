@@ -34,16 +34,16 @@ use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsE
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use tracing::{debug, info, warn};
+use tracing::{debug, warn};
 
-use crate::core::cancel::Cancel;
+use crate::core::cancel::{cancel_pair, Cancel};
 use crate::core::createrepo::{
     self, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest, ExternalRepo, Step,
 };
 use crate::core::error::{Error, Result, SinkFailure};
 use crate::core::logsink::{FileSink, FileSinkOptions};
-use crate::core::podman::{ExecOptions, PodmanClient, PullPolicy};
-use crate::core::sink::{NullSink, OutputSink, Stream};
+use crate::core::podman::{PodmanClient, PullPolicy};
+use crate::core::sink::{OutputSink, Stream};
 use crate::core::spec::{ContainerSpec, NetworkMode, ResourceLimits, SelinuxLabel, VolumeMount};
 use crate::core::task::TaskContext;
 
@@ -276,12 +276,8 @@ pub async fn run(
         image = client.ensure_image(&opts.image, opts.pull_policy) => { image?; }
         () = cancel.cancelled() => return Err(Error::Interrupted),
     }
-    let id = client.create(&prepared.spec).await?;
-    info!(target: LOG_TARGET, task_id = ctx.task_id, container = %short(&id), ms = ms(started), "createrepo container created");
-    let steps = run_in_container(client, &id, &prepared, opts.timeout, sink, cancel).await;
-    let removing = Instant::now();
-    client.remove_logged(&id).await;
-    debug!(target: LOG_TARGET, container = %short(&id), ms = ms(removing), total_ms = ms(started), "createrepo container removed");
+    let steps = run_steps_within(client, &prepared, opts.timeout, sink, cancel).await;
+    debug!(target: LOG_TARGET, task_id = ctx.task_id, total_ms = ms(started), "createrepo steps done");
     let finished = sink.finish().map_err(Error::Sink);
     let logs = match (steps, finished) {
         (Ok(logs), Ok(())) => logs,
@@ -336,33 +332,49 @@ fn outcome(
 }
 
 /// Starts the created container and runs the steps in it, within the task's timeout.
-async fn run_in_container(
+/// The plan's steps under the task's timeout. Each command runs in a container of its own
+/// (created, attached, started, waited for and removed by `PodmanClient::run` on every path):
+/// a single createrepo_c command then costs one short-lived container and no exec, about half
+/// the fixed cost of an idle container plus an exec (docs/benchmarks.md, P4).
+async fn run_steps_within(
     client: &PodmanClient,
-    id: &str,
     prepared: &Prepared,
     timeout: Option<u64>,
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
 ) -> Result<Vec<PathBuf>> {
-    let starting = Instant::now();
-    client.start(id, Box::new(NullSink)).await?;
-    debug!(target: LOG_TARGET, container = %short(id), ms = ms(starting), "createrepo container started");
-    let steps = run_steps(client, id, prepared, sink, cancel);
-    match timeout {
-        None => steps.await,
-        Some(seconds) => tokio::time::timeout(Duration::from_secs(seconds), steps)
-            .await
-            .map_err(|_| {
-                Error::Repo(format!(
-                    "createrepo did not finish within its timeout of {seconds}s"
-                ))
-            })?,
+    // Cooperative, never by dropping the steps: a dropped `PodmanClient::run` could not
+    // remove its container. On a timeout or a signal the running command's container is
+    // removed by `run` itself before this returns.
+    let (stop, stopped) = cancel_pair();
+    let steps = run_steps(client, prepared, sink, &stopped);
+    tokio::pin!(steps);
+    let deadline = async {
+        match timeout {
+            Some(seconds) => tokio::time::sleep(Duration::from_secs(seconds)).await,
+            None => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        result = &mut steps => result,
+        () = cancel.cancelled() => {
+            stop.cancel();
+            let _ = steps.await;
+            Err(Error::Interrupted)
+        }
+        () = deadline => {
+            stop.cancel();
+            let _ = steps.await;
+            Err(Error::Repo(format!(
+                "createrepo did not finish within its timeout of {}s",
+                timeout.unwrap_or_default()
+            )))
+        }
     }
 }
 
 async fn run_steps(
     client: &PodmanClient,
-    id: &str,
     prepared: &Prepared,
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
@@ -374,7 +386,7 @@ async fn run_steps(
         }
         match step {
             Step::Run(command) => {
-                let log = run_command(client, id, command, prepared, &mut *sink, cancel).await?;
+                let log = run_command(client, command, prepared, &mut *sink, cancel).await?;
                 logs.push(log);
             }
             host => {
@@ -402,7 +414,6 @@ async fn blocking<T: Send + 'static>(
 /// `exec`s one planned command with its log; a non-zero exit is kojid's task failure.
 async fn run_command(
     client: &PodmanClient,
-    id: &str,
     command: &ContainerCommand,
     prepared: &Prepared,
     sink: &mut dyn OutputSink,
@@ -415,16 +426,13 @@ async fn run_command(
     let header = format!("$ {}\n", command.argv.join(" "));
     tee.write(Stream::Stdout, header.as_bytes())
         .map_err(Error::Sink)?;
-    let options = ExecOptions {
-        environment: command.env.clone(),
-        workdir: Some(command.cwd.clone()),
-        user: Some(prepared.user.clone()),
-    };
+    let mut spec = prepared.spec.clone();
+    spec.command = command.argv.clone();
+    spec.workdir = Some(command.cwd.clone());
+    spec.environment.extend(command.env.clone());
     debug!(target: LOG_TARGET, argv = ?command.argv, log = %log_path.display(), "running");
     let started = Instant::now();
-    let code = client
-        .exec(id, &command.argv, &options, &mut tee, cancel)
-        .await?;
+    let code = client.run(&spec, &mut tee, cancel).await?.exit_code;
     debug!(target: LOG_TARGET, log = %log_path.display(), code, ms = ms(started), "command exited");
     if code != 0 {
         return Err(command.failed(exit_outcome(code), log_path, code));
@@ -578,9 +586,6 @@ fn ms(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
 
-fn short(id: &str) -> &str {
-    id.get(..12).unwrap_or(id)
-}
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may fail loudly
