@@ -11,19 +11,23 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
-    use crate::bindings::errors::{AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError};
-    #[pymodule_export]
     use crate::bindings::buildarch::{PyBuildArchAdapter, PyBuildArchResult};
     #[pymodule_export]
     use crate::bindings::context::PyTaskContext;
     #[pymodule_export]
     use crate::bindings::createrepo::{PyCreaterepoAdapter, PyCreaterepoResult};
     #[pymodule_export]
+    use crate::bindings::errors::{
+        AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError,
+    };
+    #[pymodule_export]
     use crate::bindings::manager::PyPodmanManager;
     #[pymodule_export]
     use crate::bindings::sinks::{PyCallbackSink, PyFileSink, PyLoggingSink, PyTeeSink};
     #[pymodule_export]
-    use crate::bindings::types::{PyContainerHandle, PyContainerRunResult, PyContainerSpec, PyResourceLimits, PyVolumeMount};
+    use crate::bindings::types::{
+        PyContainerHandle, PyContainerRunResult, PyContainerSpec, PyResourceLimits, PyVolumeMount,
+    };
 
     #[pymodule_init]
     fn init(m: &Bound<'_, PyModule>) -> PyResult<()> {

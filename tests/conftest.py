@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-
 from koji_adjutant import ImageError, PodmanManager
 
 IMAGE = os.environ.get("KOJI_ADJUTANT_TEST_IMAGE", "localhost/koji-adjutant-task:dev")
@@ -98,7 +97,9 @@ def podman_cli(*args: str) -> subprocess.CompletedProcess[str]:
 
 def bridge_gateway() -> str:
     """The host's address on podman's default bridge, reachable from bridge containers."""
-    out = podman_cli("network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}")
+    out = podman_cli(
+        "network", "inspect", "podman", "--format", "{{range .Subnets}}{{.Gateway}}{{end}}"
+    )
     gateway = out.stdout.strip()
     if out.returncode != 0 or not gateway:
         pytest.fail(f"cannot find podman's bridge gateway: {out.stderr}", pytrace=False)
@@ -124,7 +125,9 @@ def http_dir() -> Iterator[tuple[Path, str]]:
         def log_message(self, format: str, *args: object) -> None:
             pass
 
-    server = http.server.ThreadingHTTPServer(("0.0.0.0", 0), functools.partial(Quiet, directory=str(root)))
+    server = http.server.ThreadingHTTPServer(
+        ("0.0.0.0", 0), functools.partial(Quiet, directory=str(root))
+    )
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:

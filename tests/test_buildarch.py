@@ -14,7 +14,6 @@ from pathlib import Path
 import kojitopdir as kt
 import pytest
 from conftest import LABEL_WORKER, WORKER_ID
-
 from koji_adjutant import (
     BuildArchAdapter,
     BuildArchResult,
@@ -62,8 +61,15 @@ def koji(tmp_path_factory: pytest.TempPathFactory) -> Koji:
         top.add_build(kt.build_package(spec, rpms, defines={"dist": ".el1"}).all)
     repo = top.make_repo(TAG, REPO_ID, ARCH)
     srpm_dir = tmp_path_factory.mktemp("srpms")
-    names = ("adj-hello", "adj-greeter", "adj-failbuild", "adj-missingdep", "adj-netprobe",
-             "adj-repowriter", "adj-whoami")
+    names = (
+        "adj-hello",
+        "adj-greeter",
+        "adj-failbuild",
+        "adj-missingdep",
+        "adj-netprobe",
+        "adj-repowriter",
+        "adj-whoami",
+    )
     srpms = {n: kt.build_srpm(kt.spec_path(n), srpm_dir) for n in names}
     return Koji(topdir=top, repo=repo, srpms=srpms)
 
@@ -87,20 +93,34 @@ def task(tmp_path: Path, koji: Koji):
 
 @pytest.fixture
 def adapter(manager: PodmanManager, image: str, tmp_path: Path) -> BuildArchAdapter:
-    return BuildArchAdapter(manager, image, vendor="Adjutant Vendor", packager="Koji",
-                            distribution="Adjutant", cache=False)
+    return BuildArchAdapter(
+        manager,
+        image,
+        vendor="Adjutant Vendor",
+        packager="Koji",
+        distribution="Adjutant",
+        cache=False,
+    )
 
 
-def run(adapter: BuildArchAdapter, koji: Koji, ctx: TaskContext, srpm: Path, arch: str = ARCH,
-        **kw: object) -> BuildArchResult:
+def run(
+    adapter: BuildArchAdapter,
+    koji: Koji,
+    ctx: TaskContext,
+    srpm: Path,
+    arch: str = ARCH,
+    **kw: object,
+) -> BuildArchResult:
     kw.setdefault("build_config", build_config())
-    return adapter.run(ctx, srpm, arch, repo=str(koji.repo.arch_dir), repo_id=REPO_ID,
-                       tag_name=TAG, **kw)  # type: ignore[arg-type]
+    return adapter.run(
+        ctx, srpm, arch, repo=str(koji.repo.arch_dir), repo_id=REPO_ID, tag_name=TAG, **kw
+    )  # type: ignore[arg-type]
 
 
 def header(path: Path, fmt: str) -> str:
-    return subprocess.run(["rpm", "-qp", "--qf", fmt, str(path)], capture_output=True,
-                          text=True, check=True).stdout
+    return subprocess.run(
+        ["rpm", "-qp", "--qf", fmt, str(path)], capture_output=True, text=True, check=True
+    ).stdout
 
 
 def repo_digest(root: Path) -> str:
@@ -127,14 +147,33 @@ def test_noarch_build_gives_kojids_result_and_package_list(adapter, koji, task):
         "brootid": 4711,
     }
     assert {"root.log", "build.log", "state.log"} <= {p.name for p in result.logs}
-    assert result.kojid_result(1, extra_logs=["noarch_rpmdiff.json"])["logs"][-1] == \
-        f"{upload}/noarch_rpmdiff.json"
+    assert (
+        result.kojid_result(1, extra_logs=["noarch_rpmdiff.json"])["logs"][-1]
+        == f"{upload}/noarch_rpmdiff.json"
+    )
     # The buildroot holds only what came from the tag repo, with the fields kojid sends.
-    in_repo = {(r["name"], r["version"], r["release"], r["arch"], r["payloadhash"]) for r in koji.repo.rpms}
+    in_repo = {
+        (r["name"], r["version"], r["release"], r["arch"], r["payloadhash"]) for r in koji.repo.rpms
+    }
     assert seen and seen[0] == result.buildroot
     for entry in result.buildroot:
-        assert set(entry) >= {"name", "version", "release", "epoch", "arch", "payloadhash", "size", "buildtime"}
-        assert (entry["name"], entry["version"], entry["release"], entry["arch"], entry["payloadhash"]) in in_repo
+        assert set(entry) >= {
+            "name",
+            "version",
+            "release",
+            "epoch",
+            "arch",
+            "payloadhash",
+            "size",
+            "buildtime",
+        }
+        assert (
+            entry["name"],
+            entry["version"],
+            entry["release"],
+            entry["arch"],
+            entry["payloadhash"],
+        ) in in_repo
     assert "debian-buildtools" in {e["name"] for e in result.buildroot}
     assert result.unknown_rpms == []
     # Results are readable by the hub's user.
@@ -146,11 +185,13 @@ def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, k
     ctx, srpm = task("adj-greeter")
     result = run(adapter, koji, ctx, srpm)
     names = sorted(p.name for p in result.rpms)
-    assert names == sorted([
-        f"adj-greeter-2.0-1{DIST}.x86_64.rpm",
-        f"adj-greeter-tools-2.0-1{DIST}.x86_64.rpm",
-        f"adj-greeter-doc-2.0-1{DIST}.noarch.rpm",
-    ]), names
+    assert names == sorted(
+        [
+            f"adj-greeter-2.0-1{DIST}.x86_64.rpm",
+            f"adj-greeter-tools-2.0-1{DIST}.x86_64.rpm",
+            f"adj-greeter-doc-2.0-1{DIST}.noarch.rpm",
+        ]
+    ), names
     assert result.srpms == []
     assert result.kojid_result(5)["srpms"] == []
     installed = {e["name"] for e in result.buildroot}
@@ -159,23 +200,30 @@ def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, k
     assert header(binary, "%{ARCH} %{SOURCERPM}") == f"x86_64 adj-greeter-2.0-1{DIST}.src.rpm"
 
 
-def test_tag_macros_and_options_reach_the_rpm_header_and_rpmbuild_runs_unprivileged(adapter, koji, task):
+def test_tag_macros_and_options_reach_the_rpm_header_and_rpmbuild_runs_unprivileged(
+    adapter, koji, task
+):
     ctx, srpm = task("adj-whoami")
     config = build_config(**{"rpm.macro.packager": "Tag Packager <p@example.org>"})
     result = run(adapter, koji, ctx, srpm, build_config=config)
     [rpm] = result.rpms
-    assert header(rpm, "%{RELEASE}|%{VENDOR}|%{PACKAGER}|%{DISTRIBUTION}") == \
-        f"1{DIST}|Adjutant Vendor|Tag Packager <p@example.org>|Adjutant"
+    assert (
+        header(rpm, "%{RELEASE}|%{VENDOR}|%{PACKAGER}|%{DISTRIBUTION}")
+        == f"1{DIST}|Adjutant Vendor|Tag Packager <p@example.org>|Adjutant"
+    )
     build_log = (result.result_dir / "build.log").read_text()
-    whoami = dict(line.removeprefix("ADJ-WHOAMI: ").split("=", 1)
-                  for line in build_log.splitlines() if line.startswith("ADJ-WHOAMI: "))
+    whoami = dict(
+        line.removeprefix("ADJ-WHOAMI: ").split("=", 1)
+        for line in build_log.splitlines()
+        if line.startswith("ADJ-WHOAMI: ")
+    )
     assert whoami["uid"] == "1000" and whoami["user"] == "mockbuild"
     assert whoami["dist"] == DIST and whoami["topdir"] == "/builddir/build"
 
 
 def test_a_failing_build_raises_build_error_naming_build_log(adapter, koji, task):
     ctx, srpm = task("adj-failbuild")
-    with pytest.raises(BuildError, match="build.log") as info:
+    with pytest.raises(BuildError, match=r"build\.log") as info:
         run(adapter, koji, ctx, srpm, "noarch")
     assert info.value.log == str(ctx.work_dir / "result" / "build.log")
     assert info.value.exit_code not in (None, 0)
@@ -185,7 +233,7 @@ def test_a_failing_build_raises_build_error_naming_build_log(adapter, koji, task
 
 def test_a_missing_buildrequires_raises_build_error_naming_root_log(adapter, koji, task):
     ctx, srpm = task("adj-missingdep")
-    with pytest.raises(BuildError, match="root.log") as info:
+    with pytest.raises(BuildError, match=r"root\.log") as info:
         run(adapter, koji, ctx, srpm, "noarch")
     root_log = Path(info.value.log).read_text()
     assert info.value.log.endswith("root.log")
@@ -198,13 +246,16 @@ def test_the_build_has_no_network(adapter, koji, task):
     assert "ADJ-NETPROBE: NETWORK ABSENT" in (result.result_dir / "build.log").read_text()
 
 
-def test_a_topurl_repo_uses_the_network_for_init_but_never_for_the_build(adapter, koji, task, http_dir):
+def test_a_topurl_repo_uses_the_network_for_init_but_never_for_the_build(
+    adapter, koji, task, http_dir
+):
     served, base = http_dir
     shutil.copytree(koji.topdir.root, served / "kojifiles", symlinks=True, dirs_exist_ok=True)
     ctx, srpm = task("adj-netprobe")
     url = f"{base}/kojifiles/repos/{TAG}/{REPO_ID}/{ARCH}"
-    result = adapter.run(ctx, srpm, "noarch", repo=url, repo_id=REPO_ID, tag_name=TAG,
-                         build_config=build_config())
+    result = adapter.run(
+        ctx, srpm, "noarch", repo=url, repo_id=REPO_ID, tag_name=TAG, build_config=build_config()
+    )
     assert "ADJ-NETPROBE: NETWORK ABSENT" in (result.result_dir / "build.log").read_text()
     assert "debian-buildtools" in {e["name"] for e in result.buildroot}
 
@@ -212,7 +263,7 @@ def test_a_topurl_repo_uses_the_network_for_init_but_never_for_the_build(adapter
 def test_a_build_cannot_write_into_the_koji_repo(adapter, koji, task):
     before = repo_digest(koji.topdir.root)
     ctx, srpm = task("adj-repowriter")
-    with pytest.raises(BuildError, match="build.log") as info:
+    with pytest.raises(BuildError, match=r"build\.log") as info:
         run(adapter, koji, ctx, srpm, "noarch")
     log = Path(info.value.log).read_text()
     assert "ADJ-REPOWRITER: ALL WRITES REFUSED" in log
@@ -231,9 +282,21 @@ def test_only_the_repo_and_its_packages_are_visible(manager, image, koji, task, 
 
     def look(_packages: object) -> None:
         [container] = manager.list_containers({LABEL_WORKER: WORKER_ID})
-        out = subprocess.run(["podman", "--runtime", "runc", "exec", container["id"], "sh", "-c",
-                              "ls /mnt/koji; ls /mnt/koji/work 2>&1; touch /builddir/result-probe 2>&1 || true"],
-                             capture_output=True, text=True, check=False)
+        out = subprocess.run(
+            [
+                "podman",
+                "--runtime",
+                "runc",
+                "exec",
+                container["id"],
+                "sh",
+                "-c",
+                "ls /mnt/koji; ls /mnt/koji/work 2>&1; touch /builddir/result-probe 2>&1 || true",
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
         seen.append(out.stdout + out.stderr)
 
     run(adapter, koji, ctx, srpm, "noarch", on_buildroot_ready=look)
@@ -266,12 +329,21 @@ def test_bad_inputs_are_typed_errors_before_any_container(adapter, koji, task, m
     with pytest.raises(InvalidSpec, match="build_config"):
         run(adapter, koji, ctx, srpm, "noarch", build_config={"name": TAG})
     with pytest.raises(InvalidSpec, match="line break"):
-        run(adapter, koji, ctx, srpm, "noarch", build_config=build_config(**{"rpm.macro.vendor": "a\nb"}))
+        run(
+            adapter,
+            koji,
+            ctx,
+            srpm,
+            "noarch",
+            build_config=build_config(**{"rpm.macro.vendor": "a\nb"}),
+        )
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
     assert not (ctx.work_dir / "result").exists()
 
 
-def test_a_raising_buildroot_callback_aborts_and_removes_the_container(adapter, koji, task, manager):
+def test_a_raising_buildroot_callback_aborts_and_removes_the_container(
+    adapter, koji, task, manager
+):
     ctx, srpm = task("adj-hello")
 
     def refuse(_packages: object) -> None:
@@ -282,7 +354,9 @@ def test_a_raising_buildroot_callback_aborts_and_removes_the_container(adapter, 
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
 
 
-def test_the_buildroot_cache_skips_init_and_reports_the_same_buildroot(manager, image, koji, task, tmp_path):
+def test_the_buildroot_cache_skips_init_and_reports_the_same_buildroot(
+    manager, image, koji, task, tmp_path
+):
     cache_dir = tmp_path / "cache"
     adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir, cache_max_images=2)
     first_ctx, first_srpm = task("adj-greeter")
@@ -303,15 +377,30 @@ def test_the_buildroot_cache_skips_init_and_reports_the_same_buildroot(manager, 
     third_ctx, third_srpm = task("adj-greeter")
     other = run(adapter, koji, third_ctx, third_srpm, build_config=build_config())
     assert other.cache_hit is False
-    cached = subprocess.run(["podman", "--runtime", "runc", "images", "-q", "--filter",
-                             "label=io.koji.adjutant.buildroot=1"], capture_output=True, text=True,
-                            check=True).stdout.split()
+    cached = subprocess.run(
+        [
+            "podman",
+            "--runtime",
+            "runc",
+            "images",
+            "-q",
+            "--filter",
+            "label=io.koji.adjutant.buildroot=1",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     assert 1 <= len(cached) <= 2
     for image_id in cached:
-        subprocess.run(["podman", "--runtime", "runc", "rmi", "-f", image_id], capture_output=True, check=False)
+        subprocess.run(
+            ["podman", "--runtime", "runc", "rmi", "-f", image_id], capture_output=True, check=False
+        )
 
 
-def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(adapter, koji, task, tmp_path):
+def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
+    adapter, koji, task, tmp_path
+):
     ctx, srpm = task("adj-missingdep")
     logged = TaskContext(ctx.task_id, ctx.work_dir, log_dir=tmp_path / "logs")
     with pytest.raises(BuildError):

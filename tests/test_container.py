@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pytest
 from conftest import LABEL_TASK, LABEL_WORKER, WORKER_ID, RecordingSink, podman_cli
-
 from koji_adjutant import (
     AdjutantError,
     ContainerError,
@@ -195,15 +194,26 @@ def test_exec_runs_once_and_returns_the_real_exit_code(manager, image, sink):
     handle = manager.create(ContainerSpec(image, ["sleep", "600"], cap_add=["DAC_OVERRIDE"]))
     try:
         manager.start(handle)
-        code = manager.exec(handle, ["sh", "-c", "echo x >> /tmp/count; echo out; echo err >&2; exit 5"], sink)
+        code = manager.exec(
+            handle, ["sh", "-c", "echo x >> /tmp/count; echo out; echo err >&2; exit 5"], sink
+        )
         assert code == 5
         assert (bytes(sink.stdout), bytes(sink.stderr)) == (b"out\n", b"err\n")
         counted = RecordingSink()
         assert manager.exec(handle, ["wc", "-l", "/tmp/count"], counted) == 0
         assert bytes(counted.stdout).split()[0] == b"1", "the command ran more than once"
         env = RecordingSink()
-        assert manager.exec(handle, ["sh", "-c", "echo $ADJ; pwd; id -u"], env,
-                            environment={"ADJ": "value"}, workdir="/tmp", user="1000") == 0
+        assert (
+            manager.exec(
+                handle,
+                ["sh", "-c", "echo $ADJ; pwd; id -u"],
+                env,
+                environment={"ADJ": "value"},
+                workdir="/tmp",
+                user="1000",
+            )
+            == 0
+        )
         assert bytes(env.stdout) == b"value\n/tmp\n1000\n"
     finally:
         manager.remove(handle)
@@ -327,7 +337,9 @@ def test_the_requested_user_runs_the_command(manager, image, sink):
         ({"timeout": 0}, "timeout"),
     ],
 )
-def test_invalid_specs_raise_invalid_spec_before_anything_is_created(manager, image, kwargs, message):
+def test_invalid_specs_raise_invalid_spec_before_anything_is_created(
+    manager, image, kwargs, message
+):
     with pytest.raises(InvalidSpec, match=message) as info:
         manager.create(ContainerSpec(image, ["true"], **kwargs))
     assert isinstance(info.value, ValueError) and isinstance(info.value, AdjutantError)
@@ -343,9 +355,15 @@ def test_invalid_network_and_empty_command_are_rejected(image):
 
 
 def test_reap_removes_exactly_the_matching_containers(manager, image):
-    a = manager.create(ContainerSpec(image, ["sleep", "600"], task_id=1, labels={"adj.test": "reap"}))
-    b = manager.create(ContainerSpec(image, ["sleep", "600"], task_id=2, labels={"adj.test": "reap"}))
-    c = manager.create(ContainerSpec(image, ["sleep", "600"], task_id=3, labels={"adj.test": "keep"}))
+    a = manager.create(
+        ContainerSpec(image, ["sleep", "600"], task_id=1, labels={"adj.test": "reap"})
+    )
+    b = manager.create(
+        ContainerSpec(image, ["sleep", "600"], task_id=2, labels={"adj.test": "reap"})
+    )
+    c = manager.create(
+        ContainerSpec(image, ["sleep", "600"], task_id=3, labels={"adj.test": "keep"})
+    )
     manager.start(a)
     assert manager.reap({LABEL_WORKER: WORKER_ID, "adj.test": "reap"}) == 2
     assert [x["id"] for x in ours(manager)] == [c.container_id]
@@ -360,7 +378,7 @@ def test_reap_removes_exactly_the_matching_containers(manager, image):
 
 def _child_script(body: str) -> str:
     return textwrap.dedent(
-        f"""
+        """
         import os, sys, time
         from koji_adjutant import ContainerSpec, PodmanManager
         mgr = PodmanManager(os.environ["KOJI_ADJUTANT_PODMAN_SOCKET"], worker_id=sys.argv[1])
@@ -381,8 +399,12 @@ def test_sigint_during_run_raises_keyboard_interrupt_and_removes_the_container(m
             sys.exit(3)
         """
     )
-    child = subprocess.Popen([sys.executable, "-c", script, worker, image],
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", script, worker, image],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         assert child.stdout is not None
         assert child.stdout.readline().strip() == "ready"
@@ -437,8 +459,13 @@ def test_a_forked_child_can_use_the_parents_manager(manager, image):
         print(os.waitstatus_to_exitcode(status))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script, f"{WORKER_ID}-fork", image],
-                          capture_output=True, text=True, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script, f"{WORKER_ID}-fork", image],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
     assert done.stdout.strip() == "4", done.stderr
 
 

@@ -11,11 +11,9 @@ import sys
 import textwrap
 import threading
 import time
-from pathlib import Path
 
 import pytest
 from conftest import LABEL_WORKER, WORKER_ID
-
 from koji_adjutant import (
     CallbackSink,
     ContainerSpec,
@@ -29,14 +27,18 @@ from koji_adjutant import (
 
 pytestmark = [pytest.mark.podman, pytest.mark.usefixtures("no_leaks")]
 
-MARKER = re.compile(rb"^\[koji-adjutant: (\d+) earlier bytes dropped to keep this log within (\d+) bytes\]\n")
+MARKER = re.compile(
+    rb"^\[koji-adjutant: (\d+) earlier bytes dropped to keep this log within (\d+) bytes\]\n"
+)
 
 
 def sh(image: str, script: str) -> ContainerSpec:
     return ContainerSpec(image, ["sh", "-c", script])
 
 
-def test_100_mb_through_a_10_mb_cap_keeps_the_newest_bytes_in_bounded_memory(podman_socket, image, tmp_path):
+def test_100_mb_through_a_10_mb_cap_keeps_the_newest_bytes_in_bounded_memory(
+    podman_socket, image, tmp_path
+):
     # In a child process, so its peak RSS measures this run alone.
     log = tmp_path / "container.log"
     script = textwrap.dedent(
@@ -51,13 +53,17 @@ def test_100_mb_through_a_10_mb_cap_keeps_the_newest_bytes_in_bounded_memory(pod
         sink = FileSink({str(log)!r}, cap_bytes=10 * 1024 * 1024)
         before = rss_kb("VmRSS")
         # 12,500,000 lines of 8 digits: 112,500,000 bytes, numbered so order can be checked.
-        spec = ContainerSpec({image!r}, ["awk", "BEGIN {{ for (i = 0; i < 12500000; i++) printf \\"%08d\\\\n\\", i }}"])
+        program = "BEGIN {{ for (i = 0; i < 12500000; i++) printf \\"%08d\\\\n\\", i }}"
+        spec = ContainerSpec({image!r}, ["awk", program])
         code = mgr.run(spec, sink).exit_code
         sink.finish()
-        print(json.dumps({{"code": code, "growth_kb": rss_kb("VmHWM") - before, "state": sink.state()}}, default=str))
+        growth = rss_kb("VmHWM") - before
+        print(json.dumps({{"code": code, "growth_kb": growth, "state": sink.state()}}, default=str))
         """
     )
-    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout)
     assert report["code"] == 0
@@ -66,7 +72,7 @@ def test_100_mb_through_a_10_mb_cap_keeps_the_newest_bytes_in_bounded_memory(pod
     marker = MARKER.match(data)
     assert marker, data[:200]
     dropped, cap = int(marker.group(1)), int(marker.group(2))
-    body = data[marker.end():]
+    body = data[marker.end() :]
     assert (cap, dropped + len(body)) == (10 * 1024 * 1024, 112_500_000)
     assert report["state"]["bytes_dropped"] == dropped and report["state"]["finished"] is True
     # The newest bytes, intact: consecutive numbers up to the last one.
@@ -103,9 +109,15 @@ def test_non_utf8_bytes_reach_the_file_unchanged(manager, image, tmp_path):
 
 def test_the_logging_sink_logs_stdout_at_info_and_stderr_at_warning(manager, image, caplog):
     caplog.set_level(logging.DEBUG, logger="koji_adjutant.build")
-    manager.run(sh(image, r"echo hello; echo oops >&2; printf 'bad \377 byte'"),
-                LoggingSink("koji_adjutant.build"))
-    records = [(r.name, r.levelno, r.getMessage()) for r in caplog.records if r.name == "koji_adjutant.build"]
+    manager.run(
+        sh(image, r"echo hello; echo oops >&2; printf 'bad \377 byte'"),
+        LoggingSink("koji_adjutant.build"),
+    )
+    records = [
+        (r.name, r.levelno, r.getMessage())
+        for r in caplog.records
+        if r.name == "koji_adjutant.build"
+    ]
     assert ("koji_adjutant.build", logging.INFO, "hello") in records
     assert ("koji_adjutant.build", logging.WARNING, "oops") in records
     assert ("koji_adjutant.build", logging.INFO, "bad \ufffd byte") in records
@@ -150,7 +162,10 @@ def test_a_growing_log_read_every_second_reassembles_exactly(manager, image, tmp
     thread = threading.Thread(target=uploader)
     thread.start()
     try:
-        script = "i=0; while [ $i -lt 40 ]; do seq $((i*1000)) $((i*1000+999)); printf 'no newline '; i=$((i+1)); sleep 0.1; done"
+        script = (
+            "i=0; while [ $i -lt 40 ]; do seq $((i*1000)) $((i*1000+999));"
+            " printf 'no newline '; i=$((i+1)); sleep 0.1; done"
+        )
         manager.run(sh(image, script), sink)
     finally:
         sink.finish()

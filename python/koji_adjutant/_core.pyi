@@ -110,7 +110,9 @@ class ContainerRunResult:
 
 @final
 class PodmanManager:
-    def __new__(cls, socket: str | None = None, *, worker_id: str | None = None) -> PodmanManager: ...
+    def __new__(
+        cls, socket: str | None = None, *, worker_id: str | None = None
+    ) -> PodmanManager: ...
     @property
     def socket(self) -> str: ...
     @property
@@ -197,7 +199,11 @@ class FileSink:
 @final
 class LoggingSink:
     def __new__(
-        cls, logger: str = "koji_adjutant.container", *, stdout_level: int = 20, stderr_level: int = 30
+        cls,
+        logger: str = "koji_adjutant.container",
+        *,
+        stdout_level: int = 20,
+        stderr_level: int = 30,
     ) -> LoggingSink: ...
     def write_stdout(self, data: bytes) -> None: ...
     def write_stderr(self, data: bytes) -> None: ...

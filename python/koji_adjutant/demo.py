@@ -99,7 +99,9 @@ def import_rpms(topdir: Path, rpms: Iterable[Path], srpm_name: str) -> list[str]
         arch = RPM_NAME.match(rpm.name)
         if arch is None:
             continue
-        rel = Path("packages", build["name"], build["version"], build["release"], arch["arch"], rpm.name)
+        rel = Path(
+            "packages", build["name"], build["version"], build["release"], arch["arch"], rpm.name
+        )
         (topdir / rel).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(rpm, topdir / rel)
         (topdir / rel).chmod(0o644)
@@ -107,7 +109,9 @@ def import_rpms(topdir: Path, rpms: Iterable[Path], srpm_name: str) -> list[str]
     return lines
 
 
-def make_repo(topdir: Path, tag: str, repo_id: int, pkglist: list[str], groups: dict[str, list[str]]) -> Path:
+def make_repo(
+    topdir: Path, tag: str, repo_id: int, pkglist: list[str], groups: dict[str, list[str]]
+) -> Path:
     """The layout the hub's repo_init writes: repos/<tag>/<id>/{groups/comps.xml,<arch>/...}."""
     repo_dir = topdir / "repos" / tag / str(repo_id)
     arch_dir = repo_dir / ARCH
@@ -118,8 +122,10 @@ def make_repo(topdir: Path, tag: str, repo_id: int, pkglist: list[str], groups: 
     (arch_dir / "blocklist").write_text("")
     comps = ['<?xml version="1.0" encoding="UTF-8"?>', "<comps>"]
     for group, packages in groups.items():
-        comps += [f"  <group><id>{group}</id><name>{group}</name><default>true</default>"
-                  "<uservisible>true</uservisible><packagelist>"]
+        comps += [
+            f"  <group><id>{group}</id><name>{group}</name><default>true</default>"
+            "<uservisible>true</uservisible><packagelist>"
+        ]
         comps += [f'    <packagereq type="mandatory">{p}</packagereq>' for p in packages]
         comps += ["  </packagelist></group>"]
     comps.append("</comps>")
@@ -127,19 +133,28 @@ def make_repo(topdir: Path, tag: str, repo_id: int, pkglist: list[str], groups: 
     return arch_dir
 
 
-def createrepo(adapter: CreaterepoAdapter, work: Path, task_id: int, arch_dir: Path, printer: Printer) -> None:
+def createrepo(
+    adapter: CreaterepoAdapter, work: Path, task_id: int, arch_dir: Path, printer: Printer
+) -> None:
     """kojid's createrepo task, then the hub's repoDone: repodata moved into the repo."""
     task_dir = work / f"task-{task_id}"
     task_dir.mkdir()
     result = adapter.run(TaskContext(task_id, task_dir), repo_dir=arch_dir, sink=printer)
-    print(f"    createrepo result (kojid's [uploadpath, files]): {json.dumps(result.kojid_result())}")
+    print(
+        f"    createrepo result (kojid's [uploadpath, files]): {json.dumps(result.kojid_result())}"
+    )
     shutil.copytree(result.repodata_dir, arch_dir / "repodata")
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--image", default=os.environ.get("KOJI_ADJUTANT_TEST_IMAGE", "localhost/koji-adjutant-task:dev"))
-    parser.add_argument("--socket", default=None, help="podman socket (default $KOJI_ADJUTANT_PODMAN_SOCKET)")
+    parser.add_argument(
+        "--image",
+        default=os.environ.get("KOJI_ADJUTANT_TEST_IMAGE", "localhost/koji-adjutant-task:dev"),
+    )
+    parser.add_argument(
+        "--socket", default=None, help="podman socket (default $KOJI_ADJUTANT_PODMAN_SOCKET)"
+    )
     parser.add_argument("--work-dir", type=Path, default=Path("build/demo"))
     parser.add_argument("--quiet", action="store_true", help="do not show container output")
     args = parser.parse_args(argv)
@@ -154,9 +169,13 @@ def main(argv: list[str] | None = None) -> int:
     started = time.monotonic()
 
     step(f"Task image {args.image}")
-    print(f"    image id {mgr.ensure_image_available(args.image, pull_policy='if-not-present')[:12]}")
+    print(
+        f"    image id {mgr.ensure_image_available(args.image, pull_policy='if-not-present')[:12]}"
+    )
 
-    step("Making the sample's SRPM (and the buildroot's toolchain RPM) with rpmbuild in a container")
+    step(
+        "Making the sample's SRPM (and the buildroot's toolchain RPM) with rpmbuild in a container"
+    )
     out = work / "srpms"
     out.mkdir()
     make_srpms_and_tools(mgr, args.image, out, printer)
@@ -168,7 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     topdir = work / "koji"
     topdir.mkdir()
     pkglist = import_rpms(topdir, tools_rpms, tools_srpm.name)
-    build_repo = make_repo(topdir, TAG, 1, pkglist, {"build": ["debian-buildtools"], "srpm-build": ["debian-buildtools"]})
+    build_repo = make_repo(
+        topdir,
+        TAG,
+        1,
+        pkglist,
+        {"build": ["debian-buildtools"], "srpm-build": ["debian-buildtools"]},
+    )
     createrepo_adapter = CreaterepoAdapter(mgr, args.image)
 
     step(f"createrepo for the build tag repo {build_repo.relative_to(work)} (CreaterepoAdapter)")
@@ -183,7 +208,9 @@ def main(argv: list[str] | None = None) -> int:
     adapter = BuildArchAdapter(mgr, args.image, cache=False)
 
     def buildroot_ready(packages: list[dict[str, object]]) -> None:
-        names = ", ".join(f"{p['name']}-{p['version']}-{p['release']}.{p['arch']}" for p in packages)
+        names = ", ".join(
+            f"{p['name']}-{p['version']}-{p['release']}.{p['arch']}" for p in packages
+        )
         print(f"    buildroot ready (kojid would now call host.setBuildRootList): {names}")
 
     build = adapter.run(

@@ -59,7 +59,9 @@ where
         // The signal handler's exception wins: the work stopped because of it.
         (Some(signal), _) => Err(signal),
         (None, Ok(value)) => Ok(value),
-        (None, Err(Error::Interrupted)) => Err(pyo3::exceptions::PyKeyboardInterrupt::new_err("interrupted")),
+        (None, Err(Error::Interrupted)) => Err(pyo3::exceptions::PyKeyboardInterrupt::new_err(
+            "interrupted",
+        )),
         (None, Err(e)) => Err(e.into()),
     }
 }

@@ -82,7 +82,10 @@ impl PyBuildArchAdapter {
                     rpmdb_path,
                 },
                 limits,
-                selinux_label: selinux_label.as_deref().map(SelinuxLabel::parse).transpose()?,
+                selinux_label: selinux_label
+                    .as_deref()
+                    .map(SelinuxLabel::parse)
+                    .transpose()?,
                 image_external_repo,
                 cache: CacheConfig {
                     enabled: cache,
@@ -137,12 +140,16 @@ impl PyBuildArchAdapter {
         };
         let ctx = ctx.to_core();
         let mut sink = sink_from(sink)?;
-        let mut hooks = PyHooks { callback: on_buildroot_ready };
+        let mut hooks = PyHooks {
+            callback: on_buildroot_ready,
+        };
         let client = &self.client;
         let config = &self.config;
         let outcome = block_on(py, |cancel| {
             let (ctx, request, sink, hooks) = (&ctx, &request, &mut sink, &mut hooks);
-            async move { buildarch::run(client, ctx, config, request, sink.as_mut(), hooks, &cancel).await }
+            async move {
+                buildarch::run(client, ctx, config, request, sink.as_mut(), hooks, &cancel).await
+            }
         })?;
         let to_py = |rpms: &[BuildrootRpm]| -> PyResult<Py<PyList>> {
             let items = rpms
@@ -168,7 +175,10 @@ impl PyBuildArchAdapter {
     }
 
     fn __repr__(&self) -> String {
-        format!("BuildArchAdapter(image={:?}, cache={})", self.config.image, self.config.cache.enabled)
+        format!(
+            "BuildArchAdapter(image={:?}, cache={})",
+            self.config.image, self.config.cache.enabled
+        )
     }
 }
 
@@ -180,7 +190,9 @@ fn repo_location(repo: &str, topdir: Option<PathBuf>) -> Result<RepoLocation> {
     }
     let arch_dir = PathBuf::from(repo.strip_prefix("file://").unwrap_or(repo));
     if !arch_dir.is_absolute() {
-        return Err(Error::invalid(format!("repo must be an http(s) URL or an absolute path, not {repo:?}")));
+        return Err(Error::invalid(format!(
+            "repo must be an http(s) URL or an absolute path, not {repo:?}"
+        )));
     }
     let topdir = match topdir {
         Some(t) => t,
@@ -208,8 +220,11 @@ impl BuildHooks for PyHooks {
             return Ok(());
         };
         Python::attach(|py| {
-            let listed = pythonize::pythonize(py, packages)
-                .map_err(|e| Error::Sink(Box::new(pyo3::exceptions::PyValueError::new_err(e.to_string()))))?;
+            let listed = pythonize::pythonize(py, packages).map_err(|e| {
+                Error::Sink(Box::new(pyo3::exceptions::PyValueError::new_err(
+                    e.to_string(),
+                )))
+            })?;
             callback
                 .call1(py, (listed,))
                 .map(|_| ())
@@ -220,7 +235,13 @@ impl BuildHooks for PyHooks {
 
 /// What a buildArch run produced: host paths in `result_dir`, the buildroot's package list
 /// (kojid's `getPackageList` dicts) and kojid's result dict via `kojid_result`.
-#[pyclass(name = "BuildArchResult", module = "koji_adjutant", frozen, get_all, skip_from_py_object)]
+#[pyclass(
+    name = "BuildArchResult",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    skip_from_py_object
+)]
 pub struct PyBuildArchResult {
     pub task_id: i64,
     pub keep_srpm: bool,

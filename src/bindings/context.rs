@@ -9,7 +9,14 @@ use crate::core::task::TaskContext;
 
 /// The Koji task an adapter runs for: `task_id`, its private `work_dir` (kojid's
 /// `self.workdir`), the `worker_id` and the `log_dir` where `<task_id>/container.log` is kept.
-#[pyclass(name = "TaskContext", module = "koji_adjutant", frozen, get_all, eq, skip_from_py_object)]
+#[pyclass(
+    name = "TaskContext",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    eq,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyTaskContext {
     pub task_id: i64,
@@ -22,8 +29,18 @@ pub struct PyTaskContext {
 impl PyTaskContext {
     #[new]
     #[pyo3(signature = (task_id, work_dir, *, worker_id = None, log_dir = None))]
-    fn new(task_id: i64, work_dir: PathBuf, worker_id: Option<String>, log_dir: Option<PathBuf>) -> PyResult<Self> {
-        let ctx = PyTaskContext { task_id, work_dir, worker_id, log_dir };
+    fn new(
+        task_id: i64,
+        work_dir: PathBuf,
+        worker_id: Option<String>,
+        log_dir: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let ctx = PyTaskContext {
+            task_id,
+            work_dir,
+            worker_id,
+            log_dir,
+        };
         ctx.to_core().validate()?;
         Ok(ctx)
     }

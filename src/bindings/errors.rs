@@ -55,7 +55,13 @@ static INVALID_SPEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
 pub fn invalid_spec_type(py: Python<'_>) -> PyResult<&Bound<'_, PyType>> {
     INVALID_SPEC
         .get_or_try_init(py, || {
-            let bases = PyTuple::new(py, [py.get_type::<AdjutantError>(), py.get_type::<PyValueError>()])?;
+            let bases = PyTuple::new(
+                py,
+                [
+                    py.get_type::<AdjutantError>(),
+                    py.get_type::<PyValueError>(),
+                ],
+            )?;
             let dict = PyDict::new(py);
             dict.set_item("__module__", "koji_adjutant")?;
             dict.set_item(
@@ -94,7 +100,11 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             Ok(original) => *original,
             Err(other) => LogSinkError::new_err(format!("log sink failed: {other}")),
         },
-        Error::Build { message, log, exit_code } => {
+        Error::Build {
+            message,
+            log,
+            exit_code,
+        } => {
             let e = BuildError::new_err(message);
             let value = e.value(py);
             let log = log.map(|p| p.to_string_lossy().into_owned());
@@ -110,7 +120,11 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             let refuse = message.starts_with(crate::core::createrepo::REFUSE_PREFIX);
             repo_error(py, message, None, None, refuse)
         }
-        Error::RepoCommand { message, log, exit_code } => repo_error(py, message, log, exit_code, false),
+        Error::RepoCommand {
+            message,
+            log,
+            exit_code,
+        } => repo_error(py, message, log, exit_code, false),
         Error::Interrupted => PyKeyboardInterrupt::new_err("interrupted"),
         e @ Error::Io { .. } => AdjutantError::new_err(e.to_string()),
     }
@@ -118,7 +132,13 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
 
 /// A `RepoError` that always carries `log`, `exit_code` and `refuse`, so the kojid glue can
 /// read them without `getattr` defaults.
-fn repo_error(py: Python<'_>, message: String, log: Option<PathBuf>, exit_code: Option<i64>, refuse: bool) -> PyErr {
+fn repo_error(
+    py: Python<'_>,
+    message: String,
+    log: Option<PathBuf>,
+    exit_code: Option<i64>,
+    refuse: bool,
+) -> PyErr {
     let e = RepoError::new_err(message);
     let value = e.value(py);
     let log = log.map(|p| p.to_string_lossy().into_owned());
@@ -143,32 +163,54 @@ mod tests {
             let name = e.get_type(py).name().unwrap().to_string();
             assert_eq!(name, expected);
             assert!(e.value(py).to_string().contains(message), "{}", e.value(py));
-            assert!(e.is_instance_of::<PyException>(py), "not catchable by `except Exception`");
+            assert!(
+                e.is_instance_of::<PyException>(py),
+                "not catchable by `except Exception`"
+            );
         });
     }
 
     #[test]
     fn every_core_error_maps_to_one_python_class() {
         check(Error::invalid("bad spec"), "InvalidSpec", "bad spec");
-        check(Error::container("start", "no such file"), "ContainerError", "start: no such file");
         check(
-            Error::Image { image: "x".into(), message: "absent".into() },
+            Error::container("start", "no such file"),
+            "ContainerError",
+            "start: no such file",
+        );
+        check(
+            Error::Image {
+                image: "x".into(),
+                message: "absent".into(),
+            },
             "ImageError",
             "image x: absent",
         );
         check(Error::Sink("disk full".into()), "LogSinkError", "disk full");
         check(
-            Error::Build { message: "failed".into(), log: Some("/w/build.log".into()), exit_code: Some(1) },
+            Error::Build {
+                message: "failed".into(),
+                log: Some("/w/build.log".into()),
+                exit_code: Some(1),
+            },
             "BuildError",
             "failed",
         );
         check(Error::Repo("no repo".into()), "RepoError", "no repo");
         check(
-            Error::RepoCommand { message: "failed to create repo".into(), log: None, exit_code: Some(2) },
+            Error::RepoCommand {
+                message: "failed to create repo".into(),
+                log: None,
+                exit_code: Some(2),
+            },
             "RepoError",
             "failed to create repo",
         );
-        check(Error::io("writing log", std::io::Error::other("EIO")), "AdjutantError", "writing log: EIO");
+        check(
+            Error::io("writing log", std::io::Error::other("EIO")),
+            "AdjutantError",
+            "writing log: EIO",
+        );
     }
 
     #[test]
@@ -202,16 +244,23 @@ mod tests {
                 exit_code: Some(2),
             }
             .into();
-            assert_eq!(attr(&failed, "log").extract::<String>().unwrap(), "/w/createrepo.log");
+            assert_eq!(
+                attr(&failed, "log").extract::<String>().unwrap(),
+                "/w/createrepo.log"
+            );
             assert_eq!(attr(&failed, "exit_code").extract::<i64>().unwrap(), 2);
             assert!(!attr(&failed, "refuse").extract::<bool>().unwrap());
 
-            let refused: PyErr =
-                Error::Repo(format!("{} /mnt/koji/repos", crate::core::createrepo::REFUSE_PREFIX)).into();
+            let refused: PyErr = Error::Repo(format!(
+                "{} /mnt/koji/repos",
+                crate::core::createrepo::REFUSE_PREFIX
+            ))
+            .into();
             assert!(attr(&refused, "refuse").extract::<bool>().unwrap());
             assert!(attr(&refused, "log").is_none());
 
-            let missing: PyErr = Error::Repo("Repo directory missing: /mnt/koji/repos/f40/7/x86_64".into()).into();
+            let missing: PyErr =
+                Error::Repo("Repo directory missing: /mnt/koji/repos/f40/7/x86_64".into()).into();
             assert!(!attr(&missing, "refuse").extract::<bool>().unwrap());
             assert!(attr(&missing, "exit_code").is_none());
         });
@@ -221,7 +270,12 @@ mod tests {
     fn build_errors_carry_their_log() {
         Python::initialize();
         Python::attach(|py| {
-            let e: PyErr = Error::Build { message: "m".into(), log: Some("/w/root.log".into()), exit_code: Some(3) }.into();
+            let e: PyErr = Error::Build {
+                message: "m".into(),
+                log: Some("/w/root.log".into()),
+                exit_code: Some(3),
+            }
+            .into();
             let log: String = e.value(py).getattr("log").unwrap().extract().unwrap();
             assert_eq!(log, "/w/root.log");
         });

@@ -37,7 +37,11 @@ impl PyPodmanManager {
     #[pyo3(signature = (socket = None, *, worker_id = None))]
     fn new(socket: Option<String>, worker_id: Option<String>) -> PyResult<Self> {
         let socket = socket
-            .or_else(|| std::env::var(podman::SOCKET_ENV).ok().filter(|s| !s.is_empty()))
+            .or_else(|| {
+                std::env::var(podman::SOCKET_ENV)
+                    .ok()
+                    .filter(|s| !s.is_empty())
+            })
             .unwrap_or_else(|| podman::DEFAULT_SOCKET.to_string());
         let worker_id = worker_id.unwrap_or_else(default_worker_id);
         Ok(PyPodmanManager {
@@ -64,20 +68,35 @@ impl PyPodmanManager {
     /// Makes `image` available under `pull_policy` ("always", "if-not-present", "never");
     /// returns the image ID. Raises ImageError when it is missing or cannot be pulled.
     #[pyo3(signature = (image, pull_policy = "if-not-present"))]
-    fn ensure_image_available(&self, py: Python<'_>, image: String, pull_policy: &str) -> PyResult<String> {
+    fn ensure_image_available(
+        &self,
+        py: Python<'_>,
+        image: String,
+        pull_policy: &str,
+    ) -> PyResult<String> {
         let policy = PullPolicy::parse(pull_policy)?;
         let client = &self.client;
-        block_on(py, |_| async move { client.ensure_image(&image, policy).await })
+        block_on(
+            py,
+            |_| async move { client.ensure_image(&image, policy).await },
+        )
     }
 
     /// Runs a container to completion, streaming its output to `sink`; removes it afterwards
     /// (when `spec.remove_after_exit`) and on every error, signal and sink exception.
     #[pyo3(signature = (spec, sink = None))]
-    fn run(&self, py: Python<'_>, spec: &PyContainerSpec, sink: Option<&Bound<'_, PyAny>>) -> PyResult<PyContainerRunResult> {
+    fn run(
+        &self,
+        py: Python<'_>,
+        spec: &PyContainerSpec,
+        sink: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<PyContainerRunResult> {
         let spec = spec.to_core(py)?;
         let mut sink = sink_from(sink)?;
         let client = &self.client;
-        let result = block_on(py, |cancel| async move { client.run(&spec, sink.as_mut(), &cancel).await })?;
+        let result = block_on(py, |cancel| async move {
+            client.run(&spec, sink.as_mut(), &cancel).await
+        })?;
         Ok(result.into())
     }
 
@@ -92,7 +111,12 @@ impl PyPodmanManager {
     /// Starts a created container; its output goes to `sink` while it runs. `wait` returns
     /// its exit code (and raises what the sink raised).
     #[pyo3(signature = (handle, sink = None))]
-    fn start(&self, py: Python<'_>, handle: &PyContainerHandle, sink: Option<&Bound<'_, PyAny>>) -> PyResult<()> {
+    fn start(
+        &self,
+        py: Python<'_>,
+        handle: &PyContainerHandle,
+        sink: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<()> {
         let sink = sink_from(sink)?;
         let client = &self.client;
         let id = &handle.container_id;
@@ -127,14 +151,24 @@ impl PyPodmanManager {
         };
         let client = &self.client;
         let id = &handle.container_id;
-        block_on(py, |cancel| async move { client.exec(id, &argv, &opts, sink.as_mut(), &cancel).await })
+        block_on(py, |cancel| async move {
+            client.exec(id, &argv, &opts, sink.as_mut(), &cancel).await
+        })
     }
 
     /// Copies a host file into the container at `container_path`.
-    fn copy_to(&self, py: Python<'_>, handle: &PyContainerHandle, host_path: PathBuf, container_path: String) -> PyResult<()> {
+    fn copy_to(
+        &self,
+        py: Python<'_>,
+        handle: &PyContainerHandle,
+        host_path: PathBuf,
+        container_path: String,
+    ) -> PyResult<()> {
         let client = &self.client;
         let id = &handle.container_id;
-        block_on(py, |_| async move { client.copy_to(id, &host_path, &container_path).await })
+        block_on(py, |_| async move {
+            client.copy_to(id, &host_path, &container_path).await
+        })
     }
 
     /// Stops the container, killing it after `grace_seconds`.
@@ -156,7 +190,11 @@ impl PyPodmanManager {
 
     /// Containers in any state carrying all of `labels`, as dicts (id, names, image, state,
     /// labels).
-    fn list_containers<'py>(&self, py: Python<'py>, labels: BTreeMap<String, String>) -> PyResult<Vec<Bound<'py, PyDict>>> {
+    fn list_containers<'py>(
+        &self,
+        py: Python<'py>,
+        labels: BTreeMap<String, String>,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
         let client = &self.client;
         let listed = block_on(py, |_| async move { client.list(&labels).await })?;
         listed
@@ -187,4 +225,3 @@ impl PyPodmanManager {
         )
     }
 }
-

@@ -47,7 +47,10 @@ impl<S> Clone for Shared<S> {
 
 impl<S: OutputSink> OutputSink for Shared<S> {
     fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).write(stream, data)
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .write(stream, data)
     }
 }
 
@@ -69,26 +72,46 @@ pub struct PyFileSink {
 impl PyFileSink {
     #[new]
     #[pyo3(signature = (path, *, cap_bytes = None, timestamps = false, stream_markers = false))]
-    fn new(py: Python<'_>, path: PathBuf, cap_bytes: Option<u64>, timestamps: bool, stream_markers: bool) -> PyResult<Self> {
-        let options = FileSinkOptions { cap_bytes, timestamps, stream_markers };
+    fn new(
+        py: Python<'_>,
+        path: PathBuf,
+        cap_bytes: Option<u64>,
+        timestamps: bool,
+        stream_markers: bool,
+    ) -> PyResult<Self> {
+        let options = FileSinkOptions {
+            cap_bytes,
+            timestamps,
+            stream_markers,
+        };
         let sink = py.detach(|| FileSink::create(path, options))?;
         let state = sink.state();
-        Ok(PyFileSink { inner: Shared(Arc::new(Mutex::new(sink))), state })
+        Ok(PyFileSink {
+            inner: Shared(Arc::new(Mutex::new(sink))),
+            state,
+        })
     }
 
     fn write_stdout(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let mut inner = self.inner.clone();
-        py.detach(|| inner.write(Stream::Stdout, data)).map_err(sink_err)
+        py.detach(|| inner.write(Stream::Stdout, data))
+            .map_err(sink_err)
     }
 
     fn write_stderr(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
         let mut inner = self.inner.clone();
-        py.detach(|| inner.write(Stream::Stderr, data)).map_err(sink_err)
+        py.detach(|| inner.write(Stream::Stderr, data))
+            .map_err(sink_err)
     }
 
     /// Marks the log complete: an uploader seeing `finished` reads it one last time.
     fn finish(&self) -> PyResult<()> {
-        self.inner.0.lock().unwrap_or_else(|p| p.into_inner()).finish().map_err(sink_err)
+        self.inner
+            .0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .finish()
+            .map_err(sink_err)
     }
 
     #[getter]
@@ -111,7 +134,10 @@ impl PyFileSink {
     }
 
     fn __repr__(&self) -> String {
-        format!("FileSink(path={:?})", self.state.path().display().to_string())
+        format!(
+            "FileSink(path={:?})",
+            self.state.path().display().to_string()
+        )
     }
 }
 
@@ -130,7 +156,10 @@ impl PyLoggingSink {
     #[new]
     #[pyo3(signature = (logger = "koji_adjutant.container", *, stdout_level = 20, stderr_level = 30))]
     fn new(py: Python<'_>, logger: &str, stdout_level: i32, stderr_level: i32) -> PyResult<Self> {
-        let logger = py.import("logging")?.call_method1("getLogger", (logger,))?.unbind();
+        let logger = py
+            .import("logging")?
+            .call_method1("getLogger", (logger,))?
+            .unbind();
         Ok(PyLoggingSink {
             logger,
             stdout_level,
@@ -191,12 +220,20 @@ impl LoggingSink {
 
 impl OutputSink for LoggingSink {
     fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
-        let lines = self.lines.lock().unwrap_or_else(|p| p.into_inner()).push(stream, data);
+        let lines = self
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(stream, data);
         self.emit(stream, lines)
     }
 
     fn finish(&mut self) -> Result<(), SinkFailure> {
-        let rest = self.lines.lock().unwrap_or_else(|p| p.into_inner()).flush_partial();
+        let rest = self
+            .lines
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .flush_partial();
         for (stream, line) in rest {
             self.emit(stream, vec![line])?;
         }
@@ -215,17 +252,25 @@ impl PyCallbackSink {
     #[new]
     fn new(callback: Bound<'_, PyAny>) -> PyResult<Self> {
         if !callback.is_callable() {
-            return Err(pyo3::exceptions::PyTypeError::new_err("CallbackSink needs a callable"));
+            return Err(pyo3::exceptions::PyTypeError::new_err(
+                "CallbackSink needs a callable",
+            ));
         }
-        Ok(PyCallbackSink { callback: callback.unbind() })
+        Ok(PyCallbackSink {
+            callback: callback.unbind(),
+        })
     }
 
     fn write_stdout(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        self.callback.call1(py, ("stdout", PyBytes::new(py, data))).map(|_| ())
+        self.callback
+            .call1(py, ("stdout", PyBytes::new(py, data)))
+            .map(|_| ())
     }
 
     fn write_stderr(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        self.callback.call1(py, ("stderr", PyBytes::new(py, data))).map(|_| ())
+        self.callback
+            .call1(py, ("stderr", PyBytes::new(py, data)))
+            .map(|_| ())
     }
 }
 
@@ -256,15 +301,21 @@ impl PyTeeSink {
         for sink in sinks.iter() {
             sink_from(Some(&sink))?;
         }
-        Ok(PyTeeSink { sinks: sinks.iter().map(|s| s.unbind()).collect() })
+        Ok(PyTeeSink {
+            sinks: sinks.iter().map(|s| s.unbind()).collect(),
+        })
     }
 
     fn write_stdout(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        self.native(py)?.write(Stream::Stdout, data).map_err(sink_err)
+        self.native(py)?
+            .write(Stream::Stdout, data)
+            .map_err(sink_err)
     }
 
     fn write_stderr(&self, py: Python<'_>, data: &[u8]) -> PyResult<()> {
-        self.native(py)?.write(Stream::Stderr, data).map_err(sink_err)
+        self.native(py)?
+            .write(Stream::Stderr, data)
+            .map_err(sink_err)
     }
 }
 
@@ -292,7 +343,9 @@ pub fn sink_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Box<dyn OutputSink>
         return Ok(Box::new(logging.get().native()));
     }
     if let Ok(callback) = obj.cast::<PyCallbackSink>() {
-        return Ok(Box::new(CallbackSink(callback.get().callback.clone_ref(obj.py()))));
+        return Ok(Box::new(CallbackSink(
+            callback.get().callback.clone_ref(obj.py()),
+        )));
     }
     if let Ok(tee) = obj.cast::<PyTeeSink>() {
         return Ok(Box::new(tee.get().native(obj.py())?));

@@ -10,7 +10,14 @@ use crate::core::podman::RunResult;
 use crate::core::spec::{self, NetworkMode, SelinuxLabel};
 
 /// A host path bind-mounted into the container.
-#[pyclass(name = "VolumeMount", module = "koji_adjutant", frozen, get_all, eq, skip_from_py_object)]
+#[pyclass(
+    name = "VolumeMount",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    eq,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyVolumeMount {
     pub source: PathBuf,
@@ -23,11 +30,21 @@ pub struct PyVolumeMount {
 impl PyVolumeMount {
     #[new]
     #[pyo3(signature = (source, target, *, read_only = true, selinux_label = None))]
-    fn new(source: PathBuf, target: PathBuf, read_only: bool, selinux_label: Option<String>) -> PyResult<Self> {
+    fn new(
+        source: PathBuf,
+        target: PathBuf,
+        read_only: bool,
+        selinux_label: Option<String>,
+    ) -> PyResult<Self> {
         if let Some(label) = &selinux_label {
             SelinuxLabel::parse(label)?;
         }
-        Ok(PyVolumeMount { source, target, read_only, selinux_label })
+        Ok(PyVolumeMount {
+            source,
+            target,
+            read_only,
+            selinux_label,
+        })
     }
 
     fn __repr__(&self) -> String {
@@ -47,13 +64,24 @@ impl PyVolumeMount {
             source: self.source.clone(),
             target: self.target.clone(),
             read_only: self.read_only,
-            selinux_label: self.selinux_label.as_deref().map(SelinuxLabel::parse).transpose()?,
+            selinux_label: self
+                .selinux_label
+                .as_deref()
+                .map(SelinuxLabel::parse)
+                .transpose()?,
         })
     }
 }
 
 /// cgroup limits of a container; `None` leaves that resource unlimited.
-#[pyclass(name = "ResourceLimits", module = "koji_adjutant", frozen, get_all, eq, skip_from_py_object)]
+#[pyclass(
+    name = "ResourceLimits",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    eq,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyResourceLimits {
     pub memory_bytes: Option<u64>,
@@ -66,7 +94,11 @@ impl PyResourceLimits {
     #[new]
     #[pyo3(signature = (memory_bytes = None, cpus = None, pids = Some(4096)), text_signature = "(memory_bytes=None, cpus=None, pids=4096)")]
     fn new(memory_bytes: Option<u64>, cpus: Option<f64>, pids: Option<i64>) -> Self {
-        PyResourceLimits { memory_bytes, cpus, pids }
+        PyResourceLimits {
+            memory_bytes,
+            cpus,
+            pids,
+        }
     }
 
     fn __repr__(&self) -> String {
@@ -81,13 +113,23 @@ impl PyResourceLimits {
 
 impl From<&PyResourceLimits> for spec::ResourceLimits {
     fn from(l: &PyResourceLimits) -> Self {
-        spec::ResourceLimits { memory_bytes: l.memory_bytes, cpus: l.cpus, pids: l.pids }
+        spec::ResourceLimits {
+            memory_bytes: l.memory_bytes,
+            cpus: l.cpus,
+            pids: l.pids,
+        }
     }
 }
 
 /// Everything needed to create one container. Validated (InvalidSpec) when used, before
 /// anything is created.
-#[pyclass(name = "ContainerSpec", module = "koji_adjutant", frozen, get_all, skip_from_py_object)]
+#[pyclass(
+    name = "ContainerSpec",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    skip_from_py_object
+)]
 #[derive(Debug)]
 pub struct PyContainerSpec {
     pub image: String,
@@ -132,7 +174,10 @@ impl PyContainerSpec {
         let network = network.to_owned();
         let limits = match limits {
             Some(l) => l,
-            None => Py::new(py, PyResourceLimits::new(None, None, Some(spec::DEFAULT_PIDS_LIMIT)))?,
+            None => Py::new(
+                py,
+                PyResourceLimits::new(None, None, Some(spec::DEFAULT_PIDS_LIMIT)),
+            )?,
         };
         Ok(PyContainerSpec {
             image,
@@ -192,7 +237,15 @@ impl PyContainerSpec {
 }
 
 /// A created container.
-#[pyclass(name = "ContainerHandle", module = "koji_adjutant", frozen, get_all, eq, hash, skip_from_py_object)]
+#[pyclass(
+    name = "ContainerHandle",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    eq,
+    hash,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PyContainerHandle {
     pub container_id: String,
@@ -211,7 +264,13 @@ impl PyContainerHandle {
 }
 
 /// What `PodmanManager.run` reports; times are timezone-aware UTC datetimes.
-#[pyclass(name = "ContainerRunResult", module = "koji_adjutant", frozen, get_all, skip_from_py_object)]
+#[pyclass(
+    name = "ContainerRunResult",
+    module = "koji_adjutant",
+    frozen,
+    get_all,
+    skip_from_py_object
+)]
 #[derive(Debug, Clone)]
 pub struct PyContainerRunResult {
     pub exit_code: i64,
@@ -255,9 +314,11 @@ pub fn py_bool(b: bool) -> &'static str {
 }
 
 pub fn py_opt<T: std::fmt::Display>(v: &Option<T>) -> String {
-    v.as_ref().map_or_else(|| "None".to_string(), |v| v.to_string())
+    v.as_ref()
+        .map_or_else(|| "None".to_string(), |v| v.to_string())
 }
 
 pub fn py_opt_str(v: &Option<String>) -> String {
-    v.as_ref().map_or_else(|| "None".to_string(), |v| format!("{v:?}"))
+    v.as_ref()
+        .map_or_else(|| "None".to_string(), |v| format!("{v:?}"))
 }

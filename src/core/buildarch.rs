@@ -41,7 +41,15 @@ const CACHE_REPO: &str = "localhost/koji-adjutant-buildroot";
 /// Capabilities root needs inside the buildroot to install RPMs (file owners, modes, file
 /// capabilities, scriptlets switching users). The unprivileged build user gets none of them:
 /// with no-new-privileges and a non-zero uid its effective set stays empty.
-const INSTALL_CAPS: [&str; 7] = ["CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETFCAP", "SETGID", "SETUID"];
+const INSTALL_CAPS: [&str; 7] = [
+    "CHOWN",
+    "DAC_OVERRIDE",
+    "FOWNER",
+    "FSETID",
+    "SETFCAP",
+    "SETGID",
+    "SETUID",
+];
 
 /// The buildroot cache (goal P3): initialised buildroots kept as local images.
 #[derive(Debug, Clone, PartialEq)]
@@ -136,19 +144,32 @@ struct TaskLogs {
 
 impl TaskLogs {
     fn open(result_dir: &Path, container_log: PathBuf, cap: Option<u64>) -> Result<Self> {
-        let plain = FileSinkOptions { cap_bytes: cap, ..Default::default() };
+        let plain = FileSinkOptions {
+            cap_bytes: cap,
+            ..Default::default()
+        };
         let root = FileSink::create(result_dir.join("root.log"), plain)?;
         let build = FileSink::create(result_dir.join("build.log"), plain)?;
         let state = FileSink::create(result_dir.join("state.log"), plain)?;
         let container = FileSink::create(
             container_log,
-            FileSinkOptions { cap_bytes: cap, timestamps: true, stream_markers: true },
+            FileSinkOptions {
+                cap_bytes: cap,
+                timestamps: true,
+                stream_markers: true,
+            },
         )?;
         let paths = [&root, &build, &state]
             .iter()
             .map(|s| s.path().to_path_buf())
             .collect();
-        Ok(TaskLogs { root, build, state, container, paths })
+        Ok(TaskLogs {
+            root,
+            build,
+            state,
+            container,
+            paths,
+        })
     }
 
     fn note(&mut self, target: Option<LogTarget>, line: &str) -> Result<()> {
@@ -158,11 +179,17 @@ impl TaskLogs {
             Some(LogTarget::RootLog) => &mut self.root,
             Some(LogTarget::BuildLog) => &mut self.build,
         };
-        sink.write(Stream::Stdout, text.as_bytes()).map_err(Error::Sink)
+        sink.write(Stream::Stdout, text.as_bytes())
+            .map_err(Error::Sink)
     }
 
     fn finish(mut self) {
-        for sink in [&mut self.root, &mut self.build, &mut self.state, &mut self.container] {
+        for sink in [
+            &mut self.root,
+            &mut self.build,
+            &mut self.state,
+            &mut self.container,
+        ] {
             if let Err(e) = sink.finish() {
                 warn!(target: LOG_TARGET, "finishing {}: {e}", sink.path().display());
             }
@@ -201,11 +228,17 @@ fn image_arches_from(arch: &str) -> Vec<String> {
         "arm" => "armv7hl",
         other => other,
     };
-    buildroot::image_buildable_arches(machine).into_iter().map(str::to_owned).collect()
+    buildroot::image_buildable_arches(machine)
+        .into_iter()
+        .map(str::to_owned)
+        .collect()
 }
 
 fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes()).iter().map(|b| format!("{b:02x}")).collect()
+    Sha256::digest(text.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }
 
 /// Runs one buildArch task. Every path removes the container; logs are kept.
@@ -224,10 +257,15 @@ pub async fn run(
     let srpm_info = buildroot::read_srpm(&srpm)?;
     if let Some(dir) = &config.cache.dir {
         if !dir.is_absolute() {
-            return Err(Error::invalid(format!("cache dir must be absolute: {}", dir.display())));
+            return Err(Error::invalid(format!(
+                "cache dir must be absolute: {}",
+                dir.display()
+            )));
         }
     }
-    let image_id = client.ensure_image(&config.image, config.pull_policy).await?;
+    let image_id = client
+        .ensure_image(&config.image, config.pull_policy)
+        .await?;
     let image_arches = match &config.image_arches {
         Some(arches) => arches.clone(),
         None => image_arches_from(&client.image_arch(&config.image).await?),
@@ -258,10 +296,15 @@ pub async fn run(
         )));
     }
     create_dir(&result_dir)?;
-    let container_log = ctx.container_log().unwrap_or_else(|| result_dir.join("container.log"));
+    let container_log = ctx
+        .container_log()
+        .unwrap_or_else(|| result_dir.join("container.log"));
     let mut logs = TaskLogs::open(&result_dir, container_log, config.log_cap_bytes)?;
     for ignored in &plan.ignored_extra {
-        logs.note(None, &format!("Ignoring tag setting {ignored}: it does not apply to container buildroots"))?;
+        logs.note(
+            None,
+            &format!("Ignoring tag setting {ignored}: it does not apply to container buildroots"),
+        )?;
     }
 
     let cache_key = sha256_hex(&buildroot::cache_key_material(
@@ -276,11 +319,17 @@ pub async fn run(
     };
 
     let mut spec = ContainerSpec::new(
-        cached.as_ref().map_or(config.image.as_str(), |c| c.id.as_str()),
+        cached
+            .as_ref()
+            .map_or(config.image.as_str(), |c| c.id.as_str()),
         vec!["sleep".into(), "infinity".into()],
     );
     spec.task_id = Some(ctx.task_id);
-    spec.network = if plan.repo_baseurl.starts_with("file:") { NetworkMode::None } else { NetworkMode::Bridge };
+    spec.network = if plan.repo_baseurl.starts_with("file:") {
+        NetworkMode::None
+    } else {
+        NetworkMode::Bridge
+    };
     spec.limits = config.limits.clone();
     spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
     spec.mounts = mounts
@@ -299,7 +348,18 @@ pub async fn run(
         selinux_label: config.selinux_label,
     });
 
-    logs.note(None, &format!("Creating container from {} ({})", config.image, if cached.is_some() { "cached buildroot" } else { "fresh buildroot" }))?;
+    logs.note(
+        None,
+        &format!(
+            "Creating container from {} ({})",
+            config.image,
+            if cached.is_some() {
+                "cached buildroot"
+            } else {
+                "fresh buildroot"
+            }
+        ),
+    )?;
     let id = client.create(&spec).await?;
     let mut runner = Runner {
         client,
@@ -365,14 +425,17 @@ impl Runner<'_> {
         self.client.start(self.id, Box::new(NullSink)).await?;
         let baseline = match cached {
             Some(c) => {
-                self.logs.note(None, &format!("Using cached buildroot {cache_key}"))?;
+                self.logs
+                    .note(None, &format!("Using cached buildroot {cache_key}"))?;
                 touch_cache(config, cache_key);
                 c.baseline.clone()
             }
             None => {
                 let image_rpms = self.packages().await?;
                 for file in self.plan.files() {
-                    self.client.copy_bytes(self.id, file.content.as_bytes(), &file.dest).await?;
+                    self.client
+                        .copy_bytes(self.id, file.content.as_bytes(), &file.dest)
+                        .await?;
                 }
                 for step in &self.plan.init_steps {
                     self.step(step, None).await?;
@@ -389,10 +452,13 @@ impl Runner<'_> {
         let (initial, unknown) = classify(listed, &baseline, config);
         if !unknown.is_empty() {
             let names: Vec<String> = unknown.iter().map(nevra_key).collect();
-            self.logs.note(None, &format!(
-                "The image's own RPMs are unknown to Koji (set image_external_repo): {}",
-                names.join(", ")
-            ))?;
+            self.logs.note(
+                None,
+                &format!(
+                    "The image's own RPMs are unknown to Koji (set image_external_repo): {}",
+                    names.join(", ")
+                ),
+            )?;
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
 
@@ -401,9 +467,12 @@ impl Runner<'_> {
         let mut dynamic = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
             self.step(&self.plan.rebuild_srpm_step, None).await?;
-            let query = buildroot::parse_requires_query(&self.query(&self.plan.srpm_requires_query).await?);
+            let query =
+                buildroot::parse_requires_query(&self.query(&self.plan.srpm_requires_query).await?);
             dynamic = query.dynamic;
-            let Some(install) = self.plan.install_step(&query.requires) else { break };
+            let Some(install) = self.plan.install_step(&query.requires) else {
+                break;
+            };
             self.step(&install, None).await?;
             let now = self.packages().await?;
             if now == previous {
@@ -413,10 +482,14 @@ impl Runner<'_> {
         }
         if dynamic {
             for round in 0..MAX_BUILDREQUIRES_LOOPS {
-                self.step(&self.plan.dynamic_buildrequires_step(round == 0), None).await?;
-                let query = buildroot::parse_requires_query(&self.query(&self.plan.buildreqs_query).await?);
+                self.step(&self.plan.dynamic_buildrequires_step(round == 0), None)
+                    .await?;
+                let query =
+                    buildroot::parse_requires_query(&self.query(&self.plan.buildreqs_query).await?);
                 self.step(&self.plan.remove_buildreqs_step, None).await?;
-                let Some(install) = self.plan.install_step(&query.requires) else { break };
+                let Some(install) = self.plan.install_step(&query.requires) else {
+                    break;
+                };
                 self.step(&install, None).await?;
                 let now = self.packages().await?;
                 if now == previous {
@@ -472,7 +545,11 @@ impl Runner<'_> {
                 log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
             )
         };
-        Err(Error::Build { message, log: Some(log), exit_code: Some(code) })
+        Err(Error::Build {
+            message,
+            log: Some(log),
+            exit_code: Some(code),
+        })
     }
 
     /// Runs a query step and returns its stdout (stderr goes to its log).
@@ -510,12 +587,15 @@ impl Runner<'_> {
         }
         let started = Instant::now();
         self.logs.note(None, &format!("Start: {}", step.name))?;
-        self.logs.note(Some(step.log), &format!(
-            "Executing command: {} (user {}, network {})",
-            crate::core::createrepo::format_shell_cmd(&step.argv),
-            step.user.podman_user(),
-            if step.network { "on" } else { "off" }
-        ))?;
+        self.logs.note(
+            Some(step.log),
+            &format!(
+                "Executing command: {} (user {}, network {})",
+                crate::core::createrepo::format_shell_cmd(&step.argv),
+                step.user.podman_user(),
+                if step.network { "on" } else { "off" }
+            ),
+        )?;
         let opts = ExecOptions {
             environment: step.env.iter().cloned().collect::<BTreeMap<_, _>>(),
             workdir: Some(step.workdir.clone()),
@@ -531,13 +611,17 @@ impl Runner<'_> {
             extra: &mut *self.sink,
             capture,
         };
-        let run = self.client.exec(self.id, &step.argv, &opts, &mut sink, self.cancel);
+        let run = self
+            .client
+            .exec(self.id, &step.argv, &opts, &mut sink, self.cancel);
         let code = match step.timeout_secs {
-            Some(limit) => match tokio::time::timeout(std::time::Duration::from_secs(limit), run).await {
-                Ok(code) => code?,
-                Err(_) => {
-                    self.logs.note(Some(step.log), &format!("Timed out after {limit} s"))?;
-                    return Err(Error::Build {
+            Some(limit) => {
+                match tokio::time::timeout(std::time::Duration::from_secs(limit), run).await {
+                    Ok(code) => code?,
+                    Err(_) => {
+                        self.logs
+                            .note(Some(step.log), &format!("Timed out after {limit} s"))?;
+                        return Err(Error::Build {
                         message: format!(
                             "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
                             step.name,
@@ -548,15 +632,19 @@ impl Runner<'_> {
                         log: Some(self.logs_path(step.log)),
                         exit_code: None,
                     });
+                    }
                 }
-            },
+            }
             None => run.await?,
         };
-        self.logs.note(None, &format!(
-            "Finish: {} (exit status {code}, {:.2} s)",
-            step.name,
-            started.elapsed().as_secs_f64()
-        ))?;
+        self.logs.note(
+            None,
+            &format!(
+                "Finish: {} (exit status {code}, {:.2} s)",
+                step.name,
+                started.elapsed().as_secs_f64()
+            ),
+        )?;
         Ok(code)
     }
 
@@ -568,7 +656,10 @@ impl Runner<'_> {
     }
 
     /// Copies the results out as root (the build user cannot write the result dir).
-    async fn collect(&mut self, result_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
+    async fn collect(
+        &mut self,
+        result_dir: &Path,
+    ) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
         let mut dirs = vec![self.plan.result_dirs.rpms.clone()];
         if self.plan.keep_srpm {
             dirs.push(self.plan.result_dirs.srpms.clone());
@@ -576,9 +667,24 @@ impl Runner<'_> {
         let mut argv = vec!["find".to_owned()];
         argv.extend(dirs);
         argv.extend(
-            ["-maxdepth", "1", "-type", "f", "-name", "*.rpm", "-exec", "install", "-m", "0644", "-t", RESULT_MOUNT, "{}", "+"]
-                .iter()
-                .map(|s| (*s).to_owned()),
+            [
+                "-maxdepth",
+                "1",
+                "-type",
+                "f",
+                "-name",
+                "*.rpm",
+                "-exec",
+                "install",
+                "-m",
+                "0644",
+                "-t",
+                RESULT_MOUNT,
+                "{}",
+                "+",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned()),
         );
         let copy = Step {
             name: "collect results".into(),
@@ -595,10 +701,27 @@ impl Runner<'_> {
         self.step(&copy, None).await?;
         let logs_copy = Step {
             name: "collect package manager logs".into(),
-            argv: ["find", "/var/log", "-maxdepth", "1", "-type", "f", "-name", "dnf*.log", "-exec", "install", "-m", "0644", "-t", RESULT_MOUNT, "{}", "+"]
-                .iter()
-                .map(|s| (*s).to_owned())
-                .collect(),
+            argv: [
+                "find",
+                "/var/log",
+                "-maxdepth",
+                "1",
+                "-type",
+                "f",
+                "-name",
+                "dnf*.log",
+                "-exec",
+                "install",
+                "-m",
+                "0644",
+                "-t",
+                RESULT_MOUNT,
+                "{}",
+                "+",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
             ..copy
         };
         self.step(&logs_copy, None).await?;
@@ -622,7 +745,10 @@ impl Runner<'_> {
         }
         if rpms.is_empty() {
             return Err(Error::Build {
-                message: format!("the build of task {} (arch {}) produced no RPMs; see build.log", self.task_id, self.arch),
+                message: format!(
+                    "the build of task {} (arch {}) produced no RPMs; see build.log",
+                    self.task_id, self.arch
+                ),
                 log: Some(self.logs_path(LogTarget::BuildLog)),
                 exit_code: None,
             });
@@ -640,7 +766,10 @@ impl Runner<'_> {
         let tag = key.get(..32).unwrap_or(key);
         match self.client.commit(self.id, CACHE_REPO, tag, &labels).await {
             Ok(image) => {
-                let _ = self.logs.note(None, &format!("Saved buildroot cache image {image} (key {key})"));
+                let _ = self.logs.note(
+                    None,
+                    &format!("Saved buildroot cache image {image} (key {key})"),
+                );
                 touch_cache(config, key);
                 if let Err(e) = evict(self.client, &config.cache).await {
                     warn!(target: LOG_TARGET, "buildroot cache eviction failed: {e}");
@@ -648,7 +777,9 @@ impl Runner<'_> {
             }
             Err(e) => {
                 warn!(target: LOG_TARGET, "could not save the buildroot cache: {e}");
-                let _ = self.logs.note(None, &format!("Could not save the buildroot cache: {e}"));
+                let _ = self
+                    .logs
+                    .note(None, &format!("Could not save the buildroot cache: {e}"));
             }
         }
     }
@@ -669,7 +800,10 @@ fn classify(
             match &config.image_external_repo {
                 Some(repo) => {
                     let mut info = BTreeMap::new();
-                    info.insert("external_repo_name".to_owned(), buildroot::ExtraValue::Str(repo.clone()));
+                    info.insert(
+                        "external_repo_name".to_owned(),
+                        buildroot::ExtraValue::Str(repo.clone()),
+                    );
                     rpm.external_repo = Some(info);
                     known.push(rpm);
                 }
@@ -734,7 +868,9 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
     let mut total: u64 = 0;
     for (index, img) in images.iter().enumerate() {
         total += img.size;
-        if (index >= cache.max_images || total > cache.max_bytes) && client.remove_image(&img.id).await? {
+        if (index >= cache.max_images || total > cache.max_bytes)
+            && client.remove_image(&img.id).await?
+        {
             info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
             if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(CACHE_KEY_LABEL)) {
                 let _ = std::fs::remove_file(dir.join(key));

@@ -1402,14 +1402,16 @@ pub fn repo_package_mounts(repo: &RepoLocation) -> Result<Vec<Mount>> {
     let RepoLocation::Local { arch_dir, topdir } = repo else {
         return Ok(Vec::new());
     };
-    Ok(crate::core::createrepo::pkglist_package_dirs(topdir, arch_dir)?
-        .into_iter()
-        .map(|(host, rel)| Mount {
-            host,
-            container: format!("{KOJI_TOPDIR_MOUNT}/{}", rel.display()),
-            read_only: true,
-        })
-        .collect())
+    Ok(
+        crate::core::createrepo::pkglist_package_dirs(topdir, arch_dir)?
+            .into_iter()
+            .map(|(host, rel)| Mount {
+                host,
+                container: format!("{KOJI_TOPDIR_MOUNT}/{}", rel.display()),
+                read_only: true,
+            })
+            .collect(),
+    )
 }
 
 /// A dnf repo id for the tag's repo: `koji-<tag>-<repo_id>`, with characters dnf does not
@@ -2061,8 +2063,14 @@ mod tests {
             plan.repo_baseurl,
             "file:///mnt/koji/repos/f40-build/77/x86_64"
         );
-        assert_eq!(plan.mounts[0].host, PathBuf::from("/srv/kojidata/repos/f40-build/77/x86_64"));
-        assert_eq!(plan.mounts[0].container, "/mnt/koji/repos/f40-build/77/x86_64");
+        assert_eq!(
+            plan.mounts[0].host,
+            PathBuf::from("/srv/kojidata/repos/f40-build/77/x86_64")
+        );
+        assert_eq!(
+            plan.mounts[0].container,
+            "/mnt/koji/repos/f40-build/77/x86_64"
+        );
     }
 
     #[test]

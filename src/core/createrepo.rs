@@ -894,7 +894,11 @@ fn parse_pkglist_entry(line: &str) -> Result<PackageEntry<'_>> {
 /// on the host, inside its own packages directory (so `vol/<volume>` may be a symlink to another
 /// filesystem, as Koji volumes are, but nothing can escape) and be a regular file in that very
 /// directory. Past `limit` directories the packages roots are mounted instead.
-pub(crate) fn package_mounts(topdir: &Path, entries: &[&str], limit: usize) -> Result<Vec<RepoMount>> {
+pub(crate) fn package_mounts(
+    topdir: &Path,
+    entries: &[&str],
+    limit: usize,
+) -> Result<Vec<RepoMount>> {
     let mut roots: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for line in entries {

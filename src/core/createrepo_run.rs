@@ -266,9 +266,15 @@ pub async fn run(
                 stream_markers: true,
                 ..prepared.log_options
             };
-            WithContainerLog { log: Some(FileSink::create(path, options)?), inner: sink }
+            WithContainerLog {
+                log: Some(FileSink::create(path, options)?),
+                inner: sink,
+            }
         }
-        None => WithContainerLog { log: None, inner: sink },
+        None => WithContainerLog {
+            log: None,
+            inner: sink,
+        },
     };
     let sink: &mut dyn OutputSink = &mut with_container_log;
     let started = Instant::now();
@@ -585,7 +591,6 @@ fn make_readable(root: &Path) -> Result<()> {
 fn ms(since: Instant) -> u128 {
     since.elapsed().as_millis()
 }
-
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)] // tests may fail loudly

@@ -53,7 +53,10 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     }
     let mut payload = vec![0u8; len];
     reader.read_exact(&mut payload).await.map_err(|e| {
-        Error::container("reading container output", format!("stream ended inside a frame: {e}"))
+        Error::container(
+            "reading container output",
+            format!("stream ended inside a frame: {e}"),
+        )
     })?;
     Ok(Some(match id {
         0 => Frame::Stdin,
@@ -78,7 +81,9 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSin
                 total += data.len() as u64;
                 sink.write(stream, &data).map_err(Error::Sink)?;
             }
-            Frame::EngineError(message) => return Err(Error::container("container output", message)),
+            Frame::EngineError(message) => {
+                return Err(Error::container("container output", message))
+            }
             Frame::Stdin => {}
         }
     }
@@ -109,7 +114,9 @@ where
                 Ok(None) => return,
                 Ok(Some(Frame::Output(stream, data))) => Ok((stream, data)),
                 Ok(Some(Frame::Stdin)) => continue,
-                Ok(Some(Frame::EngineError(message))) => Err(Error::container("container output", message)),
+                Ok(Some(Frame::EngineError(message))) => {
+                    Err(Error::container("container output", message))
+                }
                 Err(e) => Err(e),
             };
             let stop = next.is_err();
@@ -149,7 +156,10 @@ mod tests {
     }
 
     fn block_on<F: std::future::Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_current_thread().build().unwrap().block_on(f)
+        tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(f)
     }
 
     #[test]
@@ -171,28 +181,43 @@ mod tests {
         for i in 0..500u32 {
             bytes.extend(frame(1 + (i % 2) as u8, format!("chunk {i}\n").as_bytes()));
         }
-        let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).build().unwrap();
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .build()
+            .unwrap();
         let mut piped = CaptureSink::default();
-        let total = rt.block_on(pump_pipelined(Cursor::new(bytes.clone()), &mut piped)).unwrap();
+        let total = rt
+            .block_on(pump_pipelined(Cursor::new(bytes.clone()), &mut piped))
+            .unwrap();
         let mut plain = CaptureSink::default();
         block_on(pump(&mut Cursor::new(bytes), &mut plain)).unwrap();
         assert_eq!((piped.stdout, piped.stderr), (plain.stdout, plain.stderr));
         assert!(total > 0);
         let err = rt
-            .block_on(pump_pipelined(Cursor::new(frame(9, b"x")), &mut CaptureSink::default()))
+            .block_on(pump_pipelined(
+                Cursor::new(frame(9, b"x")),
+                &mut CaptureSink::default(),
+            ))
             .unwrap_err();
         assert!(matches!(err, Error::Container { .. }));
     }
 
     #[test]
     fn malformed_streams_are_errors_not_panics() {
-        for bytes in [frame(7, b"x"), frame(1, b"abc")[..9].to_vec(), vec![1, 0, 0]] {
+        for bytes in [
+            frame(7, b"x"),
+            frame(1, b"abc")[..9].to_vec(),
+            vec![1, 0, 0],
+        ] {
             let mut sink = CaptureSink::default();
             let err = block_on(pump(&mut Cursor::new(bytes), &mut sink)).unwrap_err();
             assert!(matches!(err, Error::Container { .. }), "{err:?}");
         }
-        let err = block_on(pump(&mut Cursor::new(frame(3, b"oci runtime error")), &mut CaptureSink::default()))
-            .unwrap_err();
+        let err = block_on(pump(
+            &mut Cursor::new(frame(3, b"oci runtime error")),
+            &mut CaptureSink::default(),
+        ))
+        .unwrap_err();
         assert!(err.to_string().contains("oci runtime error"));
     }
 }

@@ -6,14 +6,14 @@ pub mod error;
 pub mod sink;
 
 pub use error::{Error, Result};
+pub mod buildarch;
 pub mod buildroot;
+pub mod cancel;
 pub mod createrepo;
 pub mod createrepo_run;
-pub mod logsink;
-pub mod spec;
-pub mod cancel;
 pub mod frames;
+pub mod logsink;
 pub mod podman;
 pub mod runtime;
+pub mod spec;
 pub mod task;
-pub mod buildarch;

@@ -109,7 +109,10 @@ pub struct ExecOptions {
 /// Accepts a socket path or a `unix://` URL.
 pub fn socket_path(socket: &str) -> Result<String> {
     let path = socket.strip_prefix("unix://").unwrap_or(socket);
-    if path.is_empty() || path.contains('\0') || socket.contains("://") && !socket.starts_with("unix://") {
+    if path.is_empty()
+        || path.contains('\0')
+        || socket.contains("://") && !socket.starts_with("unix://")
+    {
         return Err(Error::invalid(format!(
             "podman socket must be a path or a unix:// URL, not {socket:?}"
         )));
@@ -117,7 +120,8 @@ pub fn socket_path(socket: &str) -> Result<String> {
     if path.starts_with('/') {
         return Ok(path.to_string());
     }
-    let cwd = std::env::current_dir().map_err(|e| Error::io("resolving the podman socket path", e))?;
+    let cwd =
+        std::env::current_dir().map_err(|e| Error::io("resolving the podman socket path", e))?;
     Ok(cwd.join(path).to_string_lossy().into_owned())
 }
 
@@ -145,7 +149,9 @@ impl std::fmt::Debug for PodmanClient {
 
 fn validate_response(
     response: Response<Body>,
-) -> Pin<Box<dyn Future<Output = std::result::Result<Response<Body>, podman_api::Error>> + Send + Sync>> {
+) -> Pin<
+    Box<dyn Future<Output = std::result::Result<Response<Body>, podman_api::Error>> + Send + Sync>,
+> {
     Box::pin(async move {
         let status = response.status();
         if status.is_success() || status == StatusCode::SWITCHING_PROTOCOLS {
@@ -159,7 +165,10 @@ fn validate_response(
             .ok()
             .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
             .unwrap_or(text);
-        Err(podman_api::Error::Fault { code: status, message })
+        Err(podman_api::Error::Fault {
+            code: status,
+            message,
+        })
     })
 }
 
@@ -221,7 +230,12 @@ impl PodmanClient {
         self.raw
             .get_string(Self::ep("/_ping".into()))
             .await
-            .map_err(|e| Error::container(format!("podman service at {}", self.socket), podman_message(&e)))
+            .map_err(|e| {
+                Error::container(
+                    format!("podman service at {}", self.socket),
+                    podman_message(&e),
+                )
+            })
     }
 
     /// Makes `image` available according to `policy`; returns the image's ID.
@@ -259,14 +273,22 @@ impl PodmanClient {
 
     /// The architecture a local image was built for (`amd64`, `arm64`, ...).
     pub async fn image_arch(&self, image: &str) -> Result<String> {
-        let info = self.podman.images().get(image).inspect().await.map_err(|e| Error::Image {
-            image: image.to_string(),
-            message: podman_message(&e),
-        })?;
-        info.architecture.filter(|a| !a.is_empty()).ok_or_else(|| Error::Image {
-            image: image.to_string(),
-            message: "the image does not say which architecture it is for".into(),
-        })
+        let info = self
+            .podman
+            .images()
+            .get(image)
+            .inspect()
+            .await
+            .map_err(|e| Error::Image {
+                image: image.to_string(),
+                message: podman_message(&e),
+            })?;
+        info.architecture
+            .filter(|a| !a.is_empty())
+            .ok_or_else(|| Error::Image {
+                image: image.to_string(),
+                message: "the image does not say which architecture it is for".into(),
+            })
     }
 
     async fn pull(&self, image: &str) -> Result<()> {
@@ -321,7 +343,10 @@ impl PodmanClient {
                 },
             ])
             .mounts(spec.mounts.iter().map(|m| {
-                let mut options = vec!["rbind".to_string(), if m.read_only { "ro" } else { "rw" }.to_string()];
+                let mut options = vec![
+                    "rbind".to_string(),
+                    if m.read_only { "ro" } else { "rw" }.to_string(),
+                ];
                 if let Some(label) = m.selinux_label {
                     options.push(label.as_str().to_string());
                 }
@@ -351,7 +376,8 @@ impl PodmanClient {
         // docker's Mount and would drop every bind mount (podman issue 13717).
         let mut gen: serde_json::Value =
             serde_json::from_str(&json).map_err(|e| Error::container("create", e))?;
-        let typed = |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
+        let typed =
+            |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
         gen["no_new_privileges"] = true.into();
         gen["cap_drop"] = serde_json::json!(["ALL"]);
         if !spec.cap_add.is_empty() {
@@ -375,7 +401,9 @@ impl PodmanClient {
                     quota: Some((cpus * period as f64).round() as i64),
                     ..empty_cpu()
                 }),
-                pids: limits.pids.map(|max| models::LinuxPids { limit: Some(max) }),
+                pids: limits
+                    .pids
+                    .map(|max| models::LinuxPids { limit: Some(max) }),
                 ..empty_resources()
             }))?;
         }
@@ -388,12 +416,19 @@ impl PodmanClient {
         let body = self.create_body(spec)?;
         let created: models::ContainerCreateCreatedBody = self
             .raw
-            .post_json(Self::ep("/containers/create".into()), Payload::Json(body), Headers::none())
+            .post_json(
+                Self::ep("/containers/create".into()),
+                Payload::Json(body),
+                Headers::none(),
+            )
             .await
             .map_err(|e| cerr("create", e))?;
         let id = created.id;
         if id.is_empty() {
-            return Err(Error::container("create", "podman returned no container id"));
+            return Err(Error::container(
+                "create",
+                "podman returned no container id",
+            ));
         }
         for warning in created.warnings {
             warn!(target: LOG_TARGET, container = %short(&id), "podman: {warning}");
@@ -404,7 +439,9 @@ impl PodmanClient {
 
     /// Attaches to stdout/stderr of a created container. Must come before `start`.
     async fn attach(&self, id: &str) -> Result<impl futures_util::io::AsyncRead + Unpin> {
-        let ep = Self::ep(format!("/containers/{id}/attach?stream=true&stdout=true&stderr=true&logs=true"));
+        let ep = Self::ep(format!(
+            "/containers/{id}/attach?stream=true&stdout=true&stderr=true&logs=true"
+        ));
         let stream = self
             .raw
             .clone()
@@ -417,7 +454,11 @@ impl PodmanClient {
     async fn start_raw(&self, id: &str) -> Result<()> {
         match self
             .raw
-            .post(Self::ep(format!("/containers/{id}/start")), Payload::empty(), Headers::none())
+            .post(
+                Self::ep(format!("/containers/{id}/start")),
+                Payload::empty(),
+                Headers::none(),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -446,7 +487,11 @@ impl PodmanClient {
 
     /// Blocks until the container exits; returns its exit code.
     pub async fn wait(&self, id: &str, cancel: &Cancel) -> Result<i64> {
-        let pump = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).remove(id);
+        let pump = self
+            .pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id);
         let code = match pump {
             None => self.wait_exit(id, cancel).await?,
             Some(mut pump) => {
@@ -472,7 +517,9 @@ impl PodmanClient {
     async fn wait_exit(&self, id: &str, cancel: &Cancel) -> Result<i64> {
         // podman polls the container state every 250 ms by default, which is most of the
         // cost of a short container (docs/benchmarks.md, P1): ask for 10 ms.
-        let ep = Self::ep(format!("/containers/{id}/wait?condition=exited&condition=stopped&interval=10ms"));
+        let ep = Self::ep(format!(
+            "/containers/{id}/wait?condition=exited&condition=stopped&interval=10ms"
+        ));
         let wait = self.raw.post_string(ep, Payload::empty(), Headers::none());
         let body = tokio::select! {
             body = wait => body.map_err(|e| cerr("wait", e))?,
@@ -484,7 +531,12 @@ impl PodmanClient {
     }
 
     /// create, attach, start, stream, wait and (if the spec says so) remove, on every path.
-    pub async fn run(&self, spec: &ContainerSpec, sink: &mut dyn OutputSink, cancel: &Cancel) -> Result<RunResult> {
+    pub async fn run(
+        &self,
+        spec: &ContainerSpec,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+    ) -> Result<RunResult> {
         let id = self.create(spec).await?;
         let outcome = self.run_created(&id, spec, sink, cancel).await;
         if spec.remove_after_exit || outcome.is_err() {
@@ -549,7 +601,11 @@ impl PodmanClient {
         let body = serde_json::to_vec(&create).map_err(|e| Error::container("exec", e))?;
         let created: serde_json::Value = self
             .raw
-            .post_json(Self::ep(format!("/containers/{id}/exec")), Payload::Json(body), Headers::none())
+            .post_json(
+                Self::ep(format!("/containers/{id}/exec")),
+                Payload::Json(body),
+                Headers::none(),
+            )
             .await
             .map_err(|e| cerr("exec", e))?;
         let exec_id = created
@@ -562,7 +618,10 @@ impl PodmanClient {
         let stream = self
             .raw
             .clone()
-            .post_upgrade_stream(Self::ep(format!("/exec/{exec_id}/start")), Payload::Json(start))
+            .post_upgrade_stream(
+                Self::ep(format!("/exec/{exec_id}/start")),
+                Payload::Json(start),
+            )
             .await
             .map_err(|e| cerr("exec start", e))?;
         let pumped = async {
@@ -580,7 +639,10 @@ impl PodmanClient {
             .await
             .map_err(|e| cerr("exec inspect", e))?;
         if info.get("Running").and_then(|v| v.as_bool()) == Some(true) {
-            return Err(Error::container("exec", "the output ended while the command still ran"));
+            return Err(Error::container(
+                "exec",
+                "the output ended while the command still ran",
+            ));
         }
         info.get("ExitCode")
             .and_then(|v| v.as_i64())
@@ -594,9 +656,13 @@ impl PodmanClient {
                 "copy destination must be an absolute file path without '..', not {dest:?}"
             )));
         }
-        let meta = std::fs::metadata(source).map_err(|e| Error::io(format!("copy source {}", source.display()), e))?;
+        let meta = std::fs::metadata(source)
+            .map_err(|e| Error::io(format!("copy source {}", source.display()), e))?;
         if !meta.is_file() {
-            return Err(Error::invalid(format!("copy source {} is not a regular file", source.display())));
+            return Err(Error::invalid(format!(
+                "copy source {} is not a regular file",
+                source.display()
+            )));
         }
         let bytes = tokio::fs::read(source)
             .await
@@ -618,7 +684,11 @@ impl PodmanClient {
     pub async fn stop(&self, id: &str, grace: u64) -> Result<()> {
         match self
             .raw
-            .post(Self::ep(format!("/containers/{id}/stop?timeout={grace}")), Payload::empty(), Headers::none())
+            .post(
+                Self::ep(format!("/containers/{id}/stop?timeout={grace}")),
+                Payload::empty(),
+                Headers::none(),
+            )
             .await
         {
             Ok(_) => Ok(()),
@@ -630,10 +700,17 @@ impl PodmanClient {
     /// Removes a container; with `force` a running one is killed first. A container that is
     /// already gone is not an error.
     pub async fn remove(&self, id: &str, force: bool) -> Result<()> {
-        if let Some(pump) = self.pumps.lock().unwrap_or_else(|p| p.into_inner()).remove(id) {
+        if let Some(pump) = self
+            .pumps
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(id)
+        {
             pump.abort();
         }
-        let ep = Self::ep(format!("/containers/{id}?force={force}&timeout={REMOVE_GRACE}&v=true"));
+        let ep = Self::ep(format!(
+            "/containers/{id}?force={force}&timeout={REMOVE_GRACE}&v=true"
+        ));
         match self.raw.delete(ep).await {
             Ok(_) => {
                 debug!(target: LOG_TARGET, container = %short(id), "removed");
@@ -657,7 +734,11 @@ impl PodmanClient {
         let body = serde_json::to_vec(&serde_json::json!({"Container": id, "Force": true}))
             .map_err(|e| Error::container("disconnect", e))?;
         self.raw
-            .post(Self::ep(format!("/networks/{network}/disconnect")), Payload::Json(body), Headers::none())
+            .post(
+                Self::ep(format!("/networks/{network}/disconnect")),
+                Payload::Json(body),
+                Headers::none(),
+            )
             .await
             .map(|_| ())
             .map_err(|e| cerr("network disconnect", e))
@@ -668,14 +749,24 @@ impl PodmanClient {
         let body = serde_json::to_vec(&serde_json::json!({"container": id}))
             .map_err(|e| Error::container("connect", e))?;
         self.raw
-            .post(Self::ep(format!("/networks/{network}/connect")), Payload::Json(body), Headers::none())
+            .post(
+                Self::ep(format!("/networks/{network}/connect")),
+                Payload::Json(body),
+                Headers::none(),
+            )
             .await
             .map(|_| ())
             .map_err(|e| cerr("network connect", e))
     }
 
     /// Saves a container's filesystem as the image `repo:tag` with `labels`; returns its ID.
-    pub async fn commit(&self, id: &str, repo: &str, tag: &str, labels: &BTreeMap<String, String>) -> Result<String> {
+    pub async fn commit(
+        &self,
+        id: &str,
+        repo: &str,
+        tag: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String> {
         let mut query = format!(
             "container={}&repo={}&tag={}&pause=true",
             encode(id),
@@ -687,7 +778,11 @@ impl PodmanClient {
         }
         let reply: serde_json::Value = self
             .raw
-            .post_json(Self::ep(format!("/commit?{query}")), Payload::empty(), Headers::none())
+            .post_json(
+                Self::ep(format!("/commit?{query}")),
+                Payload::empty(),
+                Headers::none(),
+            )
             .await
             .map_err(|e| cerr("commit", e))?;
         reply
@@ -702,13 +797,20 @@ impl PodmanClient {
         let filters = serde_json::json!({"label": [format!("{key}={value}")]}).to_string();
         let listed: Vec<serde_json::Value> = self
             .raw
-            .get_json(Self::ep(format!("/images/json?filters={}", encode(&filters))))
+            .get_json(Self::ep(format!(
+                "/images/json?filters={}",
+                encode(&filters)
+            )))
             .await
             .map_err(|e| cerr("list images", e))?;
         Ok(listed
             .into_iter()
             .map(|img| ImageSummary {
-                id: img.get("Id").and_then(|v| v.as_str()).unwrap_or_default().to_owned(),
+                id: img
+                    .get("Id")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
                 size: img.get("Size").and_then(|v| v.as_u64()).unwrap_or(0),
                 created: img.get("Created").and_then(|v| v.as_i64()).unwrap_or(0),
                 labels: img
@@ -726,7 +828,11 @@ impl PodmanClient {
 
     /// Removes a local image; one still used by a container is left (`Ok(false)`).
     pub async fn remove_image(&self, id: &str) -> Result<bool> {
-        match self.raw.delete(Self::ep(format!("/images/{}", encode(id)))).await {
+        match self
+            .raw
+            .delete(Self::ep(format!("/images/{}", encode(id))))
+            .await
+        {
             Ok(_) => Ok(true),
             Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(true),
             Err(e) if fault_code(&e) == Some(StatusCode::CONFLICT) => Ok(false),
@@ -782,12 +888,21 @@ fn short(id: &str) -> &str {
     id.get(..12).unwrap_or(id)
 }
 
-async fn with_limit<F: Future<Output = Result<u64>>>(limit: Option<Duration>, fut: F) -> Result<u64> {
+async fn with_limit<F: Future<Output = Result<u64>>>(
+    limit: Option<Duration>,
+    fut: F,
+) -> Result<u64> {
     match limit {
         None => fut.await,
-        Some(limit) => tokio::time::timeout(limit, fut)
-            .await
-            .map_err(|_| Error::container("run", format!("container exceeded its timeout of {}s", limit.as_secs().saturating_sub(30))))?,
+        Some(limit) => tokio::time::timeout(limit, fut).await.map_err(|_| {
+            Error::container(
+                "run",
+                format!(
+                    "container exceeded its timeout of {}s",
+                    limit.as_secs().saturating_sub(30)
+                ),
+            )
+        })?,
     }
 }
 
@@ -800,7 +915,10 @@ async fn drain(pump: &mut JoinHandle<Result<u64>>) -> Result<u64> {
         Ok(joined) => join_pump(joined),
         Err(_) => {
             pump.abort();
-            Err(Error::container("output stream", "did not end after the container exited"))
+            Err(Error::container(
+                "output stream",
+                "did not end after the container exited",
+            ))
         }
     }
 }
@@ -859,18 +977,26 @@ mod tests {
             read_only: true,
             selinux_label: Some(crate::core::spec::SelinuxLabel::Private),
         });
-        spec.limits = ResourceLimits { memory_bytes: Some(1 << 30), cpus: Some(0.5), pids: Some(64) };
+        spec.limits = ResourceLimits {
+            memory_bytes: Some(1 << 30),
+            cpus: Some(0.5),
+            pids: Some(64),
+        };
         spec.network = NetworkMode::None;
         spec.cap_add = vec!["CHOWN".into()];
         spec.task_id = Some(9);
-        let body: serde_json::Value = serde_json::from_slice(&client.create_body(&spec).unwrap()).unwrap();
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.create_body(&spec).unwrap()).unwrap();
         assert_eq!(body["no_new_privileges"], true);
         assert_eq!(body["cap_drop"], serde_json::json!(["ALL"]));
         assert_eq!(body["cap_add"], serde_json::json!(["CHOWN"]));
         assert_eq!(body["netns"]["nsmode"], "none");
         assert_eq!(body["mounts"][0]["destination"], "/in");
         assert_eq!(body["mounts"][0]["source"], "/tmp");
-        assert_eq!(body["mounts"][0]["options"], serde_json::json!(["rbind", "ro", "Z"]));
+        assert_eq!(
+            body["mounts"][0]["options"],
+            serde_json::json!(["rbind", "ro", "Z"])
+        );
         assert_eq!(body["resource_limits"]["memory"]["limit"], 1 << 30);
         assert_eq!(body["resource_limits"]["cpu"]["quota"], 50_000);
         assert_eq!(body["resource_limits"]["pids"]["limit"], 64);

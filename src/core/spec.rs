@@ -141,7 +141,9 @@ impl ContainerSpec {
             return Err(Error::invalid("command must not be empty"));
         }
         if self.command.iter().any(|a| a.contains('\0')) {
-            return Err(Error::invalid("command arguments must not contain NUL bytes"));
+            return Err(Error::invalid(
+                "command arguments must not contain NUL bytes",
+            ));
         }
         for (key, value) in &self.environment {
             if key.is_empty() || key.contains('=') || key.contains('\0') || value.contains('\0') {
@@ -185,12 +187,16 @@ impl ContainerSpec {
         }
         if let Some(cpus) = self.limits.cpus {
             if !(cpus.is_finite() && cpus > 0.0) {
-                return Err(Error::invalid(format!("cpus must be a positive number, not {cpus}")));
+                return Err(Error::invalid(format!(
+                    "cpus must be a positive number, not {cpus}"
+                )));
             }
         }
         if let Some(pids) = self.limits.pids {
             if pids < 1 {
-                return Err(Error::invalid(format!("pids limit must be at least 1, not {pids}")));
+                return Err(Error::invalid(format!(
+                    "pids limit must be at least 1, not {pids}"
+                )));
             }
         }
         if self.timeout == Some(0) {
@@ -251,7 +257,9 @@ fn validate_mount(mount: &VolumeMount) -> Result<()> {
         )));
     }
     if target == Path::new("/") {
-        return Err(Error::invalid("a mount cannot replace the container's root"));
+        return Err(Error::invalid(
+            "a mount cannot replace the container's root",
+        ));
     }
     for path in [source, target] {
         if path.to_string_lossy().contains([',', ':', '\0']) {
@@ -271,9 +279,12 @@ fn has_parent_component(path: &Path) -> bool {
 fn validate_user(user: &str) -> Result<()> {
     let ok = !user.is_empty()
         && user.split(':').count() <= 2
-        && user
-            .split(':')
-            .all(|part| !part.is_empty() && part.chars().all(|c| c.is_ascii_alphanumeric() || "._-".contains(c)));
+        && user.split(':').all(|part| {
+            !part.is_empty()
+                && part
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        });
     if ok {
         Ok(())
     } else {
@@ -319,7 +330,13 @@ impl HostRlimits {
                 .lines()
                 .find(|line| line.starts_with(name))
                 .and_then(|line| line[name.len()..].split_whitespace().nth(1))
-                .map(|v| if v == "unlimited" { u64::MAX } else { v.parse().unwrap_or(fallback) })
+                .map(|v| {
+                    if v == "unlimited" {
+                        u64::MAX
+                    } else {
+                        v.parse().unwrap_or(fallback)
+                    }
+                })
                 .unwrap_or(fallback)
         };
         HostRlimits {
@@ -359,30 +376,81 @@ mod tests {
     #[test]
     fn bad_specs_are_rejected_with_the_reason() {
         let cases: Vec<(ContainerSpec, &str)> = vec![
-            (ContainerSpec { image: "".into(), ..spec() }, "invalid image"),
-            (ContainerSpec { image: "--privileged".into(), ..spec() }, "invalid image"),
-            (ContainerSpec { command: vec![], ..spec() }, "command must not be empty"),
-            (ContainerSpec { workdir: Some("rel".into()), ..spec() }, "workdir"),
-            (ContainerSpec { user: Some("root;rm".into()), ..spec() }, "user"),
-            (ContainerSpec { timeout: Some(0), ..spec() }, "timeout"),
-            (ContainerSpec { cap_add: vec!["sys admin".into()], ..spec() }, "capability"),
             (
                 ContainerSpec {
-                    limits: ResourceLimits { memory_bytes: Some(1024), ..Default::default() },
+                    image: "".into(),
+                    ..spec()
+                },
+                "invalid image",
+            ),
+            (
+                ContainerSpec {
+                    image: "--privileged".into(),
+                    ..spec()
+                },
+                "invalid image",
+            ),
+            (
+                ContainerSpec {
+                    command: vec![],
+                    ..spec()
+                },
+                "command must not be empty",
+            ),
+            (
+                ContainerSpec {
+                    workdir: Some("rel".into()),
+                    ..spec()
+                },
+                "workdir",
+            ),
+            (
+                ContainerSpec {
+                    user: Some("root;rm".into()),
+                    ..spec()
+                },
+                "user",
+            ),
+            (
+                ContainerSpec {
+                    timeout: Some(0),
+                    ..spec()
+                },
+                "timeout",
+            ),
+            (
+                ContainerSpec {
+                    cap_add: vec!["sys admin".into()],
+                    ..spec()
+                },
+                "capability",
+            ),
+            (
+                ContainerSpec {
+                    limits: ResourceLimits {
+                        memory_bytes: Some(1024),
+                        ..Default::default()
+                    },
                     ..spec()
                 },
                 "memory",
             ),
             (
                 ContainerSpec {
-                    limits: ResourceLimits { cpus: Some(-1.0), ..Default::default() },
+                    limits: ResourceLimits {
+                        cpus: Some(-1.0),
+                        ..Default::default()
+                    },
                     ..spec()
                 },
                 "cpus",
             ),
             (
                 ContainerSpec {
-                    limits: ResourceLimits { pids: Some(0), ..Default::default() },
+                    limits: ResourceLimits {
+                        pids: Some(0),
+                        ..Default::default()
+                    },
                     ..spec()
                 },
                 "pids",
@@ -394,19 +462,54 @@ mod tests {
                 },
                 "environment",
             ),
-            (ContainerSpec { mounts: vec![mount("relative", "/x")], ..spec() }, "absolute host path"),
-            (ContainerSpec { mounts: vec![mount("/nonexistent-adj", "/x")], ..spec() }, "does not exist"),
-            (ContainerSpec { mounts: vec![mount("/tmp", "x")], ..spec() }, "absolute container path"),
-            (ContainerSpec { mounts: vec![mount("/tmp", "/a/../b")], ..spec() }, "'..'"),
-            (ContainerSpec { mounts: vec![mount("/tmp", "/")], ..spec() }, "root"),
             (
-                ContainerSpec { mounts: vec![mount("/tmp", "/x"), mount("/var", "/x")], ..spec() },
+                ContainerSpec {
+                    mounts: vec![mount("relative", "/x")],
+                    ..spec()
+                },
+                "absolute host path",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![mount("/nonexistent-adj", "/x")],
+                    ..spec()
+                },
+                "does not exist",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![mount("/tmp", "x")],
+                    ..spec()
+                },
+                "absolute container path",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![mount("/tmp", "/a/../b")],
+                    ..spec()
+                },
+                "'..'",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![mount("/tmp", "/")],
+                    ..spec()
+                },
+                "root",
+            ),
+            (
+                ContainerSpec {
+                    mounts: vec![mount("/tmp", "/x"), mount("/var", "/x")],
+                    ..spec()
+                },
                 "share the target",
             ),
         ];
         for (s, expected) in cases {
             match s.validate() {
-                Err(Error::InvalidSpec(msg)) => assert!(msg.contains(expected), "{msg:?} lacks {expected:?}"),
+                Err(Error::InvalidSpec(msg)) => {
+                    assert!(msg.contains(expected), "{msg:?} lacks {expected:?}")
+                }
                 other => panic!("expected InvalidSpec({expected}), got {other:?}"),
             }
         }
@@ -430,10 +533,17 @@ mod tests {
         let text = "Limit                     Soft Limit           Hard Limit           Units\n\
                     Max processes             96364                96364                processes\n\
                     Max open files            1024                 20000                files\n";
-        assert_eq!(HostRlimits::parse(text), HostRlimits { nofile: NOFILE_CEILING, nproc: NPROC_CEILING });
+        assert_eq!(
+            HostRlimits::parse(text),
+            HostRlimits {
+                nofile: NOFILE_CEILING,
+                nproc: NPROC_CEILING
+            }
+        );
         let low = "Max open files            1024                 2048                 files\n";
         assert_eq!(HostRlimits::parse(low).nofile, 2048);
-        let unlimited = "Max processes             unlimited            unlimited            processes\n";
+        let unlimited =
+            "Max processes             unlimited            unlimited            processes\n";
         assert_eq!(HostRlimits::parse(unlimited).nproc, NPROC_CEILING);
         assert_eq!(HostRlimits::parse("").nofile, 1024);
     }

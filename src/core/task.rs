@@ -18,12 +18,21 @@ pub struct TaskContext {
 impl TaskContext {
     pub fn validate(&self) -> Result<()> {
         if self.task_id < 1 {
-            return Err(Error::invalid(format!("task_id must be a positive Koji task id, not {}", self.task_id)));
+            return Err(Error::invalid(format!(
+                "task_id must be a positive Koji task id, not {}",
+                self.task_id
+            )));
         }
-        for (what, dir) in [("work_dir", Some(&self.work_dir)), ("log_dir", self.log_dir.as_ref())] {
+        for (what, dir) in [
+            ("work_dir", Some(&self.work_dir)),
+            ("log_dir", self.log_dir.as_ref()),
+        ] {
             let Some(dir) = dir else { continue };
             if !dir.is_absolute() {
-                return Err(Error::invalid(format!("{what} must be an absolute path, not {}", dir.display())));
+                return Err(Error::invalid(format!(
+                    "{what} must be an absolute path, not {}",
+                    dir.display()
+                )));
             }
         }
         if !self.work_dir.is_dir() {
@@ -38,7 +47,11 @@ impl TaskContext {
     /// `relative` joined under the work dir, refusing anything that would escape it.
     pub fn work_path(&self, relative: &str) -> Result<PathBuf> {
         let rel = Path::new(relative);
-        if rel.is_absolute() || rel.components().any(|c| !matches!(c, std::path::Component::Normal(_))) {
+        if rel.is_absolute()
+            || rel
+                .components()
+                .any(|c| !matches!(c, std::path::Component::Normal(_)))
+        {
             return Err(Error::invalid(format!(
                 "{relative:?} must be a plain relative path inside the task's work dir"
             )));
@@ -79,7 +92,12 @@ mod tests {
     use super::*;
 
     fn ctx(dir: &Path) -> TaskContext {
-        TaskContext { task_id: 7, work_dir: dir.to_path_buf(), worker_id: None, log_dir: Some("/var/log/x".into()) }
+        TaskContext {
+            task_id: 7,
+            work_dir: dir.to_path_buf(),
+            worker_id: None,
+            log_dir: Some("/var/log/x".into()),
+        }
     }
 
     #[test]
@@ -88,14 +106,35 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let c = ctx(&dir);
         c.validate().unwrap();
-        assert_eq!(c.work_path("result/x.rpm").unwrap(), dir.join("result/x.rpm"));
+        assert_eq!(
+            c.work_path("result/x.rpm").unwrap(),
+            dir.join("result/x.rpm")
+        );
         assert!(c.work_path("../etc").is_err());
         assert!(c.work_path("/etc").is_err());
         assert!(c.ensure_inside(Path::new("/etc/passwd")).is_err());
-        assert_eq!(c.container_log().unwrap(), PathBuf::from("/var/log/x/7/container.log"));
-        assert!(TaskContext { task_id: 0, ..c.clone() }.validate().is_err());
-        assert!(TaskContext { work_dir: "rel".into(), ..c.clone() }.validate().is_err());
-        assert!(TaskContext { work_dir: dir.join("missing"), ..c }.validate().is_err());
+        assert_eq!(
+            c.container_log().unwrap(),
+            PathBuf::from("/var/log/x/7/container.log")
+        );
+        assert!(TaskContext {
+            task_id: 0,
+            ..c.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(TaskContext {
+            work_dir: "rel".into(),
+            ..c.clone()
+        }
+        .validate()
+        .is_err());
+        assert!(TaskContext {
+            work_dir: dir.join("missing"),
+            ..c
+        }
+        .validate()
+        .is_err());
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
