@@ -166,6 +166,26 @@ class Build:
         }
 
 
+#: Packages in the benchmark's build group besides the toolchain provider.
+FILLER = 250
+
+
+def _filler_spec(count: int) -> str:
+    """One SRPM with ``count`` tiny noarch subpackages (one file each)."""
+    head = (
+        "Name: adjbench-filler\nVersion: 1.0\nRelease: 1\nSummary: buildroot filler\n"
+        "License: MIT\nBuildArch: noarch\n%description\nfiller\n"
+    )
+    parts = []
+    install = ["%install", "mkdir -p %{buildroot}/usr/share/adjbench-filler"]
+    for i in range(count):
+        name = f"p{i:03d}"
+        parts.append(f"%package {name}\nSummary: filler {name}\n%description {name}\nfiller\n")
+        install.append(f"echo {name} > %{{buildroot}}/usr/share/adjbench-filler/{name}")
+        parts.append(f"%files {name}\n/usr/share/adjbench-filler/{name}\n")
+    return head + "".join(parts[0::2]) + "\n".join(install) + "\n" + "".join(parts[1::2])
+
+
 class Koji:
     """The Koji topdir and SRPM of the benchmark, made once in a temp dir."""
 
@@ -176,7 +196,15 @@ class Koji:
         self.top = kt.KojiTopdir(base / "koji")
         for spec in (kt.BUILDTOOLS_SPEC, kt.spec_path("adj-libgreet")):
             self.top.add_build(kt.build_package(spec, base / "rpms", defines={"dist": ".el1"}).all)
-        self.repo = self.top.make_repo(TAG, REPO_ID, ARCH)
+        # A build group the size of a minimal Fedora buildroot (a few hundred packages): the
+        # toolchain provider plus FILLER small noarch packages, so init does real dnf work.
+        filler_spec = base / "adjbench-filler.spec"
+        filler_spec.write_text(_filler_spec(FILLER))
+        self.top.add_build(kt.build_package(filler_spec, base / "rpms").all)
+        group = ["debian-buildtools", *(f"adjbench-filler-p{i:03d}" for i in range(FILLER))]
+        self.repo = self.top.make_repo(
+            TAG, REPO_ID, ARCH, groups={"build": group, "srpm-build": group}
+        )
         self.srpm = kt.build_srpm(kt.spec_path(PACKAGE), base / "srpms")
 
 

@@ -34,6 +34,7 @@ DEST_TAG = "e2e-dest"
 TARGET = "e2e"
 ARCH = "x86_64"
 TIMEOUT = 900
+koji.pathinfo.topdir = str(E2E / "topdir")  # the hub's KojiDir (the driver reads repodata)
 
 
 def sql(statement: str, args: tuple[Any, ...] = ()) -> None:

@@ -7,6 +7,7 @@ The port it listens on is written to PORT_FILE once it accepts connections.
 
 from __future__ import annotations
 
+import io
 import mimetypes
 import os
 import sys
@@ -46,6 +47,10 @@ def make_app(config: str, topdir: str):
         if path.startswith("/kojifiles/"):
             return files(environ, start_response)
         if path.startswith("/kojihub"):
+            # the hub reads its input to EOF, as mod_wsgi delivers it; wsgiref hands over the
+            # raw keep-alive socket, so give it exactly the request body
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            environ["wsgi.input"] = io.BytesIO(environ["wsgi.input"].read(length))
             environ["koji.hub.ConfigFile"] = config
             environ["koji.hub.ConfigDir"] = os.path.join(os.path.dirname(config), "hub.conf.d")
             return hub_application(environ, start_response)

@@ -53,11 +53,19 @@ chmod 0755 "$E2E" "$E2E/topdir"
 
 pids=()
 created_mock_dir=
+stop_pid() {  # SIGTERM, then SIGKILL after 30 s
+    local pid=$1
+    kill -TERM "$pid" 2>/dev/null || return 0
+    for _ in $(seq 300); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+}
+
 cleanup() {
     local rc=$?
     set +e
-    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null; done
-    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null; done
+    # newest first: kojid before the hub it logs out from
+    for ((i = ${#pids[@]} - 1; i >= 0; i--)); do stop_pid "${pids[i]}"; done
     if [[ -d $E2E/pg ]]; then
         runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$E2E/pg" -m fast stop >/dev/null 2>&1
     fi
@@ -77,6 +85,7 @@ cleanup() {
     exit $rc
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
 
 log "koji-adjutant wheel for the system python (kojid's)"
 "$VENV/bin/maturin" build --release --quiet -o "$E2E/wheels" >/dev/null
@@ -154,6 +163,8 @@ mockdir = $E2E/mock
 user = $HOST
 password = $HOST
 sleeptime = 1
+max_retries = 3
+retry_interval = 2
 minspace = 1
 maxjobs = 4
 $(printf '%s\n' "$@")
@@ -166,8 +177,7 @@ EOF
 }
 
 stop_kojid() {
-    kill -TERM "$kojid_pid" 2>/dev/null || true
-    wait "$kojid_pid" 2>/dev/null || true
+    stop_pid "$kojid_pid"
 }
 
 for mode in $MODES; do

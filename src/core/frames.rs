@@ -93,6 +93,9 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSin
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// Largest write a batch of waiting chunks is merged into.
+const COALESCE_LIMIT: usize = 256 * 1024;
+
 /// How many decoded chunks may wait between the reader and the sink.
 const PIPELINE_DEPTH: usize = 32;
 
@@ -134,8 +137,29 @@ where
     }
     let _reader = AbortOnDrop(reader_task);
     let mut total = 0u64;
-    while let Some(item) = rx.recv().await {
-        let (stream, data) = item?;
+    let mut held: Option<Result<(Stream, Vec<u8>)>> = None;
+    loop {
+        let item = match held.take() {
+            Some(item) => item,
+            None => match rx.recv().await {
+                Some(item) => item,
+                None => break,
+            },
+        };
+        let (stream, mut data) = item?;
+        // Chunks already waiting for the same stream go to the sink as one write (podman
+        // sends 8 KiB frames; a Python sink pays per call). Order is kept: a chunk of the
+        // other stream, or an error, ends the batch and is handled next.
+        while data.len() < COALESCE_LIMIT {
+            match rx.try_recv() {
+                Ok(Ok((next_stream, next))) if next_stream == stream => data.extend_from_slice(&next),
+                Ok(other) => {
+                    held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
         total += data.len() as u64;
         sink.write(stream, &data).map_err(Error::Sink)?;
     }
