@@ -154,7 +154,8 @@ def check_newrepo(session: koji.ClientSession) -> dict[str, Any]:
 
 
 def check_build(session: koji.ClientSession, mode: str) -> None:
-    srpm = kt.build_srpm(kt.spec_path("adj-hello"), E2E / f"srpm-{mode}")
+    # with rebuild_srpm off the build takes its NVR from this SRPM: give it the tag's dist
+    srpm = kt.build_srpm(kt.spec_path("adj-hello"), E2E / f"srpm-{mode}", defines={"dist": ".e2e"})
     serverdir = f"cli-build/e2e-{mode}-{int(time.time())}"
     session.uploadWrapper(str(srpm), serverdir)
     # the plugin run makes a real build (completeBuild maps each RPM to the buildroot); the

@@ -93,6 +93,13 @@ pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSin
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 256 * 1024;
 
+/// The size of the next frame if all of it is already in `buffer` (never waits).
+fn buffered_frame(buffer: &[u8]) -> Option<usize> {
+    let header = buffer.get(..8)?;
+    let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    (buffer.len() >= 8 + len).then_some(8 + len)
+}
+
 /// Largest write a batch of waiting chunks is merged into.
 const COALESCE_LIMIT: usize = 256 * 1024;
 
@@ -112,10 +119,36 @@ where
     let reader_task = tokio::spawn(async move {
         // podman sends 8 KiB frames: read the socket in larger pieces than a frame.
         let mut reader = futures_util::io::BufReader::with_capacity(READ_BUFFER, reader);
+        let mut held: Option<Frame> = None;
         loop {
-            let next = match read_frame(&mut reader).await {
+            let frame = match held.take() {
+                Some(frame) => Ok(Some(frame)),
+                None => read_frame(&mut reader).await,
+            };
+            let next = match frame {
                 Ok(None) => return,
-                Ok(Some(Frame::Output(stream, data))) => Ok((stream, data)),
+                Ok(Some(Frame::Output(stream, mut data))) => {
+                    // Frames of the same stream that already arrived (whole, in the buffer)
+                    // travel as one chunk: fewer hand-offs and sink calls, same bytes.
+                    while data.len() < COALESCE_LIMIT && buffered_frame(reader.buffer()).is_some() {
+                        match read_frame(&mut reader).await {
+                            Ok(Some(Frame::Output(s, more))) if s == stream => {
+                                data.extend_from_slice(&more)
+                            }
+                            Ok(Some(Frame::Stdin)) => {}
+                            Ok(other) => {
+                                held = other;
+                                break;
+                            }
+                            Err(e) => {
+                                let _ = tx.send(Ok((stream, data))).await;
+                                let _ = tx.send(Err(e)).await;
+                                return;
+                            }
+                        }
+                    }
+                    Ok((stream, data))
+                }
                 Ok(Some(Frame::Stdin)) => continue,
                 Ok(Some(Frame::EngineError(message))) => {
                     Err(Error::container("container output", message))
@@ -152,7 +185,9 @@ where
         // other stream, or an error, ends the batch and is handled next.
         while data.len() < COALESCE_LIMIT {
             match rx.try_recv() {
-                Ok(Ok((next_stream, next))) if next_stream == stream => data.extend_from_slice(&next),
+                Ok(Ok((next_stream, next))) if next_stream == stream => {
+                    data.extend_from_slice(&next)
+                }
                 Ok(other) => {
                     held = Some(other);
                     break;
