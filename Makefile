@@ -23,7 +23,7 @@ host-deps: ## Install missing host packages (podman, runc, debootstrap, rpm, cre
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q "maturin>=1.9.4,<2" "pytest>=8" ruff mypy defusedxml python-dateutil requests six
+	$(VENV)/bin/pip install -q "maturin>=1.9.4,<2" "pytest>=8" ruff mypy defusedxml python-dateutil requests six rpm
 	@# koji's requests-gssapi needs Kerberos headers to build and only serves GSSAPI logins,
 	@# which nothing here uses: install the client library without it.
 	$(VENV)/bin/pip install -q --no-deps "koji>=1.35"

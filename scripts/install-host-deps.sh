@@ -10,6 +10,9 @@ for pair in podman:podman runc:runc debootstrap:debootstrap rpmbuild:rpm creater
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")
 done
 python3 -c 'import venv, ensurepip' 2>/dev/null || need+=(python3-venv)
+# kojid reads RPM headers with rpm's Python bindings; the venv reaches Debian's through the
+# PyPI "rpm" shim (the bindings are not on PyPI).
+[[ -d /usr/lib/python3/dist-packages/rpm ]] || need+=(python3-rpm)
 if ((${#need[@]})); then
     mapfile -t need < <(printf '%s\n' "${need[@]}" | sort -u)
     echo "installing host packages: ${need[*]}"

@@ -383,6 +383,16 @@ def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
     assert fakes.instances[-1].reaped == [{LABEL_WORKER: WORKER_ID}]
 
 
+def test_check_host_compares_tag_and_host_arches(
+    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any
+) -> None:
+    """TaskManager.takeTask asks checkHost before opening a buildArch task (kojid's or ours)."""
+    task_id = build_task(hub, world, arch=ARCH)
+    handler = kojidloader.make_handler(handlers.build_arch, session, options, task_id)
+    assert handler.checkHost({"arches": "x86_64 noarch"}) is True
+    assert handler.checkHost({"arches": "aarch64"}) is False
+
+
 def test_plugin_loads_with_an_invalid_config(
     conf: Callable[..., Path], fakes: type[FakeManager], caplog: pytest.LogCaptureFixture
 ) -> None:

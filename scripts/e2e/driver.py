@@ -170,20 +170,26 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
     child = arch_tasks[0]
     result = session.getTaskResult(child["id"])
     check(sorted(result) == ["brootid", "logs", "rpms", "srpms"], "buildArch result keys")
-    check([os.path.basename(p) for p in result["rpms"]] == ["adj-hello-1.0-1.e2e.noarch.rpm"],
-          f"buildArch rpms: {result['rpms']}")
+    check(
+        [os.path.basename(p) for p in result["rpms"]] == ["adj-hello-1.0-1.e2e.noarch.rpm"],
+        f"buildArch rpms: {result['rpms']}",
+    )
     check(len(result["srpms"]) == 1, "the SRPM was kept (keep_srpm)")
     logs = {os.path.basename(p) for p in result["logs"]}
-    check({"build.log", "root.log", "state.log", "noarch_rpmdiff.json"} <= logs,
-          f"buildArch logs: {sorted(logs)}")
+    check(
+        {"build.log", "root.log", "state.log", "noarch_rpmdiff.json"} <= logs,
+        f"buildArch logs: {sorted(logs)}",
+    )
     broot = session.getBuildroot(result["brootid"])
     check(broot["task_id"] == child["id"], "buildroot belongs to the buildArch task")
     check(koji.BR_STATES[broot["state"]] == "EXPIRED", "buildroot EXPIRED")
     listing = session.getBuildrootListing(result["brootid"])
     names = {r["name"] for r in listing}
     check("debian-buildtools" in names, f"buildroot list: {sorted(names)}")
-    check(all(r["external_repo_name"] == "INTERNAL" for r in listing),
-          "every buildroot RPM resolved as a Koji RPM")
+    check(
+        all(r["external_repo_name"] == "INTERNAL" for r in listing),
+        "every buildroot RPM resolved as a Koji RPM",
+    )
     output = session.listTaskOutput(child["id"])
     check("build.log" in output and "root.log" in output, "logs uploaded to the task")
     if not opts["scratch"]:
@@ -191,8 +197,10 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
         check(koji.BUILD_STATES[build["state"]] == "COMPLETE", "build COMPLETE")
         rpms = session.listRPMs(buildID=build["id"])
         check({r["arch"] for r in rpms} == {"noarch", "src"}, "build RPMs imported")
-        check(all(r["buildroot_id"] == result["brootid"] for r in rpms),
-              "each imported RPM records the container buildroot")
+        check(
+            all(r["buildroot_id"] == result["brootid"] for r in rpms),
+            "each imported RPM records the container buildroot",
+        )
         tagged = session.listTagged(DEST_TAG)
         check([b["nvr"] for b in tagged] == ["adj-hello-1.0-1.e2e"], "build tagged")
 
