@@ -56,6 +56,11 @@ bench: host-deps develop image ## Run the benchmarks (ratios measured side by si
 	@trap 'scripts/podman-service.sh stop' EXIT; \
 	  KOJI_ADJUTANT_PODMAN_SOCKET=$(BUILD_DIR)/podman.sock PYTHONPATH=tests $(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
+.PHONY: e2e
+e2e: host-deps develop image ## End-to-end against a real hub + kojid from KOJI_SRC (plugin and patch)
+	@test -n "$(KOJI_SRC)" || { echo "usage: make e2e KOJI_SRC=<koji checkout>"; exit 2; }
+	@KOJI_SRC=$(KOJI_SRC) IMAGE=$(IMAGE) VENV=$(VENV) scripts/e2e/run.sh
+
 .PHONY: lint
 lint: venv ## cargo fmt/clippy, ruff, and stubtest for the hand-written stub
 	cargo fmt --check

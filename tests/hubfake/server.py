@@ -604,7 +604,8 @@ class HubFake:
     def rpm_path(self, rpm_id: int) -> str:
         """Absolute path where an internal rpm's file belongs (for createrepo tests)."""
         with self._dispatcher.lock:
-            return os.path.join(self.topdir, self.hub.rpm_relpath(self.hub.db.rpms[rpm_id], ""))
+            # PathInfo joins its topdir and "/packages/...": pass the real topdir, not "".
+            return self.hub.rpm_relpath(self.hub.db.rpms[rpm_id], self.topdir)
 
     def uploads(self) -> dict[str, bytes]:
         """Every file under work/, keyed by path relative to work/ (e.g. tasks/1/1/x.log)."""
