@@ -11,13 +11,16 @@ class AdjutantError(Exception): ...
 class ContainerError(AdjutantError): ...
 class ImageError(ContainerError): ...
 class LogSinkError(AdjutantError): ...
+
 class BuildError(AdjutantError):
     log: str | None
     exit_code: int | None
+
 class RepoError(AdjutantError):
     log: str | None
     exit_code: int | None
     refuse: bool
+
 class InvalidSpec(AdjutantError, ValueError): ...
 
 class LogSink(Protocol):
