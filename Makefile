@@ -65,8 +65,8 @@ e2e: host-deps develop image ## End-to-end against a real hub + kojid from KOJI_
 lint: venv ## cargo fmt/clippy, ruff, and stubtest for the hand-written stub
 	cargo fmt --check
 	cargo clippy --all-targets -- -D warnings
-	$(VENV)/bin/ruff check python tests kojid_patch
-	$(VENV)/bin/ruff format --check python tests kojid_patch
+	$(VENV)/bin/ruff check python tests kojid_patch benchmarks
+	$(VENV)/bin/ruff format --check python tests kojid_patch benchmarks
 	$(VENV)/bin/python -m mypy.stubtest koji_adjutant._core --allowlist stubtest-allowlist.txt
 
 .PHONY: clean

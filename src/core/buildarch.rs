@@ -664,28 +664,7 @@ impl Runner<'_> {
         if self.plan.keep_srpm {
             dirs.push(self.plan.result_dirs.srpms.clone());
         }
-        let mut argv = vec!["find".to_owned()];
-        argv.extend(dirs);
-        argv.extend(
-            [
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-name",
-                "*.rpm",
-                "-exec",
-                "install",
-                "-m",
-                "0644",
-                "-t",
-                RESULT_MOUNT,
-                "{}",
-                "+",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned()),
-        );
+        let argv = copy_out_argv(&dirs, "*.rpm");
         let copy = Step {
             name: "collect results".into(),
             argv,
@@ -701,27 +680,7 @@ impl Runner<'_> {
         self.step(&copy, None).await?;
         let logs_copy = Step {
             name: "collect package manager logs".into(),
-            argv: [
-                "find",
-                "/var/log",
-                "-maxdepth",
-                "1",
-                "-type",
-                "f",
-                "-name",
-                "dnf*.log",
-                "-exec",
-                "install",
-                "-m",
-                "0644",
-                "-t",
-                RESULT_MOUNT,
-                "{}",
-                "+",
-            ]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+            argv: copy_out_argv(&["/var/log".to_owned()], "dnf*.log"),
             ..copy
         };
         self.step(&logs_copy, None).await?;
@@ -814,6 +773,34 @@ fn classify(
         }
     }
     (known, unknown)
+}
+
+/// `find DIRS -maxdepth 1 -type f -name PATTERN -exec install -m 0644 -t RESULT {} +`: copies
+/// matching files into the result mount, readable by the hub's user, without a shell.
+fn copy_out_argv(dirs: &[String], pattern: &str) -> Vec<String> {
+    let mut argv = vec!["find".to_owned()];
+    argv.extend(dirs.iter().cloned());
+    argv.extend(
+        [
+            "-maxdepth",
+            "1",
+            "-type",
+            "f",
+            "-name",
+            pattern,
+            "-exec",
+            "install",
+            "-m",
+            "0644",
+            "-t",
+            RESULT_MOUNT,
+            "{}",
+            "+",
+        ]
+        .iter()
+        .map(|s| (*s).to_owned()),
+    );
+    argv
 }
 
 fn nevra_key(rpm: &BuildrootRpm) -> String {
