@@ -72,24 +72,6 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     }))
 }
 
-/// Copies every frame to `sink` until the stream ends. Returns the total bytes delivered.
-pub async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSink) -> Result<u64> {
-    let mut total = 0u64;
-    while let Some(frame) = read_frame(reader).await? {
-        match frame {
-            Frame::Output(stream, data) => {
-                total += data.len() as u64;
-                sink.write(stream, &data).map_err(Error::Sink)?;
-            }
-            Frame::EngineError(message) => {
-                return Err(Error::container("container output", message))
-            }
-            Frame::Stdin => {}
-        }
-    }
-    Ok(total)
-}
-
 /// Bytes read from the socket at a time.
 const READ_BUFFER: usize = 256 * 1024;
 
@@ -201,9 +183,39 @@ where
     Ok(total)
 }
 
+/// Streams all of the container's output to `sink` ([`pump_pipelined`]), then tells the sink
+/// the stream ended, also after an error; the first failure is returned.
+pub async fn pump_to_end<R>(reader: R, sink: &mut dyn OutputSink) -> Result<u64>
+where
+    R: AsyncRead + Unpin + Send + 'static,
+{
+    let result = pump_pipelined(reader, &mut *sink).await;
+    let finished = sink.finish().map_err(Error::Sink);
+    result.and_then(|n| finished.map(|()| n))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The unpipelined reference the pipelined pump is checked against.
+    async fn pump<R: AsyncRead + Unpin>(reader: &mut R, sink: &mut dyn OutputSink) -> Result<u64> {
+        let mut total = 0u64;
+        while let Some(frame) = read_frame(reader).await? {
+            match frame {
+                Frame::Output(stream, data) => {
+                    total += data.len() as u64;
+                    sink.write(stream, &data).map_err(Error::Sink)?;
+                }
+                Frame::EngineError(message) => {
+                    return Err(Error::container("container output", message))
+                }
+                Frame::Stdin => {}
+            }
+        }
+        Ok(total)
+    }
+
     use crate::core::sink::CaptureSink;
     use futures_util::io::Cursor;
 

@@ -470,14 +470,10 @@ impl PodmanClient {
     /// Starts a created container; its output is pumped to `sink` in the background until
     /// it exits. `wait` returns the exit code and any sink error.
     pub async fn start(&self, id: &str, sink: Box<dyn OutputSink>) -> Result<()> {
-        let mut stream = self.attach(id).await?;
+        let stream = self.attach(id).await?;
         self.start_raw(id).await?;
         let mut sink = sink;
-        let pump = tokio::spawn(async move {
-            let result = frames::pump(&mut stream, sink.as_mut()).await;
-            let finished = sink.finish().map_err(Error::Sink);
-            result.and_then(|n| finished.map(|()| n))
-        });
+        let pump = tokio::spawn(async move { frames::pump_to_end(stream, sink.as_mut()).await });
         self.pumps
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -556,11 +552,7 @@ impl PodmanClient {
         let started_at = SystemTime::now();
         self.start_raw(id).await?;
         let limit = spec.timeout.map(|t| Duration::from_secs(t + 30));
-        let pumped = async {
-            let result = frames::pump_pipelined(stream, &mut *sink).await;
-            let finished = sink.finish().map_err(Error::Sink);
-            result.and_then(|n| finished.map(|()| n))
-        };
+        let pumped = frames::pump_to_end(stream, sink);
         tokio::select! {
             result = with_limit(limit, pumped) => { result?; }
             () = cancel.cancelled() => return Err(Error::Interrupted),
@@ -624,11 +616,7 @@ impl PodmanClient {
             )
             .await
             .map_err(|e| cerr("exec start", e))?;
-        let pumped = async {
-            let result = frames::pump_pipelined(Box::pin(stream), &mut *sink).await;
-            let finished = sink.finish().map_err(Error::Sink);
-            result.and_then(|n| finished.map(|()| n))
-        };
+        let pumped = frames::pump_to_end(Box::pin(stream), sink);
         tokio::select! {
             result = pumped => { result?; }
             () = cancel.cancelled() => return Err(Error::Interrupted),
