@@ -151,14 +151,7 @@ impl TaskLogs {
         let root = FileSink::create(result_dir.join("root.log"), plain)?;
         let build = FileSink::create(result_dir.join("build.log"), plain)?;
         let state = FileSink::create(result_dir.join("state.log"), plain)?;
-        let container = FileSink::create(
-            container_log,
-            FileSinkOptions {
-                cap_bytes: cap,
-                timestamps: true,
-                stream_markers: true,
-            },
-        )?;
+        let container = FileSink::create(container_log, FileSinkOptions::container_log(cap))?;
         let paths = [&root, &build, &state]
             .iter()
             .map(|s| s.path().to_path_buf())
@@ -438,7 +431,7 @@ impl Runner<'_> {
                         .await?;
                 }
                 for step in &self.plan.init_steps {
-                    self.step(step, None).await?;
+                    self.step(step).await?;
                 }
                 let baseline: Vec<String> = image_rpms.iter().map(nevra_key).collect();
                 if config.cache.enabled {
@@ -462,45 +455,33 @@ impl Runner<'_> {
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
 
-        self.step(&self.plan.unpack_step, None).await?;
+        self.step(&self.plan.unpack_step).await?;
         let mut previous = initial.clone();
         let mut dynamic = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
-            self.step(&self.plan.rebuild_srpm_step, None).await?;
+            self.step(&self.plan.rebuild_srpm_step).await?;
             let query =
                 buildroot::parse_requires_query(&self.query(&self.plan.srpm_requires_query).await?);
             dynamic = query.dynamic;
-            let Some(install) = self.plan.install_step(&query.requires) else {
-                break;
-            };
-            self.step(&install, None).await?;
-            let now = self.packages().await?;
-            if now == previous {
+            if !self.install_changed(&query.requires, &mut previous).await? {
                 break;
             }
-            previous = now;
         }
         if dynamic {
             for round in 0..MAX_BUILDREQUIRES_LOOPS {
-                self.step(&self.plan.dynamic_buildrequires_step(round == 0), None)
+                self.step(&self.plan.dynamic_buildrequires_step(round == 0))
                     .await?;
                 let query =
                     buildroot::parse_requires_query(&self.query(&self.plan.buildreqs_query).await?);
-                self.step(&self.plan.remove_buildreqs_step, None).await?;
-                let Some(install) = self.plan.install_step(&query.requires) else {
-                    break;
-                };
-                self.step(&install, None).await?;
-                let now = self.packages().await?;
-                if now == previous {
+                self.step(&self.plan.remove_buildreqs_step).await?;
+                if !self.install_changed(&query.requires, &mut previous).await? {
                     break;
                 }
-                previous = now;
             }
         }
 
         let build = self.plan.build_step(dynamic);
-        self.step(&build, Some(&build.log)).await?;
+        self.checked(&build, true).await?;
         let listed = self.packages().await?;
         let (final_list, unknown) = classify(listed, &baseline, config);
         let (rpms, srpms, extra_logs) = self.collect(result_dir).await?;
@@ -517,19 +498,23 @@ impl Runner<'_> {
         })
     }
 
-    /// Runs one step; a failure is a BuildError naming the log to read, as kojid's
+    /// Runs one buildroot step; a failure is a BuildError naming the log to read.
+    async fn step(&mut self, step: &Step) -> Result<()> {
+        self.checked(step, false).await
+    }
+
+    /// Runs a step; a failure is a BuildError naming the log to read, as kojid's
     /// `_mockResult` does (init and dependency steps: root.log; the build: build.log).
-    async fn step(&mut self, step: &Step, build_log: Option<&LogTarget>) -> Result<()> {
+    async fn checked(&mut self, step: &Step, is_build: bool) -> Result<()> {
         let code = self.exec(step, None).await?;
         if step.ok_exit_codes.contains(&code) {
             return Ok(());
         }
-        let log = self.logs_path(step.log);
-        let message = if build_log.is_some() {
+        let log = step.log.file_name();
+        let message = if is_build {
             format!(
-                "error building package (arch {}), rpmbuild exited with status {code}; see {} for more information",
-                self.arch,
-                log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                "error building package (arch {}), rpmbuild exited with status {code}; see {log} for more information",
+                self.arch
             )
         } else if step.log == LogTarget::RootLog {
             format!(
@@ -538,18 +523,34 @@ impl Runner<'_> {
             )
         } else {
             format!(
-                "buildroot step \"{}\" failed for task {} (arch {}) with status {code}; see {} for more information",
-                step.name,
-                self.task_id,
-                self.arch,
-                log.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+                "buildroot step \"{}\" failed for task {} (arch {}) with status {code}; see {log} for more information",
+                step.name, self.task_id, self.arch
             )
         };
         Err(Error::Build {
             message,
-            log: Some(log),
+            log: Some(self.logs_path(step.log)),
             exit_code: Some(code),
         })
+    }
+
+    /// Installs `requires` (when there are any) and says whether the package set changed,
+    /// the stop condition of mock's BuildRequires loops.
+    async fn install_changed(
+        &mut self,
+        requires: &[String],
+        previous: &mut Vec<BuildrootRpm>,
+    ) -> Result<bool> {
+        let Some(install) = self.plan.install_step(requires) else {
+            return Ok(false);
+        };
+        self.step(&install).await?;
+        let now = self.packages().await?;
+        if now == *previous {
+            return Ok(false);
+        }
+        *previous = now;
+        Ok(true)
     }
 
     /// Runs a query step and returns its stdout (stderr goes to its log).
@@ -677,13 +678,13 @@ impl Runner<'_> {
             timeout_secs: None,
             ok_exit_codes: vec![0],
         };
-        self.step(&copy, None).await?;
+        self.step(&copy).await?;
         let logs_copy = Step {
             name: "collect package manager logs".into(),
             argv: copy_out_argv(&["/var/log".to_owned()], "dnf*.log"),
             ..copy
         };
-        self.step(&logs_copy, None).await?;
+        self.step(&logs_copy).await?;
         let mut rpms = Vec::new();
         let mut srpms = Vec::new();
         let mut extra_logs = Vec::new();

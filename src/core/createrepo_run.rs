@@ -261,11 +261,7 @@ pub async fn run(
     // Every byte of container output also goes to `<log_dir>/<task_id>/container.log`.
     let mut with_container_log = match ctx.container_log() {
         Some(path) => {
-            let options = FileSinkOptions {
-                timestamps: true,
-                stream_markers: true,
-                ..prepared.log_options
-            };
+            let options = FileSinkOptions::container_log(prepared.log_options.cap_bytes);
             WithContainerLog {
                 log: Some(FileSink::create(path, options)?),
                 inner: sink,

@@ -121,6 +121,18 @@ pub struct FileSinkOptions {
     pub stream_markers: bool,
 }
 
+impl FileSinkOptions {
+    /// A task's `container.log`: every byte of container output, each line stamped with the
+    /// time it arrived and the stream it came from.
+    pub fn container_log(cap_bytes: Option<u64>) -> Self {
+        FileSinkOptions {
+            cap_bytes,
+            timestamps: true,
+            stream_markers: true,
+        }
+    }
+}
+
 /// A consistent view of a log's progress, read from [`LogState::snapshot`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct LogSnapshot {
