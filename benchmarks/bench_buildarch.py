@@ -36,7 +36,6 @@ import datetime as dt
 import re
 import shutil
 import statistics
-import subprocess
 import tempfile
 import time
 import uuid
@@ -287,20 +286,9 @@ class Runner:
 
 
 def _cli_true(image: str, worker: str) -> float:
-    command = [
-        "podman",
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--label",
-        f"{common.LABEL_WORKER}={worker}",
-        *common.cli_restrictions(),
-        image,
-        "true",
-    ]
+    run_true = common.cli_run(image, worker, ["true"])
     started = time.perf_counter()
-    subprocess.run(command, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    run_true()
     return time.perf_counter() - started
 
 

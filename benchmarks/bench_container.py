@@ -24,7 +24,6 @@ import http.client
 import json
 import socket
 import statistics
-import subprocess
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -123,31 +122,6 @@ def _rlimits() -> tuple[int, int]:
     return values["nofile"], values["nproc"]
 
 
-def _cli(image: str, worker: str, argv: list[str]) -> Callable[[], int]:
-    command = [
-        "podman",
-        "--runtime",
-        "runc",
-        "run",
-        "--rm",
-        "--label",
-        f"{common.LABEL_WORKER}={worker}",
-        *common.cli_restrictions(),
-        image,
-        *argv,
-    ]
-
-    def run_cli() -> int:
-        proc = subprocess.run(
-            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
-        )
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}: {proc.stderr}")
-        return proc.returncode
-
-    return run_cli
-
-
 def _adapter_true(manager: PodmanManager, image: str) -> Callable[[], int]:
     spec = ContainerSpec(image, ["true"])
 
@@ -193,7 +167,7 @@ def _p1(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, ob
     samples = common.interleave(
         {
             "adapter": _adapter_true(manager, image),
-            "cli": _cli(image, worker, ["true"]),
+            "cli": common.cli_run(image, worker, ["true"]),
             "rest": rest.run_true,
             "rest-10ms": lambda: rest.run_true("&interval=10ms"),
         },
@@ -224,9 +198,9 @@ def _p2(manager: PodmanManager, image: str, worker: str, n: int) -> dict[str, ob
     samples = common.interleave(
         {
             "adapter": _adapter_stream(manager, image),
-            "cli": _cli(image, worker, head),
+            "cli": common.cli_run(image, worker, head),
             "adapter-true": _adapter_true(manager, image),
-            "cli-true": _cli(image, worker, ["true"]),
+            "cli-true": common.cli_run(image, worker, ["true"]),
             "adapter-nosink": _adapter_stream(manager, image, sink=False),
         },
         n,

@@ -29,6 +29,7 @@ __all__ = [
     "Samples",
     "children_peak_rss_kib",
     "cli_restrictions",
+    "cli_run",
     "current_rss_kib",
     "ensure_no_containers",
     "goal_row",
@@ -297,6 +298,33 @@ def cli_restrictions() -> list[str]:
         "--security-opt=no-new-privileges",
         "--pids-limit=4096",
     ]
+
+
+def cli_run(image: str, worker: str, argv: Sequence[str]) -> Callable[[], int]:
+    """A callable running ``podman run --rm`` of ``argv`` with the adapter's restrictions and
+    the benchmark's worker label, output discarded; raises if the command fails."""
+    command = [
+        "podman",
+        "--runtime",
+        "runc",
+        "run",
+        "--rm",
+        "--label",
+        f"{LABEL_WORKER}={worker}",
+        *cli_restrictions(),
+        image,
+        *argv,
+    ]
+
+    def run_cli() -> int:
+        proc = subprocess.run(
+            command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, check=False
+        )
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} exited {proc.returncode}: {proc.stderr}")
+        return proc.returncode
+
+    return run_cli
 
 
 def ensure_no_containers(worker: str) -> None:
