@@ -3,7 +3,7 @@ import datetime
 import os
 import pathlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Protocol, final
+from typing import Literal, Protocol, final
 
 __version__: str
 
@@ -237,8 +237,14 @@ class BuildArchResult:
     buildroot_arch: str
     cache_hit: bool
     image_id: str
+    image_digest: str
     def kojid_result(
-        self, brootid: int, upload_path: str | None = None, extra_logs: Sequence[str] = ...
+        self,
+        brootid: int,
+        *,
+        upload_path: str | None = None,
+        logs: Sequence[str] | None = None,
+        extra_logs: Sequence[str] = ...,
     ) -> dict[str, object]: ...
 
 @final
@@ -248,6 +254,7 @@ class BuildArchAdapter:
         manager: PodmanManager,
         image: str,
         *,
+        buildroot_mode: Literal["tag", "image"] = "tag",
         pull_policy: str = "if-not-present",
         vendor: str = "Koji",
         packager: str = "Koji",
@@ -269,6 +276,8 @@ class BuildArchAdapter:
     ) -> BuildArchAdapter: ...
     @property
     def image(self) -> str: ...
+    @property
+    def buildroot_mode(self) -> str: ...
     def run(
         self,
         ctx: TaskContext,
@@ -282,6 +291,7 @@ class BuildArchAdapter:
         keep_srpm: bool = False,
         topdir: str | os.PathLike[str] | None = None,
         buildroot_arch: str | None = None,
+        repomd_sha256: str | None = None,
         sink: LogSink | None = None,
         on_buildroot_ready: Callable[[list[dict[str, object]]], object] | None = None,
     ) -> BuildArchResult: ...

@@ -48,6 +48,7 @@ SECTION = "adjutant"
 PULL_POLICIES = ("always", "if-not-present", "never")
 SELINUX_LABELS = ("z", "Z")
 NETWORK_POLICIES = ("auto", "none", "repo")
+BUILDROOT_MODES = ("tag", "image")
 _NONE_WORDS = ("", "none")
 _TRUE_WORDS = ("1", "yes", "true", "on")
 _FALSE_WORDS = ("0", "no", "false", "off")
@@ -75,6 +76,9 @@ class AdjutantConfig:
 
     #: Podman's REST API socket (a path or a ``unix://`` URL).
     podman_socket: str = "unix:///run/podman/podman.sock"
+    #: ``tag``: buildroots installed from the tag's repo alone by the bootstrap image (mock's
+    #: bootstrap model); ``image``: the image itself is the buildroot (not equivalent to mock).
+    buildroot_mode: str = "tag"
     #: Label ``io.koji.adjutant.worker_id`` on every container; unique per kojid.
     worker_id: str = dataclasses.field(default_factory=_default_worker_id)
     #: Image for tasks whose tag names none (tag extra ``adjutant.image*`` wins); ``None`` means
@@ -103,7 +107,7 @@ class AdjutantConfig:
     buildroot_cache_dir: str | None = None
     #: Seconds a createrepo task's container may run; ``None``: no limit.
     createrepo_timeout: int | None = None
-    #: Koji external repo (name or id) that image RPMs in a buildroot are recorded against.
+    #: Image mode: Koji external repo (name or id) the image's own RPMs are recorded against.
     image_external_repo: str | None = None
     #: Remove this worker's leftover containers when kojid starts.
     reap_on_start: bool = True
@@ -241,6 +245,7 @@ def _image(raw: str) -> str:
 
 _PARSERS: dict[str, Callable[[str], object]] = {
     "podman_socket": _socket,
+    "buildroot_mode": _choice(*BUILDROOT_MODES),
     "worker_id": _worker_id,
     "task_image": _optional(_image),
     "pull_policy": _choice(*PULL_POLICIES),
@@ -314,4 +319,11 @@ def load_config(
         name = ENV_PREFIX + key.upper()
         if name in env:
             values[key] = _parse(key, env[name], f"environment {name}")
-    return AdjutantConfig(**values)  # type: ignore[arg-type]
+    config = AdjutantConfig(**values)  # type: ignore[arg-type]
+    if config.image_external_repo is not None and config.buildroot_mode != "image":
+        raise ConfigError(
+            f"{path} [{SECTION}]: image_external_repo = {config.image_external_repo!r} applies"
+            " to buildroot_mode = image only: in tag mode every package of a buildroot comes"
+            " from the tag's repo"
+        )
+    return config

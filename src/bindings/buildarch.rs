@@ -11,15 +11,21 @@ use crate::bindings::context::PyTaskContext;
 use crate::bindings::manager::PyPodmanManager;
 use crate::bindings::sinks::sink_from;
 use crate::bindings::types::PyResourceLimits;
-use crate::core::buildarch::{self, BuildArchConfig, BuildArchRequest, BuildHooks, CacheConfig};
-use crate::core::buildroot::{self, BuildConfig, BuildrootOptions, BuildrootRpm, RepoLocation};
+use crate::core::buildarch::{self, BuildArchConfig, BuildHooks};
+use crate::core::buildroot::cache::CacheConfig;
+use crate::core::buildroot::result::{kojid_result, task_upload_path};
+use crate::core::buildroot::{
+    BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootRpm, RepoLocation,
+};
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
 use crate::core::spec::{ResourceLimits, SelinuxLabel};
 
-/// Builds a source RPM into binary RPMs in a Podman container, as kojid's buildArch task does
-/// with mock: one container per task, buildroot initialised from the tag's repo, rpmbuild run
-/// as an unprivileged user without network, results and logs in `ctx.work_dir/result`.
+/// Builds a source RPM into binary RPMs in Podman containers, as kojid's buildArch task does
+/// with mock: the buildroot installed from the tag's repo alone by the bootstrap image's dnf
+/// (`buildroot_mode="tag"`, mock's bootstrap model) or over the image itself
+/// (`buildroot_mode="image"`), rpmbuild run as an unprivileged user without network or
+/// capabilities, results and logs in `ctx.work_dir/result`.
 #[pyclass(name = "BuildArchAdapter", module = "koji_adjutant", frozen)]
 pub struct PyBuildArchAdapter {
     client: Arc<PodmanClient>,
@@ -29,7 +35,7 @@ pub struct PyBuildArchAdapter {
 #[pymethods]
 impl PyBuildArchAdapter {
     #[new]
-    #[pyo3(signature = (manager, image, *, pull_policy = "if-not-present", vendor = "Koji",
+    #[pyo3(signature = (manager, image, *, buildroot_mode = "tag", pull_policy = "if-not-present", vendor = "Koji",
         packager = "Koji", distribution = "Koji", mockhost = "koji-linux-gnu",
         rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
@@ -39,6 +45,7 @@ impl PyBuildArchAdapter {
         py: Python<'_>,
         manager: &PyPodmanManager,
         image: String,
+        buildroot_mode: &str,
         pull_policy: &str,
         vendor: &str,
         packager: &str,
@@ -69,6 +76,7 @@ impl PyBuildArchAdapter {
             client: manager.client.clone(),
             config: BuildArchConfig {
                 image,
+                mode: BuildrootMode::parse(buildroot_mode)?,
                 pull_policy: PullPolicy::parse(pull_policy)?,
                 options: BuildrootOptions {
                     vendor: vendor.to_owned(),
@@ -104,11 +112,17 @@ impl PyBuildArchAdapter {
         self.config.image.clone()
     }
 
+    #[getter]
+    fn buildroot_mode(&self) -> &'static str {
+        self.config.mode.as_str()
+    }
+
     /// Builds `srpm_path` (inside `ctx.work_dir`) for `arch` from the tag repo `repo` (a local
-    /// `<topdir>/repos/<tag>/<repo_id>/<arch>` dir or its URL). `on_buildroot_ready(packages)`
+    /// `<topdir>/repos/<tag>/<repo_id>/<arch>` dir or its URL; a URL repo needs
+    /// `repomd_sha256`, the SHA-256 of its `repodata/repomd.xml`). `on_buildroot_ready(packages)`
     /// is called after init, before the build. Raises BuildError (with `.log`) on failure.
     #[pyo3(signature = (ctx, srpm_path, arch, *, repo, repo_id, tag_name, build_config, keep_srpm = false,
-        topdir = None, buildroot_arch = None, sink = None, on_buildroot_ready = None))]
+        topdir = None, buildroot_arch = None, repomd_sha256 = None, sink = None, on_buildroot_ready = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -123,6 +137,7 @@ impl PyBuildArchAdapter {
         keep_srpm: bool,
         topdir: Option<PathBuf>,
         buildroot_arch: Option<String>,
+        repomd_sha256: Option<String>,
         sink: Option<&Bound<'_, PyAny>>,
         on_buildroot_ready: Option<Py<PyAny>>,
     ) -> PyResult<PyBuildArchResult> {
@@ -137,6 +152,7 @@ impl PyBuildArchAdapter {
             build_config,
             keep_srpm,
             buildroot_arch,
+            repomd_sha256,
         };
         let ctx = ctx.to_core();
         let mut sink = sink_from(sink)?;
@@ -170,14 +186,17 @@ impl PyBuildArchAdapter {
             unknown_rpms: to_py(&outcome.unknown_rpms)?,
             buildroot_arch: outcome.buildroot_arch,
             cache_hit: outcome.cache_hit,
-            image_id: outcome.image_id,
+            image_id: outcome.image.id,
+            image_digest: outcome.image.digest,
         })
     }
 
     fn __repr__(&self) -> String {
         format!(
-            "BuildArchAdapter(image={:?}, cache={})",
-            self.config.image, self.config.cache.enabled
+            "BuildArchAdapter(image={:?}, buildroot_mode={:?}, cache={})",
+            self.config.image,
+            self.config.mode.as_str(),
+            self.config.cache.enabled
         )
     }
 }
@@ -254,6 +273,7 @@ pub struct PyBuildArchResult {
     pub buildroot_arch: String,
     pub cache_hit: bool,
     pub image_id: String,
+    pub image_digest: String,
 }
 
 fn names(paths: &[PathBuf]) -> Vec<String> {
@@ -267,19 +287,22 @@ fn names(paths: &[PathBuf]) -> Vec<String> {
 impl PyBuildArchResult {
     /// kojid's `BuildArchTask.handler` result: `{'rpms', 'srpms', 'logs', 'brootid'}` with
     /// upload-relative paths (`tasks/<id % 10000>/<id>/<file>` unless `upload_path` is given).
-    /// `extra_logs` are more uploaded log names (kojid adds `noarch_rpmdiff.json`).
-    #[pyo3(signature = (brootid, upload_path = None, extra_logs = Vec::new()))]
+    /// `logs` are the uploaded log names (default: this build's own logs); `extra_logs` are
+    /// added to them (kojid adds `noarch_rpmdiff.json`). With `keep_srpm` there must be
+    /// exactly one SRPM, as kojid requires.
+    #[pyo3(signature = (brootid, *, upload_path = None, logs = None, extra_logs = Vec::new()))]
     fn kojid_result<'py>(
         &self,
         py: Python<'py>,
         brootid: i64,
         upload_path: Option<String>,
+        logs: Option<Vec<String>>,
         extra_logs: Vec<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let upload_path = upload_path.unwrap_or_else(|| buildroot::task_upload_path(self.task_id));
-        let mut logs = names(&self.logs);
+        let upload_path = upload_path.unwrap_or_else(|| task_upload_path(self.task_id));
+        let mut logs = logs.unwrap_or_else(|| names(&self.logs));
         logs.extend(extra_logs);
-        let result = buildroot::kojid_result(
+        let result = kojid_result(
             &upload_path,
             self.task_id,
             &names(&self.rpms),

@@ -230,6 +230,8 @@ impl PyContainerSpec {
             remove_after_exit: self.remove_after_exit,
             cap_add: self.cap_add.clone(),
             task_id: self.task_id,
+            init: false,
+            scratch_volumes: Vec::new(),
         };
         spec.validate()?;
         Ok(spec)

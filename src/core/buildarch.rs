@@ -1,47 +1,50 @@
-//! The buildArch runner: executes a [`BuildrootPlan`] in one Podman container per task (the
-//! exec pattern) and collects what kojid would upload.
+//! The buildArch runner: carries out a [`BuildrootPlan`] with a build container and, for root
+//! steps, a bootstrap container (see `buildroot::plan` for what each holds), and collects what
+//! kojid uploads.
 //!
-//! Order of work (see the plan's docs for what each step is): validate every input and make
-//! the task's logs; create the container (network off unless the repo is a URL; only the
-//! repo's own directories and the SRPM mounted, read-only; the result dir mounted read-write
-//! where only root steps write); copy the config files in; run the init steps as root
-//! (root.log) unless a cached buildroot image already holds them; record the package list and
-//! hand it to the caller (kojid's `setBuildRootList` then `BUILDING`); install BuildRequires;
-//! build as the unprivileged user with no network (build.log); list the packages again; copy
-//! the results out; remove the container on every path.
+//! Order of work: check every input and make the task's logs (in the result dir, which no
+//! container ever mounts); create the build container from the cached root, or from an empty
+//! image (tag mode) / the image (image mode) and install the root into it from the bootstrap
+//! container (root.log), storing it in the cache; write the per-task files; start it and list
+//! its packages for the caller (kojid's `setBuildRootList` then `BUILDING`); rebuild the SRPM,
+//! install its checked BuildRequires; build as the unprivileged user with no network
+//! (build.log); list the packages again; take the results out through podman's archive
+//! endpoint and check their headers; remove both containers on every path.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
-use sha2::{Digest, Sha256};
-use tracing::{info, warn};
+use tracing::warn;
 
+use crate::core::archive::Extraction;
+use crate::core::buildroot::arch::image_arches_from;
+use crate::core::buildroot::cache::{self, CacheConfig, Cached};
+use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
+use crate::core::buildroot::pkglist::parse_package_list;
+use crate::core::buildroot::plan::{plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
+use crate::core::buildroot::requires::install_arguments;
+use crate::core::buildroot::result::check_result_package;
 use crate::core::buildroot::{
-    self, BuildConfig, BuildrootInputs, BuildrootOptions, BuildrootPlan, BuildrootRpm, LogTarget,
-    RepoLocation, Step, MAX_BUILDREQUIRES_LOOPS,
+    BuildArchRequest, BuildrootMode, BuildrootOptions, BuildrootPlan, BuildrootRpm, ExtraValue,
+    LogTarget, RepoLocation, RunAs, Step, INSTALL_ROOT, MAX_BUILDREQUIRES_LOOPS, PAUSE_UID,
+    RPMS_DIR, SRPMS_DIR,
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
 use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions};
-use crate::core::podman::{ExecOptions, PodmanClient, PullPolicy};
-use crate::core::sink::{CaptureSink, NullSink, OutputSink, Stream};
+use crate::core::podman::{ExecOptions, ImageInfo, PodmanClient, PullPolicy};
+use crate::core::shell;
+use crate::core::sink::{NullSink, OutputSink, Stream};
 use crate::core::spec::{ContainerSpec, NetworkMode, ResourceLimits, SelinuxLabel, VolumeMount};
 use crate::core::task::TaskContext;
 
 const LOG_TARGET: &str = "koji_adjutant::buildarch";
 
-/// Where the task's result dir is mounted; only root steps (the final copy) write there.
-const RESULT_MOUNT: &str = "/koji-adjutant/result";
-/// Label marking buildroot cache images, and the labels they carry.
-pub const CACHE_LABEL: &str = "io.koji.adjutant.buildroot";
-const CACHE_KEY_LABEL: &str = "io.koji.adjutant.buildroot.key";
-const CACHE_BASELINE_LABEL: &str = "io.koji.adjutant.buildroot.image-rpms";
-const CACHE_REPO: &str = "localhost/koji-adjutant-buildroot";
-/// Capabilities root needs inside the buildroot to install RPMs (file owners, modes, file
-/// capabilities, scriptlets switching users). The unprivileged build user gets none of them:
-/// with no-new-privileges and a non-zero uid its effective set stays empty.
-const INSTALL_CAPS: [&str; 7] = [
+/// Capabilities root needs in the bootstrap container to install RPMs into the root (file
+/// owners, modes, file capabilities, scriptlets switching users, rpm chrooting into the root
+/// for scriptlets). The build container gets none: its bounding set is empty.
+const INSTALL_CAPS: [&str; 8] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",
@@ -49,57 +52,40 @@ const INSTALL_CAPS: [&str; 7] = [
     "SETFCAP",
     "SETGID",
     "SETUID",
+    "SYS_CHROOT",
 ];
 
-/// The buildroot cache (goal P3): initialised buildroots kept as local images.
-#[derive(Debug, Clone, PartialEq)]
-pub struct CacheConfig {
-    pub enabled: bool,
-    pub max_images: usize,
-    pub max_bytes: u64,
-    /// Where last-use times are kept (one file per key); `None` evicts oldest-created first.
-    pub dir: Option<PathBuf>,
-}
+/// The main process of both containers: podman's catatonit (PID 1, which reaps orphans)
+/// running a second catatonit that pauses, as `nobody`. Nothing of the root runs as it.
+const PAUSE_COMMAND: [&str; 2] = ["/run/podman-init", "-P"];
 
-impl Default for CacheConfig {
-    fn default() -> Self {
-        CacheConfig {
-            enabled: true,
-            max_images: 8,
-            max_bytes: 20 * 1024 * 1024 * 1024,
-            dir: None,
-        }
-    }
-}
+/// Where dnf's cache goes: a scratch volume of the bootstrap container, so downloads never
+/// land in the root (or in a cached root).
+const DNF_CACHE: &str = "/br/var/cache/dnf";
+
+/// Largest stdout a query may produce (a package list of 50 000 packages is ~8 MB).
+const QUERY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest package manager log taken out of a root.
+const DNF_LOG_LIMIT: u64 = 256 * 1024 * 1024;
 
 /// How an adapter builds (from kojid's options and the adapter's config).
 #[derive(Debug, Clone)]
 pub struct BuildArchConfig {
+    /// Tag mode: the bootstrap image, whose dnf installs the root. Image mode: the image that
+    /// is the root (and its own bootstrap).
     pub image: String,
+    pub mode: BuildrootMode,
     pub pull_policy: PullPolicy,
     pub options: BuildrootOptions,
     pub limits: ResourceLimits,
+    /// Applied to the mounts the task owns (the SRPM), never to Koji's shared directories.
     pub selinux_label: Option<SelinuxLabel>,
-    /// Name of the Koji external repo the image's own RPMs come from, if any.
+    /// Image mode: name of the Koji external repo the image's own RPMs come from, if any.
     pub image_external_repo: Option<String>,
     pub cache: CacheConfig,
     pub log_cap_bytes: Option<u64>,
     /// Arches the image builds; `None` derives them from the image's architecture.
     pub image_arches: Option<Vec<String>>,
-}
-
-/// One buildArch task's inputs, as kojid knows them after talking to the hub.
-#[derive(Debug, Clone)]
-pub struct BuildArchRequest {
-    pub srpm: PathBuf,
-    pub arch: String,
-    pub repo: RepoLocation,
-    pub repo_id: i64,
-    pub tag_name: String,
-    pub build_config: BuildConfig,
-    pub keep_srpm: bool,
-    /// For noarch tasks: the buildroot arch kojid chose (`find_arch`).
-    pub buildroot_arch: Option<String>,
 }
 
 /// Called between init and build, where kojid reports the buildroot to the hub.
@@ -125,11 +111,12 @@ pub struct BuildArchOutcome {
     pub logs: Vec<PathBuf>,
     /// The buildroot's packages after the build (kojid's `updateBuildRootList`).
     pub buildroot: Vec<BuildrootRpm>,
-    /// Image RPMs Koji cannot know (no `image_external_repo` configured).
+    /// Image mode: image RPMs Koji cannot know (no `image_external_repo` configured).
     pub unknown_rpms: Vec<BuildrootRpm>,
     pub buildroot_arch: String,
     pub cache_hit: bool,
-    pub image_id: String,
+    /// The bootstrap image (tag mode) or the buildroot image (image mode).
+    pub image: ImageInfo,
 }
 
 /// The task's log files: root.log and build.log as mock writes them, state.log for the
@@ -167,13 +154,24 @@ impl TaskLogs {
 
     fn note(&mut self, target: Option<LogTarget>, line: &str) -> Result<()> {
         let text = format!("{} {line}\n", format_timestamp(SystemTime::now()));
-        let sink = match target {
+        self.sink(target)
+            .write(Stream::Stdout, text.as_bytes())
+            .map_err(Error::Sink)
+    }
+
+    fn sink(&mut self, target: Option<LogTarget>) -> &mut FileSink {
+        match target {
             None => &mut self.state,
             Some(LogTarget::RootLog) => &mut self.root,
             Some(LogTarget::BuildLog) => &mut self.build,
-        };
-        sink.write(Stream::Stdout, text.as_bytes())
-            .map_err(Error::Sink)
+        }
+    }
+
+    fn path(&self, target: LogTarget) -> PathBuf {
+        match target {
+            LogTarget::RootLog => self.root.path().to_path_buf(),
+            LogTarget::BuildLog => self.build.path().to_path_buf(),
+        }
     }
 
     fn finish(mut self) {
@@ -191,12 +189,12 @@ impl TaskLogs {
 }
 
 /// The sink of one step: its log, container.log and the caller's sink; stdout optionally
-/// captured for parsing instead.
+/// captured (bounded) for parsing instead.
 struct StepSink<'a> {
     log: &'a mut FileSink,
     container: &'a mut FileSink,
     extra: &'a mut dyn OutputSink,
-    capture: Option<&'a mut CaptureSink>,
+    capture: Option<&'a mut Vec<u8>>,
 }
 
 impl OutputSink for StepSink<'_> {
@@ -204,7 +202,11 @@ impl OutputSink for StepSink<'_> {
         self.container.write(stream, data)?;
         if stream == Stream::Stdout {
             if let Some(capture) = self.capture.as_deref_mut() {
-                return capture.write(stream, data);
+                if capture.len() + data.len() > QUERY_LIMIT {
+                    return Err(format!("query output exceeds {QUERY_LIMIT} bytes").into());
+                }
+                capture.extend_from_slice(data);
+                return Ok(());
             }
         }
         self.log.write(stream, data)?;
@@ -212,29 +214,45 @@ impl OutputSink for StepSink<'_> {
     }
 }
 
-/// The arches an image of architecture `arch` (Go/OCI names or `uname -m`) builds.
-fn image_arches_from(arch: &str) -> Vec<String> {
-    let machine = match arch {
-        "amd64" => "x86_64",
-        "arm64" => "aarch64",
-        "386" => "i686",
-        "arm" => "armv7hl",
-        other => other,
-    };
-    buildroot::image_buildable_arches(machine)
-        .into_iter()
-        .map(str::to_owned)
-        .collect()
+/// The SHA-256 of a local repo's `repodata/repomd.xml`: what the repo holds.
+fn local_repomd_sha256(arch_dir: &Path) -> Result<String> {
+    let path = arch_dir.join("repodata").join("repomd.xml");
+    let bytes = std::fs::read(&path).map_err(|e| {
+        Error::invalid(format!(
+            "cannot read the repo's {}: {e} (is the repo ready?)",
+            path.display()
+        ))
+    })?;
+    Ok(cache::sha256_hex(&bytes))
 }
 
-fn sha256_hex(text: &str) -> String {
-    Sha256::digest(text.as_bytes())
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+fn repomd_digest(request: &BuildArchRequest) -> Result<String> {
+    match (&request.repomd_sha256, &request.repo) {
+        (Some(d), _) => {
+            if d.len() == 64 && d.chars().all(|c| c.is_ascii_hexdigit()) {
+                Ok(d.to_ascii_lowercase())
+            } else {
+                Err(Error::invalid(format!(
+                    "repomd_sha256 must be 64 hex digits, not {d:?}"
+                )))
+            }
+        }
+        (None, RepoLocation::Local { arch_dir, .. }) => local_repomd_sha256(arch_dir),
+        (None, RepoLocation::Url(url)) => Err(Error::invalid(format!(
+            "a URL repo needs the SHA-256 of its repodata/repomd.xml (repomd_sha256): {url}"
+        ))),
+    }
 }
 
-/// Runs one buildArch task. Every path removes the container; logs are kept.
+fn create_dir(dir: &Path) -> Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    std::fs::DirBuilder::new()
+        .mode(0o755)
+        .create(dir)
+        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+}
+
+/// Runs one buildArch task. Every path removes the containers; logs are kept.
 pub async fn run(
     client: &PodmanClient,
     ctx: &TaskContext,
@@ -246,133 +264,108 @@ pub async fn run(
 ) -> Result<BuildArchOutcome> {
     // Everything that can be checked is checked before a container exists.
     ctx.validate()?;
-    let srpm = ctx.ensure_inside(&request.srpm)?;
-    let srpm_info = buildroot::read_srpm(&srpm)?;
-    if let Some(dir) = &config.cache.dir {
-        if !dir.is_absolute() {
+    let mut request = request.clone();
+    request.srpm = ctx.ensure_inside(&request.srpm)?;
+    let srpm = read_srpm(&request.srpm)?;
+    cache::validate(&config.cache)?;
+    if config.mode == BuildrootMode::Tag && config.image_external_repo.is_some() {
+        return Err(Error::invalid(
+            "image_external_repo applies to image mode only: in tag mode every package of the buildroot comes from the tag's repo",
+        ));
+    }
+    let repomd = repomd_digest(&request)?;
+    client
+        .ensure_image(&config.image, config.pull_policy)
+        .await?;
+    let image = client.image_info(&config.image).await?;
+    let image_arches = match &config.image_arches {
+        Some(arches) => arches.clone(),
+        None => image_arches_from(&image.architecture),
+    };
+    let mut options = config.options.clone();
+    options.keep_srpm = request.keep_srpm;
+    let plan = plan(
+        ctx.task_id,
+        config.mode,
+        &request,
+        &options,
+        &image_arches,
+        &srpm,
+    )?;
+
+    let result_dir = ctx.work_path("result")?;
+    let scratch_dir = ctx.work_path("buildreqs")?;
+    for dir in [&result_dir, &scratch_dir] {
+        if dir.exists() {
             return Err(Error::invalid(format!(
-                "cache dir must be absolute: {}",
+                "{} already exists: a task's work dir must be fresh",
                 dir.display()
             )));
         }
     }
-    let image_id = client
-        .ensure_image(&config.image, config.pull_policy)
-        .await?;
-    let image_arches = match &config.image_arches {
-        Some(arches) => arches.clone(),
-        None => image_arches_from(&client.image_arch(&config.image).await?),
-    };
-    let mut options = config.options.clone();
-    options.keep_srpm = request.keep_srpm;
-    let inputs = BuildrootInputs {
-        task_id: ctx.task_id,
-        arch: request.arch.clone(),
-        buildroot_arch: request.buildroot_arch.clone(),
-        srpm: srpm.clone(),
-        repo: request.repo.clone(),
-        repo_id: request.repo_id,
-        tag_name: request.tag_name.clone(),
-        build_config: request.build_config.clone(),
-        options,
-        image_arches,
-    };
-    let plan = buildroot::plan_with_srpm(&inputs, &srpm_info)?;
-    let mut mounts = plan.mounts.clone();
-    mounts.extend(buildroot::repo_package_mounts(&request.repo)?);
-
-    let result_dir = ctx.work_path("result")?;
-    if result_dir.exists() {
-        return Err(Error::invalid(format!(
-            "result dir {} already exists: a task's work dir must be fresh",
-            result_dir.display()
-        )));
-    }
     create_dir(&result_dir)?;
+    create_dir(&scratch_dir)?;
     let container_log = ctx
         .container_log()
         .unwrap_or_else(|| result_dir.join("container.log"));
     let mut logs = TaskLogs::open(&result_dir, container_log, config.log_cap_bytes)?;
+    let role = match config.mode {
+        BuildrootMode::Tag => "bootstrap image",
+        BuildrootMode::Image => "buildroot image (image mode: not a mock buildroot)",
+    };
+    logs.note(
+        None,
+        &format!(
+            "Buildroot mode {}, {role} {} (id {}, digest {})",
+            config.mode.as_str(),
+            config.image,
+            image.id,
+            if image.digest.is_empty() {
+                "none"
+            } else {
+                &image.digest
+            }
+        ),
+    )?;
+    logs.note(
+        None,
+        &format!(
+            "Buildroot repo {} (repo {} of {}, repomd.xml sha256 {repomd})",
+            plan.repo_baseurl, plan.repo_id, plan.tag_name
+        ),
+    )?;
     for ignored in &plan.ignored_extra {
         logs.note(
             None,
             &format!("Ignoring tag setting {ignored}: it does not apply to container buildroots"),
         )?;
     }
-
-    let cache_key = sha256_hex(&buildroot::cache_key_material(
-        &image_id,
-        &plan,
-        std::slice::from_ref(&inputs.options.install_group),
-    ));
+    let key = cache::key(&plan, &image.id, &repomd);
     let cached = if config.cache.enabled {
-        cached_image(client, &cache_key).await?
+        cache::lookup(client, &key).await?
     } else {
         None
     };
 
-    let mut spec = ContainerSpec::new(
-        cached
-            .as_ref()
-            .map_or(config.image.as_str(), |c| c.id.as_str()),
-        vec!["sleep".into(), "infinity".into()],
-    );
-    spec.task_id = Some(ctx.task_id);
-    spec.network = if plan.repo_baseurl.starts_with("file:") {
-        NetworkMode::None
-    } else {
-        NetworkMode::Bridge
-    };
-    spec.limits = config.limits.clone();
-    spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
-    spec.mounts = mounts
-        .iter()
-        .map(|m| VolumeMount {
-            source: m.host.clone(),
-            target: m.container.clone().into(),
-            read_only: m.read_only,
-            selinux_label: config.selinux_label,
-        })
-        .collect();
-    spec.mounts.push(VolumeMount {
-        source: result_dir.clone(),
-        target: RESULT_MOUNT.into(),
-        read_only: false,
-        selinux_label: config.selinux_label,
-    });
-
-    logs.note(
-        None,
-        &format!(
-            "Creating container from {} ({})",
-            config.image,
-            if cached.is_some() {
-                "cached buildroot"
-            } else {
-                "fresh buildroot"
-            }
-        ),
-    )?;
-    let id = client.create(&spec).await?;
-    let mut runner = Runner {
+    let mut task = Task {
         client,
-        id: &id,
+        config,
         plan: &plan,
         logs,
         sink,
         cancel,
-        network: spec.network == NetworkMode::Bridge,
-        task_id: ctx.task_id,
         arch: request.arch.clone(),
+        build_id: None,
+        bootstrap_id: None,
+        scratch_dir,
+        rounds: 0,
     };
-    let outcome = runner
-        .work(config, &cache_key, cached.as_ref(), hooks, &result_dir)
-        .await;
-    client.remove_logged(&id).await;
-    let Runner { mut logs, .. } = runner;
+    let outcome = task.work(&key, cached.as_ref(), hooks, &result_dir).await;
+    task.remove_containers().await;
+    let Task { mut logs, .. } = task;
     let outcome = match outcome {
         Ok(mut outcome) => {
-            outcome.image_id = image_id;
+            outcome.image = image;
             let _ = logs.note(None, "Finished: build succeeded");
             Ok(outcome)
         }
@@ -389,62 +382,69 @@ pub async fn run(
     })
 }
 
-struct Runner<'a> {
+struct Task<'a> {
     client: &'a PodmanClient,
-    id: &'a str,
+    config: &'a BuildArchConfig,
     plan: &'a BuildrootPlan,
     logs: TaskLogs,
     sink: &'a mut dyn OutputSink,
     cancel: &'a Cancel,
-    network: bool,
-    task_id: i64,
     arch: String,
+    /// The build container, once created.
+    build_id: Option<String>,
+    /// The bootstrap container, once created (lazily: a warm build without requirements to
+    /// install never needs one).
+    bootstrap_id: Option<String>,
+    /// Host directory for the rebuilt SRPMs whose requirements are read.
+    scratch_dir: PathBuf,
+    rounds: usize,
 }
 
-struct Cached {
-    id: String,
-    baseline: Vec<String>,
-}
-
-impl Runner<'_> {
+impl Task<'_> {
     async fn work(
         &mut self,
-        config: &BuildArchConfig,
-        cache_key: &str,
+        key: &str,
         cached: Option<&Cached>,
         hooks: &mut dyn BuildHooks,
         result_dir: &Path,
     ) -> Result<BuildArchOutcome> {
-        self.client.start(self.id, Box::new(NullSink)).await?;
+        let base = match (cached, self.plan.mode) {
+            (Some(c), _) => c.image_id.clone(),
+            (None, BuildrootMode::Tag) => self.client.ensure_empty_image().await?,
+            (None, BuildrootMode::Image) => self.config.image.clone(),
+        };
+        self.logs.note(
+            None,
+            &format!(
+                "Creating build container from {} ({})",
+                base,
+                match cached {
+                    Some(_) => format!("cached buildroot {key}"),
+                    None => format!("fresh buildroot, cache key {key}"),
+                }
+            ),
+        )?;
+        let build_id = self.create_build_container(&base).await?;
         let baseline = match cached {
             Some(c) => {
-                self.logs
-                    .note(None, &format!("Using cached buildroot {cache_key}"))?;
-                touch_cache(config, cache_key);
+                cache::touch(&self.config.cache, key);
                 c.baseline.clone()
             }
-            None => {
-                let image_rpms = self.packages().await?;
-                for file in self.plan.files() {
-                    self.client
-                        .copy_bytes(self.id, file.content.as_bytes(), &file.dest)
-                        .await?;
-                }
-                for step in &self.plan.init_steps {
-                    self.step(step).await?;
-                }
-                let baseline: Vec<String> = image_rpms.iter().map(nevra_key).collect();
-                if config.cache.enabled {
-                    self.save_cache(config, cache_key, &baseline).await;
-                }
-                baseline
-            }
+            None => self.install_root(key).await?,
         };
+        let files: Vec<(&str, &[u8], u32)> = self
+            .plan
+            .build_files
+            .iter()
+            .map(|f| (f.dest.as_str(), f.content.as_bytes(), f.mode))
+            .collect();
+        self.client.put_files(&build_id, &files).await?;
+        self.client.start(&build_id, Box::new(NullSink)).await?;
 
         let listed = self.packages().await?;
-        let (initial, unknown) = classify(listed, &baseline, config);
+        let (initial, unknown) = self.classify(listed, &baseline);
         if !unknown.is_empty() {
-            let names: Vec<String> = unknown.iter().map(nevra_key).collect();
+            let names: Vec<String> = unknown.iter().map(BuildrootRpm::nevra_key).collect();
             self.logs.note(
                 None,
                 &format!(
@@ -455,35 +455,56 @@ impl Runner<'_> {
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
 
-        self.step(&self.plan.unpack_step).await?;
         let mut previous = initial.clone();
+        let mut installed = false;
         let mut dynamic = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
-            self.step(&self.plan.rebuild_srpm_step).await?;
-            let query =
-                buildroot::parse_requires_query(&self.query(&self.plan.srpm_requires_query).await?);
-            dynamic = query.dynamic;
-            if !self.install_changed(&query.requires, &mut previous).await? {
+            let code = self
+                .checked(&self.plan.rebuild_srpm_step.clone(), false)
+                .await?;
+            let rebuilt = self
+                .take_one(SRPMS_DIR, is_srpm, PackageKind::Source)
+                .await?;
+            dynamic = rebuilt.dynamic_buildrequires();
+            let reqs = install_arguments(&rebuilt.requires, &rebuilt.file_name(), "root.log")
+                .map_err(|e| self.refused(e))?;
+            if code != REQUIRES_MISSING {
+                self.logs.note(
+                    None,
+                    "All BuildRequires are installed (rpmbuild's dependency check): nothing to install",
+                )?;
                 break;
             }
+            if !self.install_changed(&reqs, &mut previous).await? {
+                break;
+            }
+            installed = true;
         }
         if dynamic {
             for round in 0..MAX_BUILDREQUIRES_LOOPS {
-                self.step(&self.plan.dynamic_buildrequires_step(round == 0))
+                let step = self.plan.dynamic_buildrequires_step(round == 0);
+                self.checked(&step, false).await?;
+                let generated = self
+                    .take_one(SRPMS_DIR, is_buildreqs, PackageKind::Source)
                     .await?;
-                let query =
-                    buildroot::parse_requires_query(&self.query(&self.plan.buildreqs_query).await?);
-                self.step(&self.plan.remove_buildreqs_step).await?;
-                if !self.install_changed(&query.requires, &mut previous).await? {
+                let reqs =
+                    install_arguments(&generated.requires, &generated.file_name(), "root.log")
+                        .map_err(|e| self.refused(e))?;
+                if !self.install_changed(&reqs, &mut previous).await? {
                     break;
                 }
+                installed = true;
             }
         }
 
         let build = self.plan.build_step(dynamic);
         self.checked(&build, true).await?;
-        let listed = self.packages().await?;
-        let (final_list, unknown) = classify(listed, &baseline, config);
+        let final_list = if installed {
+            let listed = self.packages().await?;
+            self.classify(listed, &baseline).0
+        } else {
+            initial
+        };
         let (rpms, srpms, extra_logs) = self.collect(result_dir).await?;
         Ok(BuildArchOutcome {
             result_dir: result_dir.to_path_buf(),
@@ -494,44 +515,198 @@ impl Runner<'_> {
             unknown_rpms: unknown,
             buildroot_arch: self.plan.buildroot_arch.clone(),
             cache_hit: cached.is_some(),
-            image_id: String::new(),
+            image: ImageInfo {
+                id: String::new(),
+                digest: String::new(),
+                architecture: String::new(),
+            },
         })
     }
 
-    /// Runs one buildroot step; a failure is a BuildError naming the log to read.
-    async fn step(&mut self, step: &Step) -> Result<()> {
-        self.checked(step, false).await
+    /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
+    /// no capabilities, no network, only the SRPM mounted.
+    async fn create_build_container(&mut self, image: &str) -> Result<String> {
+        let mut spec = ContainerSpec::new(image, PAUSE_COMMAND.map(str::to_owned).to_vec());
+        spec.task_id = Some(self.plan.task_id);
+        spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
+        spec.init = true;
+        spec.network = NetworkMode::None;
+        spec.limits = self.config.limits.clone();
+        spec.labels
+            .insert("io.koji.adjutant.role".to_owned(), "build".to_owned());
+        spec.mounts = self
+            .plan
+            .build_mounts
+            .iter()
+            .map(|m| VolumeMount {
+                selinux_label: self.config.selinux_label,
+                ..m.clone()
+            })
+            .collect();
+        let id = self.client.create(&spec).await?;
+        self.build_id = Some(id.clone());
+        Ok(id)
     }
 
-    /// Runs a step; a failure is a BuildError naming the log to read, as kojid's
-    /// `_mockResult` does (init and dependency steps: root.log; the build: build.log).
-    async fn checked(&mut self, step: &Step, is_build: bool) -> Result<()> {
-        let code = self.exec(step, None).await?;
-        if step.ok_exit_codes.contains(&code) {
-            return Ok(());
+    /// The bootstrap container, created and started on first use: the bootstrap image as
+    /// root with the install capabilities, the build container's root at [`INSTALL_ROOT`],
+    /// the repo (read-only, or a network for a URL repo), dnf's cache on a scratch volume.
+    async fn bootstrap(&mut self) -> Result<String> {
+        if let Some(id) = &self.bootstrap_id {
+            return Ok(id.clone());
         }
-        let log = step.log.file_name();
-        let message = if is_build {
-            format!(
-                "error building package (arch {}), rpmbuild exited with status {code}; see {log} for more information",
-                self.arch
-            )
-        } else if step.log == LogTarget::RootLog {
-            format!(
-                "could not init buildroot for task {} (arch {}): step \"{}\" exited with status {code}; see root.log for more information",
-                self.task_id, self.arch, step.name
-            )
+        let build_id = self
+            .build_id
+            .clone()
+            .ok_or_else(|| Error::container("bootstrap", "no build container to install into"))?;
+        let root = self.client.mount(&build_id).await?;
+        let mut spec = ContainerSpec::new(
+            self.config.image.as_str(),
+            PAUSE_COMMAND.map(str::to_owned).to_vec(),
+        );
+        spec.task_id = Some(self.plan.task_id);
+        spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
+        spec.init = true;
+        spec.network = if self.plan.repo_network {
+            NetworkMode::Bridge
         } else {
-            format!(
-                "buildroot step \"{}\" failed for task {} (arch {}) with status {code}; see {log} for more information",
-                step.name, self.task_id, self.arch
-            )
+            NetworkMode::None
         };
-        Err(Error::Build {
-            message,
-            log: Some(self.logs_path(step.log)),
-            exit_code: Some(code),
-        })
+        spec.limits = self.config.limits.clone();
+        spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
+        spec.labels
+            .insert("io.koji.adjutant.role".to_owned(), "bootstrap".to_owned());
+        // Koji's directories are shared: never relabelled.
+        spec.mounts = self.plan.bootstrap_mounts.clone();
+        spec.mounts.push(VolumeMount {
+            source: root,
+            target: INSTALL_ROOT.into(),
+            read_only: false,
+            selinux_label: None,
+        });
+        spec.scratch_volumes = vec![DNF_CACHE.to_owned()];
+        self.logs.note(
+            None,
+            &format!(
+                "Creating bootstrap container from {} (network {})",
+                self.config.image,
+                spec.network.as_str()
+            ),
+        )?;
+        let id = self.client.create(&spec).await?;
+        self.bootstrap_id = Some(id.clone());
+        let files: Vec<(&str, &[u8], u32)> = self
+            .plan
+            .bootstrap_files
+            .iter()
+            .map(|f| (f.dest.as_str(), f.content.as_bytes(), f.mode))
+            .collect();
+        self.client.put_files(&id, &files).await?;
+        self.client.start(&id, Box::new(NullSink)).await?;
+        Ok(id)
+    }
+
+    /// A fresh root: the init steps in the bootstrap container, then (before anything of
+    /// the task runs in it) the cache image. Returns the image mode baseline.
+    async fn install_root(&mut self, key: &str) -> Result<Vec<String>> {
+        self.bootstrap().await?;
+        let baseline = if self.plan.mode == BuildrootMode::Image {
+            let listed = self.query(&self.plan.image_package_list.clone()).await?;
+            parse_package_list(&listed)?
+                .iter()
+                .map(BuildrootRpm::nevra_key)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        self.logs.note(
+            Some(LogTarget::RootLog),
+            &format!(
+                "kernel version: {}",
+                std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        )?;
+        for step in self.plan.init_steps.clone() {
+            self.checked(&step, false).await?;
+        }
+        if self.config.cache.enabled {
+            let started = Instant::now();
+            self.logs.note(None, "Start: store buildroot in cache")?;
+            let build_id = self.build_id.clone().unwrap_or_default();
+            match cache::store(self.client, &build_id, key, &baseline).await {
+                Ok(image) => {
+                    self.logs.note(
+                        None,
+                        &format!(
+                            "Finish: store buildroot in cache (exit status 0, {:.2} s): image {image}",
+                            started.elapsed().as_secs_f64()
+                        ),
+                    )?;
+                    cache::touch(&self.config.cache, key);
+                    if let Err(e) = cache::evict(self.client, &self.config.cache).await {
+                        warn!(target: LOG_TARGET, "buildroot cache eviction failed: {e}");
+                    }
+                }
+                Err(e) => {
+                    // A failure only costs the cache, never the build.
+                    warn!(target: LOG_TARGET, "could not save the buildroot cache: {e}");
+                    self.logs
+                        .note(None, &format!("Could not save the buildroot cache: {e}"))?;
+                }
+            }
+        }
+        Ok(baseline)
+    }
+
+    /// Splits a package list into what Koji can know (the tag repo's RPMs, and in image mode
+    /// the image's own when an external repo is named for them: marked with
+    /// `external_repo_name`, which the kojid glue resolves on the hub) and the image RPMs it
+    /// cannot.
+    fn classify(
+        &self,
+        packages: Vec<BuildrootRpm>,
+        baseline: &[String],
+    ) -> (Vec<BuildrootRpm>, Vec<BuildrootRpm>) {
+        let mut known = Vec::new();
+        let mut unknown = Vec::new();
+        for mut rpm in packages {
+            if !baseline.contains(&rpm.nevra_key()) {
+                known.push(rpm);
+                continue;
+            }
+            match &self.config.image_external_repo {
+                Some(repo) => {
+                    let mut info = BTreeMap::new();
+                    info.insert(
+                        "external_repo_name".to_owned(),
+                        ExtraValue::Str(repo.clone()),
+                    );
+                    rpm.external_repo = Some(info);
+                    known.push(rpm);
+                }
+                None => unknown.push(rpm),
+            }
+        }
+        (known, unknown)
+    }
+
+    /// A refused BuildRequires: the reason in root.log, then the error naming root.log.
+    fn refused(&mut self, e: Error) -> Error {
+        match e {
+            Error::Build {
+                message, exit_code, ..
+            } => {
+                let _ = self.logs.note(Some(LogTarget::RootLog), &message);
+                Error::Build {
+                    message,
+                    log: Some(self.logs.path(LogTarget::RootLog)),
+                    exit_code,
+                }
+            }
+            other => other,
+        }
     }
 
     /// Installs `requires` (when there are any) and says whether the package set changed,
@@ -544,7 +719,7 @@ impl Runner<'_> {
         let Some(install) = self.plan.install_step(requires) else {
             return Ok(false);
         };
-        self.step(&install).await?;
+        self.checked(&install, false).await?;
         let now = self.packages().await?;
         if now == *previous {
             return Ok(false);
@@ -553,48 +728,87 @@ impl Runner<'_> {
         Ok(true)
     }
 
+    /// Runs a step; a failure is a BuildError naming the log to read, as kojid's
+    /// `_mockResult` does (init and dependency steps: root.log; the build: build.log).
+    async fn checked(&mut self, step: &Step, is_build: bool) -> Result<i64> {
+        let code = self.exec(step, None).await?;
+        if step.ok_exit_codes.contains(&code) {
+            return Ok(code);
+        }
+        let log = step.log.file_name();
+        let message = if code == LEFTOVERS_SURVIVED {
+            format!(
+                "step \"{}\" of task {} (arch {}): its processes did not die; see {log}",
+                step.name, self.plan.task_id, self.arch
+            )
+        } else if is_build {
+            format!(
+                "error building package (arch {}), rpmbuild exited with status {code}; see {log} for more information",
+                self.arch
+            )
+        } else if step.log == LogTarget::RootLog {
+            format!(
+                "could not init buildroot for task {} (arch {}): step \"{}\" exited with status {code}; see root.log for more information",
+                self.plan.task_id, self.arch, step.name
+            )
+        } else {
+            format!(
+                "buildroot step \"{}\" failed for task {} (arch {}) with status {code}; see {log} for more information",
+                step.name, self.plan.task_id, self.arch
+            )
+        };
+        Err(Error::Build {
+            message,
+            log: Some(self.logs.path(step.log)),
+            exit_code: Some(code),
+        })
+    }
+
     /// Runs a query step and returns its stdout (stderr goes to its log).
     async fn query(&mut self, step: &Step) -> Result<String> {
-        let mut capture = CaptureSink::default();
+        let mut capture = Vec::new();
         let code = self.exec(step, Some(&mut capture)).await?;
         if !step.ok_exit_codes.contains(&code) {
             return Err(Error::Build {
                 message: format!(
                     "buildroot query \"{}\" failed for task {} with status {code}; see {}",
                     step.name,
-                    self.task_id,
+                    self.plan.task_id,
                     step.log.file_name()
                 ),
-                log: Some(self.logs_path(step.log)),
+                log: Some(self.logs.path(step.log)),
                 exit_code: Some(code),
             });
         }
-        Ok(String::from_utf8_lossy(&capture.stdout).into_owned())
+        Ok(String::from_utf8_lossy(&capture).into_owned())
     }
 
     async fn packages(&mut self) -> Result<Vec<BuildrootRpm>> {
         let listed = self.query(&self.plan.package_list.clone()).await?;
-        buildroot::parse_package_list(&listed)
+        parse_package_list(&listed)
     }
 
-    async fn exec(&mut self, step: &Step, capture: Option<&mut CaptureSink>) -> Result<i64> {
-        if step.network != self.network {
-            if step.network {
-                self.client.connect(self.id, "podman").await?;
-            } else {
-                self.client.disconnect(self.id, "podman").await?;
-            }
-            self.network = step.network;
-        }
+    async fn exec(&mut self, step: &Step, capture: Option<&mut Vec<u8>>) -> Result<i64> {
+        let container = match step.user {
+            RunAs::Root => self.bootstrap().await?,
+            RunAs::Builder => self
+                .build_id
+                .clone()
+                .ok_or_else(|| Error::container("exec", "no build container"))?,
+        };
         let started = Instant::now();
         self.logs.note(None, &format!("Start: {}", step.name))?;
         self.logs.note(
             Some(step.log),
             &format!(
                 "Executing command: {} (user {}, network {})",
-                crate::core::createrepo::format_shell_cmd(&step.argv),
+                shell::format_cmd(&step.argv),
                 step.user.podman_user(),
-                if step.network { "on" } else { "off" }
+                if step.user == RunAs::Root && self.plan.repo_network {
+                    "on"
+                } else {
+                    "off"
+                }
             ),
         )?;
         let opts = ExecOptions {
@@ -612,9 +826,10 @@ impl Runner<'_> {
             extra: &mut *self.sink,
             capture,
         };
+        let argv = step.exec_argv();
         let run = self
             .client
-            .exec(self.id, &step.argv, &opts, &mut sink, self.cancel);
+            .exec(&container, &argv, &opts, &mut sink, self.cancel);
         let code = match step.timeout_secs {
             Some(limit) => {
                 match tokio::time::timeout(std::time::Duration::from_secs(limit), run).await {
@@ -623,16 +838,16 @@ impl Runner<'_> {
                         self.logs
                             .note(Some(step.log), &format!("Timed out after {limit} s"))?;
                         return Err(Error::Build {
-                        message: format!(
-                            "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
-                            step.name,
-                            self.task_id,
-                            self.arch,
-                            step.log.file_name()
-                        ),
-                        log: Some(self.logs_path(step.log)),
-                        exit_code: None,
-                    });
+                            message: format!(
+                                "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
+                                step.name,
+                                self.plan.task_id,
+                                self.arch,
+                                step.log.file_name()
+                            ),
+                            log: Some(self.logs.path(step.log)),
+                            exit_code: None,
+                        });
                     }
                 }
             }
@@ -649,250 +864,167 @@ impl Runner<'_> {
         Ok(code)
     }
 
-    fn logs_path(&self, target: LogTarget) -> PathBuf {
-        match target {
-            LogTarget::RootLog => self.logs.root.path().to_path_buf(),
-            LogTarget::BuildLog => self.logs.build.path().to_path_buf(),
+    /// Takes files out of the build container (podman's archive endpoint), notes what was
+    /// refused in state.log.
+    async fn take(
+        &mut self,
+        dir: &str,
+        wanted: fn(&str) -> bool,
+        dest: &Path,
+        max_bytes: Option<u64>,
+    ) -> Result<Extraction> {
+        let build_id = self
+            .build_id
+            .clone()
+            .ok_or_else(|| Error::container("copy", "no build container"))?;
+        let got = self
+            .client
+            .extract_files(&build_id, dir, wanted, dest, max_bytes, self.cancel)
+            .await?;
+        for skipped in &got.skipped {
+            self.logs.note(
+                None,
+                &format!("Not taking {dir}/{}: {}", skipped.name, skipped.why),
+            )?;
+        }
+        Ok(got)
+    }
+
+    /// The one package matching `wanted` in `dir` of the build container, read by header.
+    async fn take_one(
+        &mut self,
+        dir: &str,
+        wanted: fn(&str) -> bool,
+        kind: PackageKind,
+    ) -> Result<Package> {
+        self.rounds += 1;
+        let dest = self.scratch_dir.join(self.rounds.to_string());
+        create_dir(&dest)?;
+        let got = self.take(dir, wanted, &dest, None).await?;
+        let build_log = self.logs.path(LogTarget::BuildLog);
+        match got.files.as_slice() {
+            [one] => {
+                let package = read_package(&one.path).map_err(|e| Error::Build {
+                    message: format!("{} {}; see build.log", one.name, e.0),
+                    log: Some(build_log.clone()),
+                    exit_code: None,
+                })?;
+                if package.kind != kind {
+                    return Err(Error::Build {
+                        message: format!("{} is not a source package; see build.log", one.name),
+                        log: Some(build_log),
+                        exit_code: None,
+                    });
+                }
+                Ok(package)
+            }
+            files => Err(Error::Build {
+                message: format!(
+                    "expected one rebuilt source package in {dir}, found {}; see build.log",
+                    files.len()
+                ),
+                log: Some(build_log),
+                exit_code: None,
+            }),
         }
     }
 
-    /// Copies the results out as root (the build user cannot write the result dir).
+    /// The results, taken out through the archive endpoint into the result dir and checked
+    /// by header; the package manager's logs of the root.
     async fn collect(
         &mut self,
         result_dir: &Path,
     ) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
-        let mut dirs = vec![self.plan.result_dirs.rpms.clone()];
-        if self.plan.keep_srpm {
-            dirs.push(self.plan.result_dirs.srpms.clone());
-        }
-        let argv = copy_out_argv(&dirs, "*.rpm");
-        let copy = Step {
-            name: "collect results".into(),
-            argv,
-            user: buildroot::RunAs::Root,
-            workdir: "/".into(),
-            env: self.plan.root_environment.clone(),
-            log: LogTarget::RootLog,
-            capture_stdout: false,
-            network: false,
-            timeout_secs: None,
-            ok_exit_codes: vec![0],
-        };
-        self.step(&copy).await?;
-        let logs_copy = Step {
-            name: "collect package manager logs".into(),
-            argv: copy_out_argv(&["/var/log".to_owned()], "dnf*.log"),
-            ..copy
-        };
-        self.step(&logs_copy).await?;
+        let build_log = self.logs.path(LogTarget::BuildLog);
         let mut rpms = Vec::new();
+        for file in self
+            .take(RPMS_DIR, is_binary_rpm, result_dir, None)
+            .await?
+            .files
+        {
+            check_result_package(&file.path, PackageKind::Binary, &build_log)?;
+            rpms.push(file.path);
+        }
         let mut srpms = Vec::new();
-        let mut extra_logs = Vec::new();
-        let mut names: Vec<String> = std::fs::read_dir(result_dir)
-            .map_err(|e| Error::io(format!("listing {}", result_dir.display()), e))?
-            .filter_map(|e| e.ok().and_then(|e| e.file_name().into_string().ok()))
-            .collect();
-        names.sort();
-        for name in names {
-            let path = result_dir.join(&name);
-            if name.ends_with(".src.rpm") {
-                srpms.push(path);
-            } else if name.ends_with(".rpm") {
-                rpms.push(path);
-            } else if name.starts_with("dnf") && name.ends_with(".log") {
-                extra_logs.push(path);
+        if self.plan.keep_srpm {
+            for file in self.take(SRPMS_DIR, is_srpm, result_dir, None).await?.files {
+                check_result_package(&file.path, PackageKind::Source, &build_log)?;
+                srpms.push(file.path);
             }
         }
+        let logs = self
+            .take("/var/log", is_dnf_log, result_dir, Some(DNF_LOG_LIMIT))
+            .await?
+            .files
+            .into_iter()
+            .map(|f| f.path)
+            .collect();
+        rpms.sort();
+        srpms.sort();
         if rpms.is_empty() {
             return Err(Error::Build {
                 message: format!(
                     "the build of task {} (arch {}) produced no RPMs; see build.log",
-                    self.task_id, self.arch
+                    self.plan.task_id, self.arch
                 ),
-                log: Some(self.logs_path(LogTarget::BuildLog)),
+                log: Some(build_log),
                 exit_code: None,
             });
         }
-        Ok((rpms, srpms, extra_logs))
+        Ok((rpms, srpms, logs))
     }
 
-    /// Commits the initialised buildroot as a cache image and trims the cache. A failure only
-    /// costs the cache, never the build.
-    async fn save_cache(&mut self, config: &BuildArchConfig, key: &str, baseline: &[String]) {
-        let mut labels = BTreeMap::new();
-        labels.insert(CACHE_LABEL.to_owned(), "1".to_owned());
-        labels.insert(CACHE_KEY_LABEL.to_owned(), key.to_owned());
-        labels.insert(CACHE_BASELINE_LABEL.to_owned(), baseline.join(" "));
-        let tag = key.get(..32).unwrap_or(key);
-        match self.client.commit(self.id, CACHE_REPO, tag, &labels).await {
-            Ok(image) => {
-                let _ = self.logs.note(
-                    None,
-                    &format!("Saved buildroot cache image {image} (key {key})"),
-                );
-                touch_cache(config, key);
-                if let Err(e) = evict(self.client, &config.cache).await {
-                    warn!(target: LOG_TARGET, "buildroot cache eviction failed: {e}");
-                }
-            }
-            Err(e) => {
-                warn!(target: LOG_TARGET, "could not save the buildroot cache: {e}");
-                let _ = self
-                    .logs
-                    .note(None, &format!("Could not save the buildroot cache: {e}"));
-            }
-        }
-    }
-}
-
-/// Splits a package list into what Koji can know (the tag repo's RPMs, and the image's own
-/// when an external repo is named for them: marked with `external_repo_name`, which the kojid
-/// glue completes from `getExternalRepoList`) and the image RPMs it cannot.
-fn classify(
-    packages: Vec<BuildrootRpm>,
-    baseline: &[String],
-    config: &BuildArchConfig,
-) -> (Vec<BuildrootRpm>, Vec<BuildrootRpm>) {
-    let mut known = Vec::new();
-    let mut unknown = Vec::new();
-    for mut rpm in packages {
-        if baseline.contains(&nevra_key(&rpm)) {
-            match &config.image_external_repo {
-                Some(repo) => {
-                    let mut info = BTreeMap::new();
-                    info.insert(
-                        "external_repo_name".to_owned(),
-                        buildroot::ExtraValue::Str(repo.clone()),
-                    );
-                    rpm.external_repo = Some(info);
-                    known.push(rpm);
-                }
-                None => unknown.push(rpm),
-            }
-        } else {
-            known.push(rpm);
-        }
-    }
-    (known, unknown)
-}
-
-/// `find DIRS -maxdepth 1 -type f -name PATTERN -exec install -m 0644 -t RESULT {} +`: copies
-/// matching files into the result mount, readable by the hub's user, without a shell.
-fn copy_out_argv(dirs: &[String], pattern: &str) -> Vec<String> {
-    let mut argv = vec!["find".to_owned()];
-    argv.extend(dirs.iter().cloned());
-    argv.extend(
-        [
-            "-maxdepth",
-            "1",
-            "-type",
-            "f",
-            "-name",
-            pattern,
-            "-exec",
-            "install",
-            "-m",
-            "0644",
-            "-t",
-            RESULT_MOUNT,
-            "{}",
-            "+",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned()),
-    );
-    argv
-}
-
-fn nevra_key(rpm: &BuildrootRpm) -> String {
-    format!(
-        "{}-{}:{}-{}.{}@{}",
-        rpm.name,
-        rpm.epoch.unwrap_or(0),
-        rpm.version,
-        rpm.release,
-        rpm.arch,
-        rpm.payloadhash
-    )
-}
-
-async fn cached_image(client: &PodmanClient, key: &str) -> Result<Option<Cached>> {
-    let images = client.images_with_label(CACHE_KEY_LABEL, key).await?;
-    Ok(images.into_iter().next().map(|img| Cached {
-        baseline: img
-            .labels
-            .get(CACHE_BASELINE_LABEL)
-            .map(|b| b.split_whitespace().map(str::to_owned).collect())
-            .unwrap_or_default(),
-        id: img.id,
-    }))
-}
-
-fn touch_cache(config: &BuildArchConfig, key: &str) {
-    if let Some(dir) = &config.cache.dir {
-        let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(key), b""));
-        if let Err(e) = result {
-            warn!(target: LOG_TARGET, "cannot record cache use in {}: {e}", dir.display());
-        }
-    }
-}
-
-/// Removes least recently used cache images until both bounds hold.
-pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> {
-    let mut images = client.images_with_label(CACHE_LABEL, "1").await?;
-    let last_used = |img: &crate::core::podman::ImageSummary| -> i64 {
-        let key = img.labels.get(CACHE_KEY_LABEL).cloned().unwrap_or_default();
-        cache
-            .dir
-            .as_ref()
-            .and_then(|d| std::fs::metadata(d.join(&key)).ok())
-            .and_then(|m| m.modified().ok())
-            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
-            .map(|d| d.as_secs() as i64)
-            .unwrap_or(img.created)
-    };
-    images.sort_by_key(|img| std::cmp::Reverse(last_used(img)));
-    let mut removed = 0;
-    let mut total: u64 = 0;
-    for (index, img) in images.iter().enumerate() {
-        total += img.size;
-        if (index >= cache.max_images || total > cache.max_bytes)
-            && client.remove_image(&img.id).await?
+    /// Removes the bootstrap container, then the build container (whose root it mounted).
+    async fn remove_containers(&mut self) {
+        for id in [self.bootstrap_id.take(), self.build_id.take()]
+            .into_iter()
+            .flatten()
         {
-            info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
-            if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(CACHE_KEY_LABEL)) {
-                let _ = std::fs::remove_file(dir.join(key));
-            }
-            removed += 1;
+            self.client.remove_logged(&id).await;
         }
     }
-    Ok(removed)
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
+fn is_binary_rpm(name: &str) -> bool {
+    name.ends_with(".rpm") && !name.ends_with(".src.rpm") && !name.ends_with(".nosrc.rpm")
+}
+
+fn is_srpm(name: &str) -> bool {
+    name.ends_with(".src.rpm")
+}
+
+fn is_buildreqs(name: &str) -> bool {
+    name.ends_with(".buildreqs.nosrc.rpm")
+}
+
+fn is_dnf_log(name: &str) -> bool {
+    name.starts_with("dnf") && name.ends_with(".log")
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 mod tests {
     use super::*;
 
     #[test]
-    fn image_arches_follow_the_image_architecture() {
-        assert!(image_arches_from("amd64").contains(&"x86_64".to_owned()));
-        assert!(image_arches_from("arm64").contains(&"aarch64".to_owned()));
-        assert!(!image_arches_from("amd64").contains(&"aarch64".to_owned()));
+    fn result_names_are_sorted_into_their_kinds() {
+        assert!(is_binary_rpm("a-1-1.x86_64.rpm"));
+        assert!(!is_binary_rpm("a-1-1.src.rpm"));
+        assert!(!is_binary_rpm("a-1-1.buildreqs.nosrc.rpm"));
+        assert!(is_srpm("a-1-1.src.rpm") && !is_srpm("a-1-1.buildreqs.nosrc.rpm"));
+        assert!(is_buildreqs("a-1-1.buildreqs.nosrc.rpm"));
+        assert!(is_dnf_log("dnf.rpm.log") && !is_dnf_log("hawkey.log") && !is_dnf_log("dnf.log.1"));
     }
 
     #[test]
-    fn cache_keys_are_sha256() {
-        assert_eq!(
-            sha256_hex("abc"),
-            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    fn a_url_repo_needs_its_repomd_digest_and_a_given_one_must_be_hex() {
+        let mut r = crate::core::buildroot::plan::tests::request(&[]);
+        assert!(
+            matches!(repomd_digest(&r), Err(Error::InvalidSpec(m)) if m.contains("repomd_sha256"))
         );
+        r.repomd_sha256 = Some("AB".repeat(32));
+        assert_eq!(repomd_digest(&r).unwrap(), "ab".repeat(32));
+        r.repomd_sha256 = Some("xyz".into());
+        assert!(repomd_digest(&r).is_err());
     }
 }

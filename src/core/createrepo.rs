@@ -278,7 +278,7 @@ impl ContainerCommand {
     }
 
     fn failure_message(&self, outcome: CommandOutcome) -> String {
-        let cmd = format_shell_cmd(&self.argv);
+        let cmd = crate::core::shell::format_cmd(&self.argv);
         let status = match outcome {
             CommandOutcome::Exited(code) => format!("{cmd} exited with status {code}"),
             CommandOutcome::Signaled(signal) => format!("{cmd} was killed by signal {signal}"),
@@ -1185,27 +1185,6 @@ fn mergerepo_command(repo: &ValidatedRepo, merge: &MergeSpec, premerge: &Path) -
         log_name: "mergerepos.log".into(),
         failure_prefix: "failed to merge repos".into(),
     }
-}
-
-/// koji.util.format_shell_cmd: the argv joined by spaces, wrapped before 78 columns with
-/// ` \` line continuations.
-pub fn format_shell_cmd(argv: &[String]) -> String {
-    const WIDTH: usize = 80 - 2;
-    let mut lines: Vec<String> = Vec::new();
-    let mut line = String::new();
-    for bit in argv {
-        if line.chars().count() + bit.chars().count() > WIDTH && !line.is_empty() {
-            lines.push(std::mem::take(&mut line));
-        }
-        if !line.is_empty() {
-            line.push(' ');
-        }
-        line.push_str(bit);
-    }
-    if !line.is_empty() {
-        lines.push(line);
-    }
-    lines.join(" \\\n")
 }
 
 // ------------------------------------------------------------------------------------------

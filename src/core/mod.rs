@@ -6,6 +6,7 @@ pub mod error;
 pub mod sink;
 
 pub use error::{Error, Result};
+pub mod archive;
 pub mod buildarch;
 pub mod buildroot;
 pub mod cancel;
@@ -15,5 +16,6 @@ pub mod frames;
 pub mod logsink;
 pub mod podman;
 pub mod runtime;
+pub mod shell;
 pub mod spec;
 pub mod task;

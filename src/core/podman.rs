@@ -7,7 +7,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Mutex;
 use std::time::{Duration, SystemTime};
@@ -19,6 +19,7 @@ use podman_api::{models, Podman};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::core::archive::{self, Extraction};
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result};
 use crate::core::frames;
@@ -74,6 +75,19 @@ pub struct ContainerSummary {
     pub image: String,
     pub state: String,
     pub labels: BTreeMap<String, String>,
+}
+
+/// The empty image fresh buildroots start from.
+pub const EMPTY_IMAGE: &str = "localhost/koji-adjutant-empty:1";
+
+/// What `image_info` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageInfo {
+    pub id: String,
+    /// The manifest digest podman records (`sha256:...`), also for a local image.
+    pub digest: String,
+    /// OCI architecture name (`amd64`, `arm64`, ...).
+    pub architecture: String,
 }
 
 /// A local image as `images_with_label` reports it.
@@ -380,6 +394,16 @@ impl PodmanClient {
             |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
         gen["no_new_privileges"] = true.into();
         gen["cap_drop"] = serde_json::json!(["ALL"]);
+        if spec.init {
+            gen["init"] = true.into();
+        }
+        if !spec.scratch_volumes.is_empty() {
+            gen["volumes"] = spec
+                .scratch_volumes
+                .iter()
+                .map(|dest| serde_json::json!({"Name": "", "Dest": dest, "Options": []}))
+                .collect();
+        }
         if !spec.cap_add.is_empty() {
             gen["cap_add"] = serde_json::json!(spec.cap_add);
         }
@@ -697,7 +721,7 @@ impl PodmanClient {
             pump.abort();
         }
         let ep = Self::ep(format!(
-            "/containers/{id}?force={force}&timeout={REMOVE_GRACE}&v=true"
+            "/containers/{id}?force={force}&timeout={REMOVE_GRACE}&volumes=true"
         ));
         match self.raw.delete(ep).await {
             Ok(_) => {
@@ -748,15 +772,17 @@ impl PodmanClient {
     }
 
     /// Saves a container's filesystem as the image `repo:tag` with `labels`; returns its ID.
+    /// A running container is paused while it is copied; a created one needs no pause.
     pub async fn commit(
         &self,
         id: &str,
         repo: &str,
         tag: &str,
         labels: &BTreeMap<String, String>,
+        pause: bool,
     ) -> Result<String> {
         let mut query = format!(
-            "container={}&repo={}&tag={}&pause=true",
+            "container={}&repo={}&tag={}&pause={pause}",
             encode(id),
             encode(repo),
             encode(tag)
@@ -778,6 +804,169 @@ impl PodmanClient {
             .and_then(|v| v.as_str())
             .map(str::to_owned)
             .ok_or_else(|| Error::container("commit", format!("unexpected reply {reply}")))
+    }
+
+    /// Mounts a container's root filesystem on the host and returns where (podman keeps the
+    /// mount until the container is removed). Another container may bind-mount that path.
+    pub async fn mount(&self, id: &str) -> Result<PathBuf> {
+        let path = self
+            .raw
+            .post_string(
+                Self::ep(format!("/containers/{id}/mount")),
+                Payload::empty(),
+                Headers::none(),
+            )
+            .await
+            .map_err(|e| cerr("mount", e))?;
+        // The body is a JSON string.
+        let path: String = serde_json::from_str(path.trim())
+            .unwrap_or_else(|_| path.trim().trim_matches('"').to_owned());
+        let path = PathBuf::from(path);
+        if !path.is_absolute() {
+            return Err(Error::container(
+                "mount",
+                format!("podman returned {} as the mount point", path.display()),
+            ));
+        }
+        Ok(path)
+    }
+
+    /// Writes `files` (absolute container path, content, mode) into a created or running
+    /// container in one archive; podman extracts it inside the container's root and makes the
+    /// files the container user's.
+    pub async fn put_files(&self, id: &str, files: &[(&str, &[u8], u32)]) -> Result<()> {
+        let mtime = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let mut tar = tar::Builder::new(Vec::new());
+        for (dest, content, mode) in files {
+            let rel = dest.strip_prefix('/').unwrap_or(dest);
+            if !dest.starts_with('/')
+                || rel.is_empty()
+                || rel.split('/').any(|p| p == ".." || p.is_empty())
+            {
+                return Err(Error::invalid(format!(
+                    "file destination must be an absolute path without '..', not {dest:?}"
+                )));
+            }
+            let mut header = tar::Header::new_gnu();
+            header.set_size(content.len() as u64);
+            header.set_mode(*mode);
+            header.set_mtime(mtime);
+            tar.append_data(&mut header, rel, *content)
+                .map_err(|e| Error::io(format!("packing {dest}"), e))?;
+        }
+        let body = tar
+            .into_inner()
+            .map_err(|e| Error::io("packing files for a container", e))?;
+        self.raw
+            .put(
+                Self::ep(format!("/containers/{id}/archive?path=%2F")),
+                Payload::XTar(body),
+            )
+            .await
+            .map(|_| ())
+            .map_err(|e| cerr("copy into container", e))
+    }
+
+    /// Takes files out of a container through podman's archive endpoint: the regular files
+    /// directly inside `dir` whose names pass `wanted`, into the host directory `dest` (see
+    /// [`crate::core::archive`]). A missing `dir` gives nothing. The tar is read and written
+    /// on a blocking thread.
+    pub async fn extract_files(
+        &self,
+        id: &str,
+        dir: &str,
+        wanted: fn(&str) -> bool,
+        dest: &Path,
+        max_bytes: Option<u64>,
+        cancel: &Cancel,
+    ) -> Result<Extraction> {
+        use futures_util::StreamExt;
+        let ep = Self::ep(format!("/containers/{id}/archive?path={}", encode(dir)));
+        let (tx, rx) = tokio::sync::mpsc::channel(16);
+        let dest = dest.to_path_buf();
+        let worker = tokio::task::spawn_blocking(move || {
+            archive::extract_files(archive::ChunkReader::new(rx), &wanted, &dest, max_bytes)
+        });
+        let pump = async {
+            let mut stream = Box::pin(self.raw.get_stream(ep));
+            while let Some(chunk) = stream.next().await {
+                let chunk = match chunk {
+                    Ok(bytes) => Ok(bytes.to_vec()),
+                    Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => return Ok(false),
+                    Err(e) => return Err(cerr("copy from container", e)),
+                };
+                if tx.send(chunk).await.is_err() {
+                    break; // the reader stopped on an error of its own
+                }
+            }
+            Ok(true)
+        };
+        let found = tokio::select! {
+            found = pump => found,
+            () = cancel.cancelled() => Err(Error::Interrupted),
+        };
+        drop(tx);
+        let extracted = worker
+            .await
+            .map_err(|e| Error::container("copy from container", e))?;
+        match found {
+            Ok(true) => extracted,
+            Ok(false) => Ok(Extraction::default()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// An image's ID, digest and architecture (what a task's log records of its image).
+    pub async fn image_info(&self, image: &str) -> Result<ImageInfo> {
+        let info = self
+            .podman
+            .images()
+            .get(image)
+            .inspect()
+            .await
+            .map_err(|e| Error::Image {
+                image: image.to_string(),
+                message: podman_message(&e),
+            })?;
+        Ok(ImageInfo {
+            id: info.id.unwrap_or_default(),
+            digest: info.digest.unwrap_or_default(),
+            architecture: info.architecture.unwrap_or_default(),
+        })
+    }
+
+    /// The empty image a fresh buildroot starts from (`podman import` of an empty tar), made
+    /// the first time it is needed. Returns its ID.
+    pub async fn ensure_empty_image(&self) -> Result<String> {
+        if let Some(id) = self.image_id(EMPTY_IMAGE).await? {
+            return Ok(id);
+        }
+        let empty = tar::Builder::new(Vec::new())
+            .into_inner()
+            .map_err(|e| Error::io("making an empty archive", e))?;
+        let query = format!(
+            "reference={}&changes={}&message={}",
+            encode(EMPTY_IMAGE),
+            encode("LABEL io.koji.adjutant.empty=1"),
+            encode("koji-adjutant: the empty root a fresh buildroot starts from")
+        );
+        self.raw
+            .post_string(
+                Self::ep(format!("/images/import?{query}")),
+                Payload::XTar(empty),
+                Headers::none(),
+            )
+            .await
+            .map_err(|e| cerr("import the empty image", e))?;
+        self.image_id(EMPTY_IMAGE)
+            .await?
+            .ok_or_else(|| Error::Image {
+                image: EMPTY_IMAGE.to_owned(),
+                message: "imported, but podman does not list it".into(),
+            })
     }
 
     /// Local images carrying the label `key=value`.

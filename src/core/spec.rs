@@ -112,6 +112,10 @@ pub struct ContainerSpec {
     /// Capabilities added back after dropping all (e.g. `CHOWN` for rpm installs as root).
     pub cap_add: Vec<String>,
     pub task_id: Option<i64>,
+    /// Run podman's init (catatonit) as PID 1: it reaps every orphan, so no zombie is left.
+    pub init: bool,
+    /// Container paths that get a fresh anonymous volume, removed with the container.
+    pub scratch_volumes: Vec<String>,
 }
 
 impl ContainerSpec {
@@ -130,6 +134,8 @@ impl ContainerSpec {
             remove_after_exit: true,
             cap_add: Vec::new(),
             task_id: None,
+            init: false,
+            scratch_volumes: Vec::new(),
         }
     }
 
@@ -204,6 +210,20 @@ impl ContainerSpec {
         }
         for cap in &self.cap_add {
             validate_capability(cap)?;
+        }
+        for dest in &self.scratch_volumes {
+            let path = Path::new(dest);
+            if !path.is_absolute() || has_parent_component(path) || dest.contains([',', ':', '\0'])
+            {
+                return Err(Error::invalid(format!(
+                    "scratch volume must be an absolute container path, not {dest:?}"
+                )));
+            }
+            if targets.iter().any(|t| t.as_path() == path) {
+                return Err(Error::invalid(format!(
+                    "a mount and a scratch volume share the target {dest}"
+                )));
+            }
         }
         Ok(())
     }

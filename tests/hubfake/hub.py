@@ -481,6 +481,19 @@ class Hub:
             )
         return out
 
+    @exported("getExternalRepo")
+    def getExternalRepo(
+        self, info: Any, strict: bool = False, event: int | None = None
+    ) -> dict[str, Any] | None:
+        """kojihub.get_external_repo: id, name and url of one external repo (repo 0, Koji's
+        own 'INTERNAL' pseudo repo, included as in kojihub's table)."""
+        for erepo in self.db.external_repos.values():
+            if _matches_name_or_id(info, erepo.id, erepo.name):
+                return {"id": erepo.id, "name": erepo.name, "url": erepo.url}
+        if strict:
+            raise koji.GenericError(f"No such repo: {info}")
+        return None
+
     @exported("repoInfo")
     def repoInfo(self, repo_id: Any, strict: bool = False) -> dict[str, Any] | None:
         repo_id = _convert(repo_id, int, none_allowed=True)

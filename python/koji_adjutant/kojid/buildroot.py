@@ -105,15 +105,41 @@ class ContainerBuildRootMixin:
     # -- the hub record ---------------------------------------------------------------------
 
     def package_list(self, packages: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
-        """The adapter's buildroot RPMs as kojid's ``getPackageList`` returns them."""
+        """The adapter's buildroot RPMs as kojid's ``getPackageList`` returns them, marked as
+        kojid marks them: external RPMs of the tag's repos by their origin
+        (``markExternalRPMs``), internal ones by id (``mapInternalRPMs``). In image mode the
+        adapter marks the image's own RPMs with the ``image_external_repo`` name; they get
+        that external repo as ``external_repo`` and its id as ``location``, which is what the
+        hub's ``setBuildRootList`` needs to record (or add) them as that repo's RPMs."""
         rpms = [dict(p) for p in packages]
-        from_image = [r for r in rpms if r.get("location")]
-        from_repos = [r for r in rpms if not r.get("location")]
+        from_image = [r for r in rpms if r.get("external_repo")]
+        from_repos = [r for r in rpms if not r.get("external_repo")]
         if from_image:
-            self.logger.info("%d buildroot RPMs come from the task image", len(from_image))
+            self.mark_image_rpms(from_image)
         self.markExternalRPMs(from_repos)  # type: ignore[attr-defined]
         self.mapInternalRPMs(rpms)  # type: ignore[attr-defined]
         return rpms
+
+    def mark_image_rpms(self, rpms: Sequence[dict[str, Any]]) -> None:
+        """Record the image's own RPMs against the external repo the adapter named."""
+        names = {str(r["external_repo"].get("external_repo_name")) for r in rpms}
+        for name in sorted(names):
+            # image_external_repo may name the repo or give its id
+            info = self.session.getExternalRepo(int(name) if name.isdigit() else name, strict=True)
+            erepo = {
+                "external_repo_id": info["id"],
+                "external_repo_name": info["name"],
+                "url": info.get("url"),
+            }
+            for rpm in rpms:
+                if str(rpm["external_repo"].get("external_repo_name")) == name:
+                    rpm["external_repo"] = erepo
+                    rpm["location"] = info["id"]
+        self.logger.info(
+            "%d buildroot RPMs come from the task image (external repos %s)",
+            len(rpms),
+            ", ".join(sorted(names)),
+        )
 
     def set_initial_list(self, packages: Sequence[Mapping[str, Any]]) -> None:
         """``BuildRoot.init``'s last step, then ``build``'s first: list in INIT, then BUILDING."""

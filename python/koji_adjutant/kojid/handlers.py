@@ -29,6 +29,7 @@ of the build fail it, with kojid's messages where kojid has one.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import shutil
@@ -163,6 +164,22 @@ class BuildArchMixin(AdjutantTaskMixin):
         url = f"{topurl.rstrip('/')}/repos/{repo_info['tag_name']}/{repo_info['id']}/{br_arch}"
         return url, None
 
+    def repomd_sha256(self, repo_info: Mapping[str, Any], br_arch: str) -> str:
+        """SHA-256 of the repo's ``repodata/repomd.xml`` fetched from kojid's ``topurl`` (or
+        topdir), as kojid fetches repo files: what the repo holds, for the buildroot cache."""
+        relpath = os.path.join(
+            koji.PathInfo(topdir="").repo(repo_info["id"], repo_info["tag_name"]).lstrip("/"),
+            br_arch,
+            "repodata",
+            "repomd.xml",
+        )
+        opts = {k: getattr(self.options, k, None) for k in ("topurl", "topdir")}
+        digest = hashlib.sha256()
+        with koji.openRemoteFile(relpath, **opts) as handle:
+            for chunk in iter(lambda: handle.read(1 << 16), b""):
+                digest.update(chunk)
+        return digest.hexdigest()
+
     def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
         """Build ``work/<pkg>`` for ``arch`` in a container buildroot of tag ``root``."""
         runtime = self.adjutant_runtime()
@@ -197,10 +214,15 @@ class BuildArchMixin(AdjutantTaskMixin):
             method="buildArch",
             arch=koji.canonArch(br_arch),
             default=config.task_image,
+            bootstrap=config.buildroot_mode == "tag",
         )
         repo, topdir = self.buildroot_repo(config, repo_info, koji.canonArch(br_arch))
         self.logger.info(
-            "buildArch in image %s (from %s), repo %s", image.image, image.source, repo
+            "buildArch (%s mode) in image %s (from %s), repo %s",
+            config.buildroot_mode,
+            image.image,
+            image.source,
+            repo,
         )
         srpm = self.srpm_in_workdir(fn)
         # 6.-8. the hub's buildroot record
@@ -254,6 +276,7 @@ class BuildArchMixin(AdjutantTaskMixin):
         adapter = koji_adjutant.BuildArchAdapter(
             runtime.manager,
             image=image.image,
+            buildroot_mode=config.buildroot_mode,
             pull_policy=config.pull_policy,
             vendor=self.options.vendor,
             packager=self.options.packager,
@@ -307,6 +330,9 @@ class BuildArchMixin(AdjutantTaskMixin):
                     keep_srpm=bool(keep_srpm),
                     topdir=topdir,
                     buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
+                    repomd_sha256=(
+                        None if topdir else self.repomd_sha256(broot.repo_info, broot.br_arch)
+                    ),
                     on_buildroot_ready=on_buildroot_ready,
                 )
         except BaseException as exc:

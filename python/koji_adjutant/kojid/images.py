@@ -3,6 +3,9 @@
 A Koji admin picks images per build tag with tag extra (``koji edit-tag --extra``), which the
 hub inherits along the tag hierarchy and hands to kojid in ``getBuildConfig``'s ``extra``:
 
+* for a buildArch task in tag mode, where the image is the *bootstrap* (its dnf installs the
+  buildroot from the tag's repo), first Koji's own ``mock.bootstrap_image``, as mock uses it,
+  unless ``mock.use_bootstrap_image`` is set and false;
 * ``adjutant.image.<method>`` (``adjutant.image.buildArch``, ``adjutant.image.createrepo``)
 * ``adjutant.image.<arch>`` (``adjutant.image.x86_64``, ``adjutant.image.aarch64`` ...; the
   canonical Koji arch of the buildroot or repo)
@@ -28,9 +31,19 @@ import koji
 
 from koji_adjutant.config import check_image_reference
 
-__all__ = ["IMAGE_KEY", "METHODS", "ImageChoice", "ImagePolicyError", "select_image"]
+__all__ = [
+    "BOOTSTRAP_IMAGE_KEY",
+    "IMAGE_KEY",
+    "METHODS",
+    "ImageChoice",
+    "ImagePolicyError",
+    "select_image",
+]
 
 IMAGE_KEY = "adjutant.image"
+#: Koji's tag extra for mock's bootstrap image, and its switch.
+BOOTSTRAP_IMAGE_KEY = "mock.bootstrap_image"
+USE_BOOTSTRAP_IMAGE_KEY = "mock.use_bootstrap_image"
 #: The task methods koji-adjutant runs; the only method suffixes ``adjutant.image.`` accepts.
 METHODS = ("buildArch", "createrepo")
 
@@ -95,6 +108,13 @@ def _value(extra: Mapping[str, Any], key: str, tag_name: str) -> str | None:
         raise ImagePolicyError(f"tag {tag_name}: extra {key} = {value!r}: {exc}") from None
 
 
+def _enabled(value: Any) -> bool:
+    """A tag flag as mock reads it: Python truth, and the words an admin may type for false."""
+    if isinstance(value, str):
+        return value.strip().lower() not in ("", "0", "false", "no", "off", "none")
+    return bool(value)
+
+
 def select_image(
     extra: Mapping[str, Any] | None,
     *,
@@ -102,18 +122,24 @@ def select_image(
     method: str,
     arch: str,
     default: str | None,
+    bootstrap: bool = False,
 ) -> ImageChoice:
     """The image for a ``method`` task on canonical ``arch`` of tag ``tag_name``.
 
     ``extra`` is the tag extra of ``getBuildConfig`` (inherited); ``default`` the builder's
-    ``task_image``. Raises :class:`ImagePolicyError` (a ``koji.ConfigurationError``, so kojid
-    reports its message as the task's failure) when a value is invalid or nothing is set.
+    ``task_image``; ``bootstrap`` says the image is a bootstrap (tag mode buildArch), for
+    which Koji's ``mock.bootstrap_image`` comes first. Raises :class:`ImagePolicyError` (a
+    ``koji.ConfigurationError``, so kojid reports its message as the task's failure) when a
+    value is invalid or nothing is set.
     """
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}")
     extra = extra or {}
     _check_keys(extra, tag_name)
-    for key in (f"{IMAGE_KEY}.{method}", f"{IMAGE_KEY}.{arch}", IMAGE_KEY):
+    keys = [f"{IMAGE_KEY}.{method}", f"{IMAGE_KEY}.{arch}", IMAGE_KEY]
+    if bootstrap and _enabled(extra.get(USE_BOOTSTRAP_IMAGE_KEY, True)):
+        keys.insert(0, BOOTSTRAP_IMAGE_KEY)
+    for key in keys:
         image = _value(extra, key, tag_name)
         if image is not None:
             return ImageChoice(image, key)

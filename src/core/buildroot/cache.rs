@@ -1,0 +1,298 @@
+//! The buildroot cache: installed roots kept as local images and reused read-only.
+//!
+//! A fresh root is installed into a build container's own layer; that container is committed
+//! (before anything of the task ran in it) as an image labelled with the root's key, and a
+//! later task with the same key creates its build container from that image: podman's
+//! overlay puts the task's writes in a layer of its own, so the cached root is never
+//! modified. The key is the SHA-256 of what the root is made of, never of names alone: the
+//! bootstrap image's ID, the repo's `repomd.xml` digest (a repo rebuilt under the same id has
+//! another), the mode, the arch, the group, the dnf and repo config and the init steps. The
+//! cache is bounded by count and bytes, least recently used evicted first.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use sha2::{Digest, Sha256};
+use tracing::{info, warn};
+
+use crate::core::error::{Error, Result};
+use crate::core::podman::{ImageSummary, PodmanClient};
+
+use super::plan::BuildrootPlan;
+
+const LOG_TARGET: &str = "koji_adjutant::buildarch";
+
+/// Label marking buildroot cache images.
+pub const CACHE_LABEL: &str = "io.koji.adjutant.buildroot";
+const KEY_LABEL: &str = "io.koji.adjutant.buildroot.key";
+/// Image mode: the image's own RPMs, by [`super::BuildrootRpm::nevra_key`].
+const BASELINE_LABEL: &str = "io.koji.adjutant.buildroot.image-rpms";
+const REPO: &str = "localhost/koji-adjutant-buildroot";
+
+/// How the cache is bounded and where last uses are recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CacheConfig {
+    pub enabled: bool,
+    pub max_images: usize,
+    pub max_bytes: u64,
+    /// Where last-use times are kept (one file per key); `None` evicts oldest-created first.
+    pub dir: Option<PathBuf>,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            max_images: 8,
+            max_bytes: 20 * 1024 * 1024 * 1024,
+            dir: None,
+        }
+    }
+}
+
+/// SHA-256 of `bytes`, lower-case hex.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    Sha256::digest(bytes)
+        .iter()
+        .fold(String::with_capacity(64), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}
+
+/// The canonical text of everything that decides what an installed root contains. Every
+/// value is written as `name <byte length>:<value>\n`, so no value can imitate another field.
+pub fn key_material(plan: &BuildrootPlan, bootstrap_image_id: &str, repomd_sha256: &str) -> String {
+    let mut out = String::from("koji-adjutant buildroot cache key v2\n");
+    let mut field = |name: &str, value: &str| {
+        let _ = writeln!(out, "{name} {}:{value}", value.len());
+    };
+    field("mode", plan.mode.as_str());
+    field("bootstrap_image", bootstrap_image_id);
+    field("repomd_sha256", repomd_sha256);
+    field("repo_id", &plan.repo_id.to_string());
+    field("tag", &plan.tag_name);
+    field("buildroot_arch", &plan.buildroot_arch);
+    field("repo_baseurl", &plan.repo_baseurl);
+    for file in &plan.bootstrap_files {
+        field(
+            "bootstrap_file",
+            &format!("{}\n{}", file.dest, file.content),
+        );
+    }
+    for step in &plan.init_steps {
+        field("init_step", &step.argv.join("\0"));
+    }
+    out
+}
+
+/// The cache key: SHA-256 of [`key_material`].
+pub fn key(plan: &BuildrootPlan, bootstrap_image_id: &str, repomd_sha256: &str) -> String {
+    sha256_hex(key_material(plan, bootstrap_image_id, repomd_sha256).as_bytes())
+}
+
+/// A cached root.
+#[derive(Debug, Clone)]
+pub struct Cached {
+    pub image_id: String,
+    /// Image mode: the image's own RPMs (nevra keys).
+    pub baseline: Vec<String>,
+}
+
+/// The cached root of `key`, if any.
+pub async fn lookup(client: &PodmanClient, key: &str) -> Result<Option<Cached>> {
+    let images = client.images_with_label(KEY_LABEL, key).await?;
+    Ok(images.into_iter().next().map(|img| Cached {
+        baseline: img
+            .labels
+            .get(BASELINE_LABEL)
+            .map(|b| b.split_whitespace().map(str::to_owned).collect())
+            .unwrap_or_default(),
+        image_id: img.id,
+    }))
+}
+
+/// Commits the (not yet started) build container holding a freshly installed root as the
+/// cache image of `key`; returns the image ID.
+pub async fn store(
+    client: &PodmanClient,
+    container: &str,
+    key: &str,
+    baseline: &[String],
+) -> Result<String> {
+    let mut labels = BTreeMap::new();
+    labels.insert(CACHE_LABEL.to_owned(), "1".to_owned());
+    labels.insert(KEY_LABEL.to_owned(), key.to_owned());
+    if !baseline.is_empty() {
+        labels.insert(BASELINE_LABEL.to_owned(), baseline.join(" "));
+    }
+    let tag = key.get(..32).unwrap_or(key);
+    client.commit(container, REPO, tag, &labels, false).await
+}
+
+/// Records a use of `key` (for least-recently-used eviction).
+pub fn touch(cache: &CacheConfig, key: &str) {
+    if let Some(dir) = &cache.dir {
+        let result = std::fs::create_dir_all(dir).and_then(|()| std::fs::write(dir.join(key), b""));
+        if let Err(e) = result {
+            warn!(target: LOG_TARGET, "cannot record cache use in {}: {e}", dir.display());
+        }
+    }
+}
+
+/// Checks the cache config before a task uses it.
+pub fn validate(cache: &CacheConfig) -> Result<()> {
+    if let Some(dir) = &cache.dir {
+        if !dir.is_absolute() {
+            return Err(Error::invalid(format!(
+                "cache dir must be absolute: {}",
+                dir.display()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Removes least recently used cache images until both bounds hold.
+pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> {
+    let mut images = client.images_with_label(CACHE_LABEL, "1").await?;
+    let last_used = |img: &ImageSummary| -> i64 {
+        let key = img.labels.get(KEY_LABEL).cloned().unwrap_or_default();
+        cache
+            .dir
+            .as_ref()
+            .and_then(|d| std::fs::metadata(d.join(&key)).ok())
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(SystemTime::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(img.created)
+    };
+    images.sort_by_key(|img| std::cmp::Reverse(last_used(img)));
+    let mut removed = 0;
+    let mut total: u64 = 0;
+    for (index, img) in images.iter().enumerate() {
+        total += img.size;
+        if (index >= cache.max_images || total > cache.max_bytes)
+            && client.remove_image(&img.id).await?
+        {
+            info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
+            if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(KEY_LABEL)) {
+                let _ = std::fs::remove_file(dir.join(key));
+            }
+            removed += 1;
+        }
+    }
+    Ok(removed)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+mod tests {
+    use super::super::config::{BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation};
+    use super::super::plan::plan;
+    use super::super::plan::tests::{plan_for, request, s, srpm};
+    use super::*;
+
+    const REPOMD: &str = "1111111111111111111111111111111111111111111111111111111111111111";
+
+    #[test]
+    fn sha256_is_hex_of_the_digest() {
+        assert_eq!(
+            sha256_hex(b"abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+    }
+
+    #[test]
+    fn the_key_is_what_the_root_is_made_of() {
+        let base_req = request(&[]);
+        let base = key(
+            &plan_for(BuildrootMode::Tag, &base_req),
+            "sha256:aa",
+            REPOMD,
+        );
+        let mut variants: Vec<(&str, String)> = vec![
+            (
+                "bootstrap image",
+                key(
+                    &plan_for(BuildrootMode::Tag, &base_req),
+                    "sha256:bb",
+                    REPOMD,
+                ),
+            ),
+            (
+                "repo content under the same id",
+                key(
+                    &plan_for(BuildrootMode::Tag, &base_req),
+                    "sha256:aa",
+                    &REPOMD.replace('1', "2"),
+                ),
+            ),
+            (
+                "mode",
+                key(
+                    &plan_for(BuildrootMode::Image, &base_req),
+                    "sha256:aa",
+                    REPOMD,
+                ),
+            ),
+        ];
+        let mut r = base_req.clone();
+        r.repo_id = 78;
+        variants.push((
+            "repo id",
+            key(&plan_for(BuildrootMode::Tag, &r), "sha256:aa", REPOMD),
+        ));
+        let mut r = base_req.clone();
+        r.repo = RepoLocation::Url("https://other.example/repos/f40-build/77/x86_64".into());
+        variants.push((
+            "location",
+            key(&plan_for(BuildrootMode::Tag, &r), "sha256:aa", REPOMD),
+        ));
+        for extra in [
+            ("mock.yum.module_hotfixes", ExtraValue::Bool(true)),
+            ("mock.releasever", s("40")),
+            ("mock.yum.best", ExtraValue::Int(0)),
+        ] {
+            let r = request(std::slice::from_ref(&extra));
+            variants.push((
+                extra.0,
+                key(&plan_for(BuildrootMode::Tag, &r), "sha256:aa", REPOMD),
+            ));
+        }
+        let group = plan(
+            1,
+            BuildrootMode::Tag,
+            &base_req,
+            &BuildrootOptions {
+                install_group: "srpm-build".into(),
+                ..Default::default()
+            },
+            &["x86_64".into()],
+            &srpm(),
+        )
+        .unwrap();
+        variants.push(("install group", key(&group, "sha256:aa", REPOMD)));
+        for (what, k) in &variants {
+            assert_ne!(k, &base, "the key ignores the {what}");
+        }
+        // Per-task settings are not part of the root: macros and the build environment go
+        // into each task's container, so they share a root.
+        for extra in [("rpm.macro.dist", s(".fc40")), ("rpm.env.FOO", s("1"))] {
+            let r = request(&[extra]);
+            assert_eq!(
+                key(&plan_for(BuildrootMode::Tag, &r), "sha256:aa", REPOMD),
+                base
+            );
+        }
+        // A value cannot imitate the next field: lengths delimit them.
+        let tricky = key(
+            &plan_for(BuildrootMode::Tag, &base_req),
+            &format!("sha256:aa\nrepomd_sha256 64:{REPOMD}"),
+            "",
+        );
+        assert_ne!(tricky, base);
+    }
+}

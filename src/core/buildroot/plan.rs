@@ -1,0 +1,1076 @@
+//! The buildroot plan: every container, file and command of one buildArch task, as plain data.
+//!
+//! Two containers carry a task (see the module docs of `buildroot` for why):
+//!
+//! * the **build container** (T) has the buildroot as its root filesystem, no capabilities
+//!   (an empty bounding set), no network, no-new-privileges, limits, and only the SRPM
+//!   mounted (read-only). Its main process is podman's catatonit pausing as `nobody`; every
+//!   step runs in it as the build user with `exec` ([`RunAs::Builder`]).
+//! * the **bootstrap container** (B) runs the bootstrap image as root with the capabilities
+//!   a package install needs, the Koji repo mounted read-only (or a network when the repo is a
+//!   URL) and T's root filesystem bind-mounted at [`INSTALL_ROOT`]; every root step runs in it
+//!   ([`RunAs::Root`]), `dnf --installroot` writing into T's root.
+//!
+//! Every step is wrapped by [`STEP_REAPER`]: when the command ends, every other process of the
+//! step's user in that container is killed, so nothing a step started outlives it.
+
+use std::path::{Path, PathBuf};
+
+use crate::core::error::{Error, Result};
+use crate::core::shell;
+use crate::core::spec::VolumeMount;
+
+use super::arch::{canon_arch, check_buildable, choose_noarch_arch};
+use super::config::{
+    build_environment, check_macro_value, dnf_conf_content, ignored_extra, macros, macros_content,
+    module_setup_commands, repo_file_content, repo_section_name, root_environment, BuildConfig,
+    BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation,
+};
+use super::header::Package;
+use super::pkglist::package_list_query;
+use super::{
+    BUILD_GID, BUILD_HOME, BUILD_UID, BUILD_USER, DNF_CONF_PATH, INSTALL_ROOT, KOJI_TOPDIR_MOUNT,
+    MACROS_PATH, ORIGINALS_DIR, PAUSE_UID, REPOS_DIR, REPO_FILE_PATH, RPMBUILD, RPMDB_MACROS_PATH,
+    SRPMS_DIR, TOPDIR,
+};
+
+/// mock's dnf4 `common_opts`, passed to every dnf call.
+const DNF_COMMON_OPTS: [&str; 3] = [
+    "--setopt=deltarpm=False",
+    "--setopt=allow_vendor_change=yes",
+    "--allowerasing",
+];
+
+/// Exit status of the SRPM rebuild step when the SRPM was rebuilt but its BuildRequires are
+/// not all installed yet (rpmbuild's own dependency check said so, or could not say).
+pub const REQUIRES_MISSING: i64 = 99;
+
+/// Exit status of a step whose leftover processes did not die.
+pub const LEFTOVERS_SURVIVED: i64 = 125;
+
+/// The wrapper of every step, a `bash -c` script taking the command as its arguments: run it,
+/// then SIGKILL every process of this user in the container (`kill -1` reaches all a user
+/// may signal) until none but the container's pause processes (uid [`PAUSE_UID`]) remains,
+/// and exit with the command's status. Builtins only: nothing it runs can be replaced by a
+/// file the step wrote. /proc/N/status gives the real owner even of a process that made itself
+/// undumpable.
+pub const STEP_REAPER: &str = r#""$@"; rc=$?
+n=0
+while :; do
+  kill -s KILL -1 2>/dev/null
+  left=
+  for p in /proc/[0-9]*; do
+    [ "$p" = "/proc/$$" ] && continue
+    uid=
+    { while read -r k v _; do [ "$k" = Uid: ] && { uid=$v; break; }; done < "$p/status"; } 2>/dev/null
+    if [ -n "$uid" ] && [ "$uid" != PAUSE ]; then left=${p#/proc/}; break; fi
+  done
+  [ -z "$left" ] && exit "$rc"
+  n=$((n + 1))
+  if [ "$n" -ge 20000 ]; then
+    echo "koji-adjutant: process $left of this step survived SIGKILL" >&2
+    exit LEFTOVERS
+  fi
+done"#;
+
+/// Who a step runs as, and so in which container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RunAs {
+    /// root in the bootstrap container.
+    Root,
+    /// [`BUILD_USER`] (uid [`BUILD_UID`], gid [`BUILD_GID`]) in the build container.
+    Builder,
+}
+
+impl RunAs {
+    /// The `User` value of a Podman exec (`uid:gid`).
+    pub fn podman_user(self) -> String {
+        match self {
+            RunAs::Root => "0:0".to_owned(),
+            RunAs::Builder => format!("{BUILD_UID}:{BUILD_GID}"),
+        }
+    }
+}
+
+/// Which task log a step's output goes to (mock's root.log and build.log).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogTarget {
+    RootLog,
+    BuildLog,
+}
+
+impl LogTarget {
+    pub fn file_name(self) -> &'static str {
+        match self {
+            LogTarget::RootLog => "root.log",
+            LogTarget::BuildLog => "build.log",
+        }
+    }
+}
+
+/// One command of the task, run with `exec` in the container its user belongs to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Step {
+    /// Short human name, for logs and error messages.
+    pub name: String,
+    /// The command (what the logs show); [`Step::exec_argv`] wraps it.
+    pub argv: Vec<String>,
+    pub user: RunAs,
+    pub workdir: String,
+    /// The complete environment of the exec.
+    pub env: Vec<(String, String)>,
+    /// Where output goes; for a query only stderr goes there (see `capture_stdout`).
+    pub log: LogTarget,
+    /// The runner hands stdout to the step's parser instead of the log.
+    pub capture_stdout: bool,
+    pub timeout_secs: Option<u64>,
+    /// Exit codes that mean success.
+    pub ok_exit_codes: Vec<i64>,
+}
+
+impl Step {
+    /// The argv of the exec: [`STEP_REAPER`] around the command.
+    pub fn exec_argv(&self) -> Vec<String> {
+        let script = STEP_REAPER
+            .replace("PAUSE", &PAUSE_UID.to_string())
+            .replace("LEFTOVERS", &LEFTOVERS_SURVIVED.to_string());
+        let mut argv = vec![
+            "/bin/bash".to_owned(),
+            "--noprofile".to_owned(),
+            "--norc".to_owned(),
+            "-c".to_owned(),
+            script,
+            "koji-adjutant-step".to_owned(),
+        ];
+        argv.extend(self.argv.iter().cloned());
+        argv
+    }
+}
+
+/// A file the runner writes into a container before it starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigFile {
+    /// Absolute container path.
+    pub dest: String,
+    pub content: String,
+    pub mode: u32,
+}
+
+/// One buildArch task's inputs, as kojid knows them after talking to the hub.
+#[derive(Debug, Clone)]
+pub struct BuildArchRequest {
+    pub srpm: PathBuf,
+    pub arch: String,
+    pub repo: RepoLocation,
+    pub repo_id: i64,
+    pub tag_name: String,
+    pub build_config: BuildConfig,
+    pub keep_srpm: bool,
+    /// For noarch tasks: the buildroot arch kojid chose (`find_arch`).
+    pub buildroot_arch: Option<String>,
+    /// SHA-256 (hex) of the repo's `repodata/repomd.xml`: what the repo holds. Read from a
+    /// local repo when not given; required for a URL repo (the caller fetched it).
+    pub repomd_sha256: Option<String>,
+}
+
+/// Everything the runner needs to make the buildroot and build the SRPM in it.
+///
+/// Order of work: create the build container from the cached root, or from an empty image
+/// (tag mode) or the image (image mode); for a fresh root, create the bootstrap container
+/// with `bootstrap_files`, run `init_steps` in it (root.log) and store the root in the cache;
+/// write `build_files` into the build container; start it and run `package_list` (the hub's
+/// list); then `rebuild_srpm_step`, read the rebuilt SRPM's BuildRequires, install them with
+/// `install_step` unless the rebuild step said they are there, up to
+/// [`super::MAX_BUILDREQUIRES_LOOPS`] rounds until the package list stops changing; for
+/// dynamic BuildRequires the same with `dynamic_buildrequires_step`; then `build_step`;
+/// collect `result_dirs` through podman's archive endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct BuildrootPlan {
+    pub task_id: i64,
+    pub mode: BuildrootMode,
+    /// Canonical arch of the buildroot (repo arch, `newBuildRoot`'s arch).
+    pub buildroot_arch: String,
+    /// `%_host_cpu` (kojid's `target_arch`: the buildroot arch, armhfp spelled armv7hl).
+    pub target_arch: String,
+    /// rpmbuild's `--target` (the task arch, noarch included).
+    pub rpmbuild_target: String,
+    pub repo_id: i64,
+    pub tag_name: String,
+    /// dnf's baseurl for the buildroot repo, as seen inside the bootstrap container.
+    pub repo_baseurl: String,
+    /// The repo is a URL: the bootstrap container needs a network.
+    pub repo_network: bool,
+    /// Read-only mounts of the bootstrap container (a local repo and its packages).
+    pub bootstrap_mounts: Vec<VolumeMount>,
+    /// Read-only mounts of the build container (the SRPM).
+    pub build_mounts: Vec<VolumeMount>,
+    pub bootstrap_files: Vec<ConfigFile>,
+    pub build_files: Vec<ConfigFile>,
+    /// Environment of build steps (mock's `environment` plus tag `rpm.env.*`).
+    pub environment: Vec<(String, String)>,
+    pub init_steps: Vec<Step>,
+    /// Image mode: the image's own packages, queried in the bootstrap container before init.
+    pub image_package_list: Step,
+    /// The buildroot's packages, queried as the build user.
+    pub package_list: Step,
+    pub rebuild_srpm_step: Step,
+    /// The input SRPM inside the build container (mounted read-only).
+    pub srpm_path: String,
+    /// The spec inside the build container after the SRPM is unpacked.
+    pub spec_path: String,
+    pub keep_srpm: bool,
+    pub rpmbuild_timeout: u64,
+    /// Tag `mock.*` settings that mock honours but that do not apply here, for the log.
+    pub ignored_extra: Vec<String>,
+    dnf_argv: Vec<String>,
+}
+
+/// Plan the buildroot of one task from its inputs and the SRPM's header.
+pub fn plan(
+    task_id: i64,
+    mode: BuildrootMode,
+    request: &BuildArchRequest,
+    options: &BuildrootOptions,
+    image_arches: &[String],
+    srpm: &Package,
+) -> Result<BuildrootPlan> {
+    let extra = &request.build_config.extra;
+    if request.build_config.name != request.tag_name {
+        return Err(Error::invalid(format!(
+            "tag/repo mismatch: build config is for {} but the repo is {}'s",
+            request.build_config.name, request.tag_name
+        )));
+    }
+    check_buildable(&request.arch, image_arches)?;
+    let chosen = if request.arch == "noarch" {
+        match &request.buildroot_arch {
+            Some(a) => a.clone(),
+            None => choose_noarch_arch(image_arches, request.build_config.arches.as_deref(), None)?,
+        }
+    } else {
+        request.arch.clone()
+    };
+    check_buildable(&chosen, image_arches)?;
+    let buildroot_arch = canon_arch(&chosen);
+    let target_arch = if chosen == "armhfp" {
+        "armv7hl".to_owned()
+    } else {
+        chosen.clone()
+    };
+
+    let spec_file = srpm.spec_file.as_deref().ok_or_else(|| {
+        Error::invalid(format!(
+            "no spec file found in SRPM {}",
+            request.srpm.display()
+        ))
+    })?;
+    if spec_file.contains('/') || spec_file.starts_with('.') {
+        return Err(Error::invalid(format!(
+            "bad spec file name in SRPM: {spec_file}"
+        )));
+    }
+    let srpm_name = request
+        .srpm
+        .file_name()
+        .and_then(|n| n.to_str())
+        .filter(|n| n.ends_with(".rpm") && !n.starts_with('.') && !n.contains(['\n', '\0']))
+        .ok_or_else(|| Error::invalid(format!("bad SRPM file name: {}", request.srpm.display())))?;
+
+    let (repo_baseurl, bootstrap_mounts) = repo_access(&request.repo)?;
+    let srpm_path = format!("{ORIGINALS_DIR}/{srpm_name}");
+    let build_mounts = vec![read_only(&request.srpm, &srpm_path)];
+
+    let repo_name = repo_section_name(&request.tag_name, request.repo_id);
+    let mut bootstrap_files = vec![
+        ConfigFile {
+            dest: DNF_CONF_PATH.to_owned(),
+            content: dnf_conf_content(extra)?,
+            mode: 0o644,
+        },
+        ConfigFile {
+            dest: REPO_FILE_PATH.to_owned(),
+            content: repo_file_content(&repo_name, &repo_baseurl, extra),
+            mode: 0o644,
+        },
+    ];
+    let mut build_files = vec![ConfigFile {
+        dest: MACROS_PATH.to_owned(),
+        content: macros_content(&macros(options, extra, &target_arch)?),
+        mode: 0o644,
+    }];
+    let rpmdb_path = match (mode, options.rpmdb_path.as_deref()) {
+        (BuildrootMode::Image, Some(p)) => {
+            if !p.starts_with('/') {
+                return Err(Error::invalid(format!(
+                    "rpmdb_path must be absolute: {p:?}"
+                )));
+            }
+            check_macro_value("%_dbpath", p)?;
+            // Both rpms read the image's database: the bootstrap's dnf (the same image)
+            // installing into it and the build's rpmbuild checking it.
+            let pin = ConfigFile {
+                dest: RPMDB_MACROS_PATH.to_owned(),
+                content: format!("%_dbpath {p}\n"),
+                mode: 0o644,
+            };
+            build_files.push(pin.clone());
+            bootstrap_files.push(pin);
+            Some(p)
+        }
+        _ => None,
+    };
+
+    let mut dnf_argv: Vec<String> = vec![
+        "dnf".to_owned(),
+        "-c".to_owned(),
+        DNF_CONF_PATH.to_owned(),
+        format!("--installroot={INSTALL_ROOT}"),
+        format!("--setopt=reposdir={REPOS_DIR}"),
+        "--noplugins".to_owned(),
+    ];
+    let releasever = extra
+        .get("mock.releasever")
+        .filter(|v| v.truthy())
+        .map(ExtraValue::python_str);
+    if let Some(v) = &releasever {
+        if v.starts_with('-') || v.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid(format!(
+                "mock.releasever must be one word, not {v:?}"
+            )));
+        }
+    }
+    // dnf takes $releasever from the installroot's release package, which an empty root
+    // has not: give it one (kojid's configs use no $releasever in the Koji repo's URL).
+    dnf_argv.push(format!(
+        "--releasever={}",
+        releasever.as_deref().unwrap_or("koji")
+    ));
+    dnf_argv.extend(DNF_COMMON_OPTS.iter().map(|o| (*o).to_owned()));
+
+    let environment = build_environment(extra)?;
+    let spec_path = format!("{TOPDIR}/SPECS/{spec_file}");
+    let kit = StepKit {
+        environment: environment.clone(),
+        rpmbuild_timeout: options.rpmbuild_timeout,
+    };
+    let init_steps = init_steps(mode, &dnf_argv, extra, &options.install_group)?;
+    let mut image_list = package_list_query(rpmdb_path);
+    image_list.splice(2..2, ["--root".to_owned(), INSTALL_ROOT.to_owned()]);
+    let rebuild = format!(
+        "rpm -Uvh --nodeps {srpm} && {rpmbuild} -bs --noclean --target {target} --nodeps {spec} \
+         && {{ {rpmbuild} -bc --nobuild --target {target} {spec} >/dev/null 2>&1 || exit {missing}; }}",
+        srpm = shell::quote(&srpm_path),
+        rpmbuild = RPMBUILD,
+        target = shell::quote(&request.arch),
+        spec = shell::quote(&spec_path),
+        missing = REQUIRES_MISSING,
+    );
+    let mut rebuild_srpm_step = kit.login_shell("rebuild SRPM", &rebuild);
+    rebuild_srpm_step.ok_exit_codes = vec![0, REQUIRES_MISSING];
+
+    let plan = BuildrootPlan {
+        task_id,
+        mode,
+        buildroot_arch,
+        target_arch,
+        rpmbuild_target: request.arch.clone(),
+        repo_id: request.repo_id,
+        tag_name: request.tag_name.clone(),
+        repo_network: !repo_baseurl.starts_with("file:"),
+        repo_baseurl,
+        bootstrap_mounts,
+        build_mounts,
+        bootstrap_files,
+        build_files,
+        environment,
+        init_steps,
+        image_package_list: StepKit::query(
+            "list the image's packages",
+            image_list,
+            RunAs::Root,
+            root_environment(),
+        ),
+        package_list: StepKit::query(
+            "list buildroot packages",
+            package_list_query(rpmdb_path),
+            RunAs::Builder,
+            kit.environment.clone(),
+        ),
+        rebuild_srpm_step,
+        srpm_path,
+        spec_path,
+        keep_srpm: request.keep_srpm,
+        rpmbuild_timeout: options.rpmbuild_timeout,
+        ignored_extra: ignored_extra(extra),
+        dnf_argv,
+    };
+    tracing::debug!(
+        task_id = plan.task_id,
+        arch = %plan.buildroot_arch,
+        repo = %plan.repo_baseurl,
+        "planned buildroot"
+    );
+    Ok(plan)
+}
+
+impl BuildrootPlan {
+    /// The dnf command line every package manager step starts with.
+    pub fn dnf_argv(&self) -> &[String] {
+        &self.dnf_argv
+    }
+
+    /// Install `reqs` (already checked by [`super::requires::install_arguments`]) as root,
+    /// like mock's builddep; `None` when there is nothing to install. `--` ends the options.
+    pub fn install_step(&self, reqs: &[String]) -> Option<Step> {
+        if reqs.is_empty() {
+            return None;
+        }
+        let mut argv = self.dnf_argv.clone();
+        argv.push("install".to_owned());
+        argv.push("--".to_owned());
+        argv.extend(reqs.iter().cloned());
+        Some(StepKit::root("install build requirements", argv))
+    }
+
+    /// One round of `%generate_buildrequires` (mock's `rpmbuild -br`; exit 11 means "more
+    /// requirements"). Rounds after the first skip %prep, as mock does. The previous round's
+    /// `*.buildreqs.nosrc.rpm` is removed first.
+    pub fn dynamic_buildrequires_step(&self, first: bool) -> Step {
+        let noprep = if first { "" } else { " --noprep" };
+        let line = format!(
+            "rm -f {SRPMS_DIR}/*.buildreqs.nosrc.rpm && {RPMBUILD} -br{noprep} --noclean --target {} --nodeps {}",
+            shell::quote(&self.rpmbuild_target),
+            shell::quote(&self.spec_path),
+        );
+        let mut step = self
+            .kit()
+            .login_shell("generate dynamic build requirements", &line);
+        step.ok_exit_codes = vec![0, 11];
+        step
+    }
+
+    /// The build. With dynamic BuildRequires mock runs `-ba --noprep` (rewriting the SRPM
+    /// with the generated requirements) and lets rpmbuild check them.
+    pub fn build_step(&self, dynamic_buildrequires: bool) -> Step {
+        let (mode, nodeps) = if dynamic_buildrequires {
+            ("-ba --noprep", "")
+        } else {
+            ("-bb", " --nodeps")
+        };
+        let line = format!(
+            "{RPMBUILD} {mode} --noclean --target {}{nodeps} {}",
+            shell::quote(&self.rpmbuild_target),
+            shell::quote(&self.spec_path),
+        );
+        let mut step = self.kit().login_shell("build", &line);
+        step.timeout_secs = Some(self.rpmbuild_timeout);
+        step
+    }
+
+    fn kit(&self) -> StepKit {
+        StepKit {
+            environment: self.environment.clone(),
+            rpmbuild_timeout: self.rpmbuild_timeout,
+        }
+    }
+}
+
+/// What the build steps of one plan share; makes the steps.
+struct StepKit {
+    environment: Vec<(String, String)>,
+    rpmbuild_timeout: u64,
+}
+
+impl StepKit {
+    /// A root step in the bootstrap container: fixed environment, root.log.
+    fn root(name: &str, argv: Vec<String>) -> Step {
+        Step {
+            name: name.to_owned(),
+            argv,
+            user: RunAs::Root,
+            workdir: "/".to_owned(),
+            env: root_environment(),
+            log: LogTarget::RootLog,
+            capture_stdout: false,
+            timeout_secs: None,
+            ok_exit_codes: vec![0],
+        }
+    }
+
+    /// A query whose stdout the runner parses (stderr goes to root.log).
+    fn query(name: &str, argv: Vec<String>, user: RunAs, env: Vec<(String, String)>) -> Step {
+        Step {
+            capture_stdout: true,
+            user,
+            env,
+            workdir: if user == RunAs::Builder {
+                BUILD_HOME
+            } else {
+                "/"
+            }
+            .to_owned(),
+            ..Self::root(name, argv)
+        }
+    }
+
+    /// A build-user command as mock runs rpmbuild: `bash --login -c`, build.log.
+    fn login_shell(&self, name: &str, line: &str) -> Step {
+        Step {
+            name: name.to_owned(),
+            argv: vec![
+                "bash".to_owned(),
+                "--login".to_owned(),
+                "-c".to_owned(),
+                line.to_owned(),
+            ],
+            user: RunAs::Builder,
+            workdir: BUILD_HOME.to_owned(),
+            env: self.environment.clone(),
+            log: LogTarget::BuildLog,
+            capture_stdout: false,
+            timeout_secs: Some(self.rpmbuild_timeout),
+            ok_exit_codes: vec![0],
+        }
+    }
+}
+
+/// The root steps that make a buildroot, in mock's order: its directories, module setup,
+/// the install group, the build user (tag mode; an image brings its own), the build dirs.
+fn init_steps(
+    mode: BuildrootMode,
+    dnf_argv: &[String],
+    extra: &super::config::Extra,
+    install_group: &str,
+) -> Result<Vec<Step>> {
+    if install_group.is_empty()
+        || install_group.starts_with('-')
+        || install_group
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/')
+    {
+        return Err(Error::invalid(format!(
+            "bad install group name: {install_group:?}"
+        )));
+    }
+    let br = |p: &str| format!("{INSTALL_ROOT}/{p}");
+    // mock's _setup_dirs, then its tmp dirs with the sticky bit.
+    let mut dirs = vec![
+        "install".to_owned(),
+        "-d".to_owned(),
+        "-m".to_owned(),
+        "0755".to_owned(),
+    ];
+    dirs.extend(
+        [
+            "var/lib/rpm",
+            "var/log",
+            "var/cache/dnf",
+            "etc/rpm",
+            "etc/dnf",
+            "proc",
+            "sys",
+            "dev",
+        ]
+        .iter()
+        .map(|p| br(p)),
+    );
+    let mut steps = vec![StepKit::root("create the root's directories", dirs)];
+    let mut tmp = vec![
+        "install".to_owned(),
+        "-d".to_owned(),
+        "-m".to_owned(),
+        "1777".to_owned(),
+    ];
+    tmp.extend(["tmp", "var/tmp"].iter().map(|p| br(p)));
+    steps.push(StepKit::root("create the root's tmp directories", tmp));
+    for (action, modules) in module_setup_commands(extra)? {
+        let mut argv = dnf_argv.to_vec();
+        argv.push("module".to_owned());
+        argv.push(action.clone());
+        argv.push("--".to_owned());
+        argv.extend(modules);
+        steps.push(StepKit::root(&format!("dnf module {action}"), argv));
+    }
+    let mut install = dnf_argv.to_vec();
+    install.push("install".to_owned());
+    install.push("--".to_owned());
+    install.push(format!("@{install_group}"));
+    steps.push(StepKit::root(&format!("install @{install_group}"), install));
+    if mode == BuildrootMode::Tag {
+        // mock's _make_build_user, with the bootstrap's shadow tools writing the root's
+        // files (--prefix) instead of running the root's own in a chroot.
+        let script = format!(
+            "userdel --prefix {INSTALL_ROOT} -f {BUILD_USER} >/dev/null 2>&1; \
+             groupdel --prefix {INSTALL_ROOT} mock >/dev/null 2>&1; \
+             groupadd --prefix {INSTALL_ROOT} -g {BUILD_GID} mock && \
+             useradd --prefix {INSTALL_ROOT} -o -M -N -u {BUILD_UID} -g {BUILD_GID} -d {BUILD_HOME} -s /bin/bash {BUILD_USER}"
+        );
+        steps.push(StepKit::root(
+            "create the build user",
+            vec!["bash".to_owned(), "-c".to_owned(), script],
+        ));
+    }
+    let mut mkdir: Vec<String> = ["install", "-d", "-m", "0755", "-o"]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect();
+    mkdir.push(BUILD_UID.to_string());
+    mkdir.push("-g".to_owned());
+    mkdir.push(BUILD_GID.to_string());
+    mkdir.push(br(BUILD_HOME.trim_start_matches('/')));
+    mkdir.push(br(TOPDIR.trim_start_matches('/')));
+    mkdir.extend(
+        [
+            "RPMS",
+            "SPECS",
+            "SRPMS",
+            "SOURCES",
+            "BUILD",
+            "BUILDROOT",
+            "originals",
+        ]
+        .iter()
+        .map(|d| br(&format!("{}/{d}", TOPDIR.trim_start_matches('/')))),
+    );
+    steps.push(StepKit::root("create build directories", mkdir));
+    Ok(steps)
+}
+
+fn read_only(host: &Path, container: &str) -> VolumeMount {
+    VolumeMount {
+        source: host.to_path_buf(),
+        target: container.into(),
+        read_only: true,
+        selinux_label: None,
+    }
+}
+
+/// The repo's baseurl inside the bootstrap container, and the mounts it needs: for a local
+/// repo its arch dir and exactly the package directories its pkglist names, each at its place
+/// under [`KOJI_TOPDIR_MOUNT`] so the repo's relative `toplink` resolves to them and to
+/// nothing else of the topdir.
+fn repo_access(repo: &RepoLocation) -> Result<(String, Vec<VolumeMount>)> {
+    match repo {
+        RepoLocation::Url(url) => {
+            if url.is_empty() || url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+                return Err(Error::invalid(format!("bad repo URL: {url:?}")));
+            }
+            if url.starts_with("file:") {
+                // A file URL would need a mount the plan cannot infer; Local says what to mount.
+                return Err(Error::invalid(format!(
+                    "repo URL {url} is a local path: use RepoLocation::Local"
+                )));
+            }
+            Ok((url.clone(), Vec::new()))
+        }
+        RepoLocation::Local { arch_dir, topdir } => {
+            if !topdir.is_absolute() {
+                return Err(Error::invalid(format!(
+                    "Koji topdir must be absolute: {}",
+                    topdir.display()
+                )));
+            }
+            let rel = arch_dir.strip_prefix(topdir).map_err(|_| {
+                Error::invalid(format!(
+                    "repo dir {} is not inside the Koji topdir {}",
+                    arch_dir.display(),
+                    topdir.display()
+                ))
+            })?;
+            let rel = rel.to_str().ok_or_else(|| {
+                Error::invalid(format!("repo dir is not UTF-8: {}", arch_dir.display()))
+            })?;
+            if rel.is_empty()
+                || rel.split('/').any(|c| c == ".." || c == ".")
+                || rel.chars().any(|c| c.is_whitespace() || c.is_control())
+            {
+                return Err(Error::invalid(format!(
+                    "bad repo dir: {}",
+                    arch_dir.display()
+                )));
+            }
+            let baseurl = format!("file://{KOJI_TOPDIR_MOUNT}/{rel}");
+            let mut mounts = vec![read_only(arch_dir, &format!("{KOJI_TOPDIR_MOUNT}/{rel}"))];
+            if arch_dir.join("pkglist").exists() {
+                for (host, rel) in crate::core::createrepo::pkglist_package_dirs(topdir, arch_dir)?
+                {
+                    mounts.push(read_only(
+                        &host,
+                        &format!("{KOJI_TOPDIR_MOUNT}/{}", rel.display()),
+                    ));
+                }
+            }
+            Ok((baseurl, mounts))
+        }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+pub(crate) mod tests {
+    use super::super::header::PackageKind;
+    use super::*;
+
+    pub(crate) fn s(v: &str) -> ExtraValue {
+        ExtraValue::Str(v.to_owned())
+    }
+
+    pub(crate) fn request(extra: &[(&str, ExtraValue)]) -> BuildArchRequest {
+        BuildArchRequest {
+            srpm: PathBuf::from("/work/tasks/1/tiny-1.0-3.src.rpm"),
+            arch: "x86_64".to_owned(),
+            repo: RepoLocation::Url(
+                "http://koji.example.org/kojifiles/repos/f40-build/77/x86_64".to_owned(),
+            ),
+            repo_id: 77,
+            tag_name: "f40-build".to_owned(),
+            build_config: BuildConfig {
+                id: 5,
+                name: "f40-build".to_owned(),
+                arches: Some("x86_64 i686 aarch64".to_owned()),
+                extra: extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                    .collect(),
+            },
+            keep_srpm: false,
+            buildroot_arch: None,
+            repomd_sha256: None,
+        }
+    }
+
+    pub(crate) fn srpm() -> Package {
+        Package {
+            kind: PackageKind::Source,
+            name: "tiny".to_owned(),
+            version: "1.0".to_owned(),
+            release: "3".to_owned(),
+            epoch: Some(2),
+            arch: "x86_64".to_owned(),
+            spec_file: Some("tiny.spec".to_owned()),
+            vendor: None,
+            packager: None,
+            distribution: None,
+            requires: Vec::new(),
+        }
+    }
+
+    pub(crate) fn plan_for(mode: BuildrootMode, req: &BuildArchRequest) -> BuildrootPlan {
+        plan(
+            123,
+            mode,
+            req,
+            &BuildrootOptions::default(),
+            &["x86_64".to_owned()],
+            &srpm(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn tag_mode_installs_the_group_into_the_installroot_and_makes_the_build_user() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        let names: Vec<&str> = p.init_steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "create the root's directories",
+                "create the root's tmp directories",
+                "install @build",
+                "create the build user",
+                "create build directories"
+            ]
+        );
+        let install = &p.init_steps[2];
+        assert_eq!(install.user, RunAs::Root);
+        assert!(install
+            .argv
+            .contains(&format!("--installroot={INSTALL_ROOT}")));
+        assert!(install
+            .argv
+            .contains(&format!("--setopt=reposdir={REPOS_DIR}")));
+        assert_eq!(&install.argv[install.argv.len() - 2..], ["--", "@build"]);
+        assert!(p.init_steps.iter().all(|s| s.user == RunAs::Root));
+        assert!(p.init_steps[3].argv[2].contains("useradd --prefix /br -o -M -N -u 1000 -g 135"));
+        assert!(p.repo_network);
+        assert!(p.bootstrap_mounts.is_empty());
+    }
+
+    #[test]
+    fn image_mode_skips_the_build_user_and_pins_the_rpmdb_only_there() {
+        let req = request(&[]);
+        let opts = BuildrootOptions {
+            rpmdb_path: Some("/var/lib/rpm".into()),
+            ..Default::default()
+        };
+        let image = plan(
+            1,
+            BuildrootMode::Image,
+            &req,
+            &opts,
+            &["x86_64".into()],
+            &srpm(),
+        )
+        .unwrap();
+        assert!(!image
+            .init_steps
+            .iter()
+            .any(|s| s.name == "create the build user"));
+        assert!(image
+            .build_files
+            .iter()
+            .any(|f| f.dest == RPMDB_MACROS_PATH));
+        assert!(image.package_list.argv.contains(&"--dbpath".to_owned()));
+        assert_eq!(
+            &image.image_package_list.argv[..4],
+            ["rpm", "-qa", "--root", INSTALL_ROOT]
+        );
+        let tag = plan(
+            1,
+            BuildrootMode::Tag,
+            &req,
+            &opts,
+            &["x86_64".into()],
+            &srpm(),
+        )
+        .unwrap();
+        assert!(!tag.build_files.iter().any(|f| f.dest == RPMDB_MACROS_PATH));
+        assert!(!tag.package_list.argv.contains(&"--dbpath".to_owned()));
+    }
+
+    #[test]
+    fn root_steps_never_see_the_tags_environment() {
+        let p = plan_for(
+            BuildrootMode::Tag,
+            &request(&[
+                ("rpm.env.LD_PRELOAD", s("/builddir/evil.so")),
+                ("rpm.env.PYTHONPATH", s("/x")),
+            ]),
+        );
+        for step in p
+            .init_steps
+            .iter()
+            .chain(p.install_step(&["gcc".into()]).iter())
+        {
+            assert!(
+                !step
+                    .env
+                    .iter()
+                    .any(|(k, _)| k == "LD_PRELOAD" || k == "PYTHONPATH"),
+                "{}",
+                step.name
+            );
+        }
+        let build = p.build_step(false);
+        assert!(build
+            .env
+            .iter()
+            .any(|(k, v)| k == "LD_PRELOAD" && v == "/builddir/evil.so"));
+    }
+
+    #[test]
+    fn build_steps_run_as_the_build_user_with_the_timeout_and_mocks_flags() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        let build = p.build_step(false);
+        assert_eq!(build.user, RunAs::Builder);
+        assert_eq!(build.log, LogTarget::BuildLog);
+        assert_eq!(build.timeout_secs, Some(86400));
+        assert_eq!(&build.argv[..3], ["bash", "--login", "-c"]);
+        assert_eq!(
+            build.argv[3],
+            "/usr/bin/rpmbuild -bb --noclean --target x86_64 --nodeps /builddir/build/SPECS/tiny.spec"
+        );
+        let dynamic = p.build_step(true);
+        assert!(
+            dynamic.argv[3].contains(" -ba --noprep --noclean")
+                && !dynamic.argv[3].contains("--nodeps")
+        );
+        let rebuild = &p.rebuild_srpm_step;
+        assert_eq!(rebuild.ok_exit_codes, [0, REQUIRES_MISSING]);
+        assert!(rebuild.argv[3].starts_with("rpm -Uvh --nodeps /builddir/build/originals/tiny-1.0-3.src.rpm && /usr/bin/rpmbuild -bs --noclean --target x86_64 --nodeps"));
+        assert!(rebuild.argv[3].contains("-bc --nobuild"));
+        let first = p.dynamic_buildrequires_step(true);
+        assert_eq!(first.ok_exit_codes, [0, 11]);
+        assert!(first.argv[3].contains("-br --noclean") && !first.argv[3].contains("--noprep"));
+        assert!(p.dynamic_buildrequires_step(false).argv[3].contains("-br --noprep"));
+    }
+
+    #[test]
+    fn every_step_is_wrapped_by_the_reaper() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        let step = p.build_step(false);
+        let argv = step.exec_argv();
+        assert_eq!(&argv[..4], ["/bin/bash", "--noprofile", "--norc", "-c"]);
+        assert!(argv[4].contains("kill -s KILL -1") && argv[4].contains("!= 65534"));
+        assert!(argv[4].contains("exit 125"));
+        assert_eq!(argv[5], "koji-adjutant-step");
+        assert_eq!(&argv[6..], step.argv.as_slice());
+    }
+
+    #[test]
+    fn install_step_passes_requirements_after_a_double_dash() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        assert!(p.install_step(&[]).is_none());
+        let step = p
+            .install_step(&["make >= 4".into(), "/usr/bin/tar".into()])
+            .unwrap();
+        let dash = step.argv.iter().position(|a| a == "--").unwrap();
+        assert_eq!(step.argv[dash - 1], "install");
+        assert_eq!(&step.argv[dash + 1..], ["make >= 4", "/usr/bin/tar"]);
+    }
+
+    #[test]
+    fn releasever_comes_from_the_tag_or_is_fixed_and_module_names_follow_a_double_dash() {
+        let p = plan_for(
+            BuildrootMode::Tag,
+            &request(&[
+                ("mock.releasever", ExtraValue::Int(40)),
+                (
+                    "mock.module_setup_commands",
+                    ExtraValue::List(vec![ExtraValue::List(vec![s("enable"), s("nodejs:20")])]),
+                ),
+            ]),
+        );
+        assert!(p.dnf_argv().contains(&"--releasever=40".to_owned()));
+        let module = p
+            .init_steps
+            .iter()
+            .find(|s| s.name == "dnf module enable")
+            .unwrap();
+        assert_eq!(
+            &module.argv[module.argv.len() - 4..],
+            ["module", "enable", "--", "nodejs:20"]
+        );
+        let plain = plan_for(BuildrootMode::Tag, &request(&[]));
+        assert!(plain.dnf_argv().contains(&"--releasever=koji".to_owned()));
+        let bad = plan(
+            1,
+            BuildrootMode::Tag,
+            &request(&[("mock.releasever", s("--x"))]),
+            &BuildrootOptions::default(),
+            &["x86_64".into()],
+            &srpm(),
+        );
+        assert!(matches!(bad, Err(Error::InvalidSpec(_))));
+    }
+
+    #[test]
+    fn the_build_container_mounts_only_the_srpm() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        assert_eq!(p.build_mounts.len(), 1);
+        assert_eq!(
+            p.build_mounts[0].source,
+            PathBuf::from("/work/tasks/1/tiny-1.0-3.src.rpm")
+        );
+        assert_eq!(
+            p.build_mounts[0].target,
+            PathBuf::from("/builddir/build/originals/tiny-1.0-3.src.rpm")
+        );
+        assert!(p.build_mounts[0].read_only);
+    }
+
+    #[test]
+    fn local_repos_are_mounted_only_into_the_bootstrap_container() {
+        let dir = super::super::header::tests::TempDir::new();
+        let top = dir.0.join("koji");
+        let arch_dir = top.join("repos/f40-build/77/x86_64");
+        std::fs::create_dir_all(&arch_dir).unwrap();
+        let mut req = request(&[]);
+        req.repo = RepoLocation::Local {
+            arch_dir: arch_dir.clone(),
+            topdir: top.clone(),
+        };
+        let p = plan_for(BuildrootMode::Tag, &req);
+        assert_eq!(p.repo_baseurl, "file:///mnt/koji/repos/f40-build/77/x86_64");
+        assert!(!p.repo_network);
+        assert_eq!(p.bootstrap_mounts.len(), 1);
+        assert_eq!(
+            p.bootstrap_mounts[0].target,
+            PathBuf::from("/mnt/koji/repos/f40-build/77/x86_64")
+        );
+        assert!(p
+            .build_mounts
+            .iter()
+            .all(|m| !m.target.starts_with("/mnt/koji")));
+        req.repo = RepoLocation::Local {
+            arch_dir: dir.0.join("elsewhere"),
+            topdir: top,
+        };
+        assert!(plan(
+            1,
+            BuildrootMode::Tag,
+            &req,
+            &BuildrootOptions::default(),
+            &["x86_64".into()],
+            &srpm()
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn noarch_tasks_build_with_target_noarch_on_a_concrete_buildroot() {
+        let mut req = request(&[]);
+        req.arch = "noarch".into();
+        let p = plan_for(BuildrootMode::Tag, &req);
+        assert_eq!(p.buildroot_arch, "x86_64");
+        assert_eq!(p.rpmbuild_target, "noarch");
+        assert!(p.build_step(false).argv[3].contains("--target noarch"));
+        let mut other = request(&[]);
+        other.arch = "aarch64".into();
+        assert!(matches!(
+            plan(
+                1,
+                BuildrootMode::Tag,
+                &other,
+                &BuildrootOptions::default(),
+                &["x86_64".into()],
+                &srpm()
+            ),
+            Err(Error::Build { .. })
+        ));
+    }
+
+    #[test]
+    fn tag_name_must_match_the_build_config_and_odd_names_are_quoted() {
+        let mut req = request(&[]);
+        req.tag_name = "other".into();
+        assert!(plan(
+            1,
+            BuildrootMode::Tag,
+            &req,
+            &BuildrootOptions::default(),
+            &["x86_64".into()],
+            &srpm()
+        )
+        .is_err());
+        let mut odd = srpm();
+        odd.spec_file = Some("my spec's.spec".into());
+        let p = plan(
+            1,
+            BuildrootMode::Tag,
+            &request(&[]),
+            &BuildrootOptions::default(),
+            &["x86_64".into()],
+            &odd,
+        )
+        .unwrap();
+        let line = &p.build_step(false).argv[3];
+        let words = shlex::split(line).unwrap();
+        assert_eq!(
+            words.last().unwrap(),
+            "/builddir/build/SPECS/my spec's.spec",
+            "{line}"
+        );
+        let mut bad = srpm();
+        bad.spec_file = Some(".hidden.spec".into());
+        assert!(plan(
+            1,
+            BuildrootMode::Tag,
+            &request(&[]),
+            &BuildrootOptions::default(),
+            &["x86_64".into()],
+            &bad
+        )
+        .is_err());
+    }
+}
