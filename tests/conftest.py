@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from koji_adjutant import ImageError, PodmanManager
+from koji_adjutant.devdistro import DevDistro, ensure_dev_distro
 
 IMAGE = os.environ.get("KOJI_ADJUTANT_TEST_IMAGE", "localhost/koji-adjutant-task:dev")
 WORKER_ID = f"pytest-{os.getpid()}"
@@ -55,6 +56,13 @@ def image(manager: PodmanManager) -> str:
     except ImageError as exc:
         _unavailable(f"task image missing, run `make image`: {exc}")
     return IMAGE
+
+
+@pytest.fixture(scope="session")
+def dev_distro(manager: PodmanManager, image: str) -> DevDistro:
+    """The task image's own files as RPMs (koji_adjutant.devdistro): what a Koji tag's repo
+    holds for buildroots installed from the tag alone. Built once per machine and image."""
+    return ensure_dev_distro(manager, image, pull_policy="never")
 
 
 @pytest.fixture

@@ -546,7 +546,7 @@ class KojiTopdir:
         filename = f"{header['name']}-{header['version']}-{header['release']}.{arch}.rpm"
         target = build_dir / arch / filename
         target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        _link_or_copy(path, target)
         rpm_id = self._next_rpm_id
         self._next_rpm_id += 1
         # Field order of kojihub.readTaggedRPMS, which repo_init dumps into rpmlist.jsonl.
@@ -713,6 +713,19 @@ class KojiTopdir:
         with open(path, "w", encoding="utf-8") as handle:
             json.dump(info, handle, indent=2)
         return path
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    """Store a package: a hard link where possible (the dev distribution is ~180 MB), else a
+    copy. Packages are never written after they are stored, so sharing the inode is safe; a
+    package already at ``target`` (a build stored again) is unlinked first, never written."""
+    if target.is_symlink() or target.exists():
+        target.unlink()
+    try:
+        os.link(source, target)
+    except OSError:
+        shutil.copy2(source, target)
+    target.chmod(0o644)
 
 
 def run_createrepo(arch_dir: Path) -> Path:

@@ -1,19 +1,25 @@
-"""BuildArchAdapter: real builds of sample SRPMs in the task image, from a Koji-layout repo of
-RPMs these tests build, checked the way the hub and an admin would look at them (ST3, AC3)."""
+"""BuildArchAdapter: real builds of sample SRPMs in buildroots installed from a Koji-layout
+repo alone (the dev distribution plus RPMs these tests build), checked the way the hub, an
+admin and an attacker would look at them (ST3, AC3; the buildroot issue's tests)."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
-from collections.abc import Mapping
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from pathlib import Path
 
 import kojitopdir as kt
 import pytest
-from conftest import LABEL_WORKER, WORKER_ID
+from conftest import LABEL_WORKER, WORKER_ID, podman_cli
 from koji_adjutant import (
     BuildArchAdapter,
     BuildArchResult,
@@ -22,6 +28,7 @@ from koji_adjutant import (
     PodmanManager,
     TaskContext,
 )
+from koji_adjutant.devdistro import DevDistro
 
 pytestmark = [pytest.mark.podman, pytest.mark.usefixtures("no_leaks")]
 
@@ -29,6 +36,7 @@ ARCH = "x86_64"
 TAG = "adj-build"
 REPO_ID = 10
 DIST = ".adj7"
+CACHE_LABEL = "io.koji.adjutant.buildroot"
 
 
 def build_config(**extra: object) -> dict[str, object]:
@@ -47,19 +55,42 @@ class Koji:
     topdir: kt.KojiTopdir
     repo: kt.KojiRepo
     srpms: Mapping[str, Path]
+    distro: DevDistro
+    #: A file on the host that hostile packages point links at.
+    secret: Path
+
+
+def _evilreq_srpm(form: str, work: Path, payload: Path) -> Path:
+    """adj-evilreq with evil.rpm (adj-evilpayload) and the requirement form in its SRPM."""
+    sources = work / f"evilreq-{form}"
+    sources.mkdir()
+    shutil.copy(kt.spec_path("adj-evilreq"), sources)
+    shutil.copy(payload, sources / "evil.rpm")
+    (sources / "evilreq-form").write_text(f"{form}\n")
+    srpm = kt.build_srpm(sources / "adj-evilreq.spec", work / f"srpm-{form}")
+    return srpm
 
 
 @pytest.fixture(scope="module")
-def koji(tmp_path_factory: pytest.TempPathFactory) -> Koji:
+def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koji:
     try:
         kt.ensure_rpm_tools()
     except kt.MissingToolError as exc:
         pytest.fail(str(exc)) if os.environ.get("CI") else pytest.skip(str(exc))
+    secret = tmp_path_factory.mktemp("host") / "secret.txt"
+    secret.write_text(f"HOST SECRET {uuid.uuid4()}\n")
     rpms = tmp_path_factory.mktemp("rpms")
     top = kt.KojiTopdir(tmp_path_factory.mktemp("koji"))
-    for spec in (kt.BUILDTOOLS_SPEC, kt.spec_path("adj-libgreet")):
-        top.add_build(kt.build_package(spec, rpms, defines={"dist": ".el1"}).all)
-    repo = top.make_repo(TAG, REPO_ID, ARCH)
+    top.add_build([dev_distro.srpm, *dev_distro.rpms])
+    top.add_build(
+        kt.build_package(kt.spec_path("adj-libgreet"), rpms, defines={"dist": ".el1"}).all
+    )
+    top.add_build(
+        kt.build_package(
+            kt.spec_path("adj-planter"), rpms, defines={"adj_host_file": str(secret)}
+        ).all
+    )
+    repo = top.make_repo(TAG, REPO_ID, ARCH, groups=dev_distro.groups)
     srpm_dir = tmp_path_factory.mktemp("srpms")
     names = (
         "adj-hello",
@@ -69,9 +100,29 @@ def koji(tmp_path_factory: pytest.TempPathFactory) -> Koji:
         "adj-netprobe",
         "adj-repowriter",
         "adj-whoami",
+        "adj-lingerer",
+        "adj-plantee",
     )
     srpms = {n: kt.build_srpm(kt.spec_path(n), srpm_dir) for n in names}
-    return Koji(topdir=top, repo=repo, srpms=srpms)
+    payload = kt.build_package(kt.spec_path("adj-evilpayload"), rpms).rpms[0]
+    evil = tmp_path_factory.mktemp("evil")
+    for form in ("abs", "rel", "url"):
+        srpms[f"adj-evilreq-{form}"] = _evilreq_srpm(form, evil, payload)
+    return Koji(topdir=top, repo=repo, srpms=srpms, distro=dev_distro, secret=secret)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def remove_cache_images() -> Iterator[None]:
+    """Cache images this module commits are removed when it ends."""
+    before = set(_cache_images())
+    yield
+    for image_id in set(_cache_images()) - before:
+        podman_cli("rmi", "-f", image_id)
+
+
+def _cache_images() -> list[str]:
+    out = podman_cli("images", "-q", "--no-trunc", "--filter", f"label={CACHE_LABEL}=1")
+    return out.stdout.split()
 
 
 @pytest.fixture
@@ -93,13 +144,14 @@ def task(tmp_path: Path, koji: Koji):
 
 @pytest.fixture
 def adapter(manager: PodmanManager, image: str, tmp_path: Path) -> BuildArchAdapter:
+    """Tag mode with the cache: the first test installs the root, the others reuse it."""
     return BuildArchAdapter(
         manager,
         image,
         vendor="Adjutant Vendor",
         packager="Koji",
         distribution="Adjutant",
-        cache=False,
+        cache=True,
     )
 
 
@@ -132,7 +184,18 @@ def repo_digest(root: Path) -> str:
     return digest.hexdigest()
 
 
-def test_noarch_build_gives_kojids_result_and_package_list(adapter, koji, task):
+def entry_key(entry: Mapping[str, object]) -> tuple[object, ...]:
+    return (entry["name"], entry["version"], entry["release"], entry["arch"], entry["payloadhash"])
+
+
+def state_log(result_dir: Path) -> str:
+    return (result_dir / "state.log").read_text()
+
+
+# == a buildroot made from the tag alone ======================================================
+
+
+def test_noarch_build_gives_kojids_result_and_a_root_made_from_the_repo_alone(adapter, koji, task):
     ctx, srpm = task("adj-hello")
     seen: list[list[dict[str, object]]] = []
     result = run(adapter, koji, ctx, srpm, "noarch", keep_srpm=True, on_buildroot_ready=seen.append)
@@ -147,14 +210,15 @@ def test_noarch_build_gives_kojids_result_and_package_list(adapter, koji, task):
         "brootid": 4711,
     }
     assert {"root.log", "build.log", "state.log"} <= {p.name for p in result.logs}
+    # the package manager's logs of the root come along, as kojid uploads them
+    assert any(p.name.startswith("dnf") for p in result.logs)
     assert (
         result.kojid_result(1, extra_logs=["noarch_rpmdiff.json"])["logs"][-1]
         == f"{upload}/noarch_rpmdiff.json"
     )
-    # The buildroot holds only what came from the tag repo, with the fields kojid sends.
-    in_repo = {
-        (r["name"], r["version"], r["release"], r["arch"], r["payloadhash"]) for r in koji.repo.rpms
-    }
+    # The buildroot is the build group installed from the repo, and nothing else: every
+    # entry is an RPM of the repo (same payload hash), and the names are exactly the group.
+    in_repo = {entry_key(r) for r in koji.repo.rpms}
     assert seen and seen[0] == result.buildroot
     for entry in result.buildroot:
         assert set(entry) >= {
@@ -167,15 +231,13 @@ def test_noarch_build_gives_kojids_result_and_package_list(adapter, koji, task):
             "size",
             "buildtime",
         }
-        assert (
-            entry["name"],
-            entry["version"],
-            entry["release"],
-            entry["arch"],
-            entry["payloadhash"],
-        ) in in_repo
-    assert "debian-buildtools" in {e["name"] for e in result.buildroot}
+        assert entry_key(entry) in in_repo, entry
+    assert sorted(e["name"] for e in result.buildroot) == sorted(koji.distro.groups["build"])
     assert result.unknown_rpms == []
+    # the bootstrap image and its digest are in the log the hub receives
+    state = state_log(result.result_dir)
+    assert f"bootstrap image {adapter.image} (id {result.image_id}, digest" in state
+    assert result.image_digest.startswith("sha256:") and result.image_digest in state
     # Results are readable by the hub's user.
     for path in [*result.rpms, *result.srpms, *result.logs]:
         assert path.stat().st_mode & 0o044 == 0o044, path
@@ -194,13 +256,13 @@ def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, k
     ), names
     assert result.srpms == []
     assert result.kojid_result(5)["srpms"] == []
-    installed = {e["name"] for e in result.buildroot}
-    assert {"adj-libgreet", "adj-libgreet-devel"} <= installed
+    installed = sorted(e["name"] for e in result.buildroot)
+    assert installed == sorted([*koji.distro.groups["build"], "adj-libgreet", "adj-libgreet-devel"])
     binary = next(p for p in result.rpms if p.name.startswith("adj-greeter-2.0"))
     assert header(binary, "%{ARCH} %{SOURCERPM}") == f"x86_64 adj-greeter-2.0-1{DIST}.src.rpm"
 
 
-def test_tag_macros_and_options_reach_the_rpm_header_and_rpmbuild_runs_unprivileged(
+def test_tag_macros_reach_the_header_and_rpmbuild_runs_unprivileged_without_capabilities(
     adapter, koji, task
 ):
     ctx, srpm = task("adj-whoami")
@@ -219,6 +281,10 @@ def test_tag_macros_and_options_reach_the_rpm_header_and_rpmbuild_runs_unprivile
     )
     assert whoami["uid"] == "1000" and whoami["user"] == "mockbuild"
     assert whoami["dist"] == DIST and whoami["topdir"] == "/builddir/build"
+    # no capabilities at all, not even in the bounding set; no-new-privileges; no Koji mount
+    assert whoami["cap_eff"] == whoami["cap_prm"] == whoami["cap_bnd"] == "0000000000000000"
+    assert whoami["no_new_privs"] == "1"
+    assert whoami["koji_mount"] == "no"
 
 
 def test_a_failing_build_raises_build_error_naming_build_log(adapter, koji, task):
@@ -246,62 +312,86 @@ def test_the_build_has_no_network(adapter, koji, task):
     assert "ADJ-NETPROBE: NETWORK ABSENT" in (result.result_dir / "build.log").read_text()
 
 
-def test_a_topurl_repo_uses_the_network_for_init_but_never_for_the_build(
-    adapter, koji, task, http_dir
-):
+def _served_repo(koji: Koji, http_dir: tuple[Path, str]) -> tuple[str, str]:
+    """The topdir served over HTTP to podman's bridge: the arch repo's URL and the SHA-256 of
+    its repomd.xml (what kojid's glue fetches for the cache key)."""
     served, base = http_dir
     shutil.copytree(koji.topdir.root, served / "kojifiles", symlinks=True, dirs_exist_ok=True)
-    ctx, srpm = task("adj-netprobe")
     url = f"{base}/kojifiles/repos/{TAG}/{REPO_ID}/{ARCH}"
+    repomd = (koji.repo.arch_dir / "repodata" / "repomd.xml").read_bytes()
+    return url, hashlib.sha256(repomd).hexdigest()
+
+
+def test_a_topurl_repo_uses_the_network_for_installs_but_never_for_the_build(
+    manager, image, koji, task, http_dir
+):
+    url, repomd = _served_repo(koji, http_dir)
+    ctx, srpm = task("adj-netprobe")
+    adapter = BuildArchAdapter(manager, image, cache=False)
+    with pytest.raises(InvalidSpec, match="repomd_sha256"):
+        adapter.run(
+            ctx,
+            srpm,
+            "noarch",
+            repo=url,
+            repo_id=REPO_ID,
+            tag_name=TAG,
+            build_config=build_config(),
+        )
     result = adapter.run(
-        ctx, srpm, "noarch", repo=url, repo_id=REPO_ID, tag_name=TAG, build_config=build_config()
+        ctx,
+        srpm,
+        "noarch",
+        repo=url,
+        repo_id=REPO_ID,
+        tag_name=TAG,
+        build_config=build_config(),
+        repomd_sha256=repomd,
     )
     assert "ADJ-NETPROBE: NETWORK ABSENT" in (result.result_dir / "build.log").read_text()
-    assert "debian-buildtools" in {e["name"] for e in result.buildroot}
+    assert sorted(e["name"] for e in result.buildroot) == sorted(koji.distro.groups["build"])
+    assert "Creating bootstrap container from" in state_log(result.result_dir)
+    assert "(network bridge)" in state_log(result.result_dir)
 
 
-def test_a_build_cannot_write_into_the_koji_repo(adapter, koji, task):
+def test_the_koji_repo_is_not_even_visible_to_the_build(adapter, koji, task):
     before = repo_digest(koji.topdir.root)
     ctx, srpm = task("adj-repowriter")
     with pytest.raises(BuildError, match=r"build\.log") as info:
         run(adapter, koji, ctx, srpm, "noarch")
     log = Path(info.value.log).read_text()
-    assert "ADJ-REPOWRITER: ALL WRITES REFUSED" in log
-    assert "Read-only file system" in log
+    assert "ADJ-REPOWRITER: NO TARGETS FOUND" in log or "ALL WRITES REFUSED" in log
+    assert "WRITE SUCCEEDED" not in log
     assert repo_digest(koji.topdir.root) == before
 
 
-def test_only_the_repo_and_its_packages_are_visible(manager, image, koji, task, tmp_path):
-    # A file elsewhere in the topdir (another tag's data) must not be mounted.
+def test_only_the_repo_and_its_packages_are_visible_to_the_bootstrap(manager, image, koji, task):
+    # A file elsewhere in the topdir (another tag's data) must not be mounted anywhere.
     secret = koji.topdir.root / "work" / "other-task" / "secret.txt"
     secret.parent.mkdir(parents=True, exist_ok=True)
     secret.write_text("not for this build")
     adapter = BuildArchAdapter(manager, image, cache=False)
     ctx, srpm = task("adj-hello")
-    seen: list[str] = []
+    seen: dict[str, str] = {}
 
     def look(_packages: object) -> None:
-        [container] = manager.list_containers({LABEL_WORKER: WORKER_ID})
-        out = subprocess.run(
-            [
-                "podman",
-                "--runtime",
-                "runc",
+        for container in manager.list_containers({LABEL_WORKER: WORKER_ID}):
+            role = container["labels"]["io.koji.adjutant.role"]
+            out = podman_cli(
                 "exec",
                 container["id"],
-                "sh",
+                "/bin/bash",
                 "-c",
-                "ls /mnt/koji; ls /mnt/koji/work 2>&1; touch /builddir/result-probe 2>&1 || true",
-            ],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        seen.append(out.stdout + out.stderr)
+                "ls /mnt/koji 2>&1; ls /mnt/koji/work 2>&1; grep Cap /proc/self/status",
+            )
+            seen[role] = out.stdout + out.stderr
 
     run(adapter, koji, ctx, srpm, "noarch", on_buildroot_ready=look)
-    assert "packages" in seen[0] and "repos" in seen[0]
-    assert "secret.txt" not in seen[0] and "No such file or directory" in seen[0]
+    assert set(seen) == {"build", "bootstrap"}
+    assert "packages" in seen["bootstrap"] and "repos" in seen["bootstrap"]
+    assert "secret.txt" not in seen["bootstrap"]
+    assert "No such file or directory" in seen["build"]
+    assert re.search(r"CapBnd:\s+0000000000000000", seen["build"]), seen["build"]
 
 
 def test_keep_srpm_off_gives_no_srpm(adapter, koji, task):
@@ -337,11 +427,23 @@ def test_bad_inputs_are_typed_errors_before_any_container(adapter, koji, task, m
             "noarch",
             build_config=build_config(**{"rpm.macro.vendor": "a\nb"}),
         )
+    with pytest.raises(InvalidSpec, match="repomd_sha256 must be 64 hex digits"):
+        run(adapter, koji, ctx, srpm, "noarch", repomd_sha256="nothex")
+    with pytest.raises(InvalidSpec, match="buildroot_mode"):
+        BuildArchAdapter(manager, adapter.image, buildroot_mode="mock")
+    with pytest.raises(InvalidSpec, match="image_external_repo applies to image mode only"):
+        run(
+            BuildArchAdapter(manager, adapter.image, image_external_repo="x"),
+            koji,
+            ctx,
+            srpm,
+            "noarch",
+        )
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
     assert not (ctx.work_dir / "result").exists()
 
 
-def test_a_raising_buildroot_callback_aborts_and_removes_the_container(
+def test_a_raising_buildroot_callback_aborts_and_removes_the_containers(
     adapter, koji, task, manager
 ):
     ctx, srpm = task("adj-hello")
@@ -352,50 +454,6 @@ def test_a_raising_buildroot_callback_aborts_and_removes_the_container(
     with pytest.raises(RuntimeError, match="hub refused"):
         run(adapter, koji, ctx, srpm, "noarch", on_buildroot_ready=refuse)
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
-
-
-def test_the_buildroot_cache_skips_init_and_reports_the_same_buildroot(
-    manager, image, koji, task, tmp_path
-):
-    cache_dir = tmp_path / "cache"
-    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir, cache_max_images=2)
-    first_ctx, first_srpm = task("adj-greeter")
-    config = build_config(**{"rpm.macro.adj_cache_test": first_ctx.work_dir.name})
-    cold = run(adapter, koji, first_ctx, first_srpm, build_config=config)
-    second_ctx, second_srpm = task("adj-greeter")
-    warm = run(adapter, koji, second_ctx, second_srpm, build_config=config)
-    assert (cold.cache_hit, warm.cache_hit) == (False, True)
-    assert warm.buildroot == cold.buildroot
-    assert [p.name for p in warm.rpms] == [p.name for p in cold.rpms]
-    for a, b in zip(cold.rpms, warm.rpms):
-        fmt = "%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{REQUIRENEVRS} %{PROVIDENEVRS}"
-        assert header(a, fmt) == header(b, fmt)
-    warm_root = (warm.result_dir / "root.log").read_text()
-    assert "install @build" not in warm_root
-    assert "Using cached buildroot" in (warm.result_dir / "state.log").read_text()
-    # A different install-relevant input (macros) is a different buildroot.
-    third_ctx, third_srpm = task("adj-greeter")
-    other = run(adapter, koji, third_ctx, third_srpm, build_config=build_config())
-    assert other.cache_hit is False
-    cached = subprocess.run(
-        [
-            "podman",
-            "--runtime",
-            "runc",
-            "images",
-            "-q",
-            "--filter",
-            "label=io.koji.adjutant.buildroot=1",
-        ],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.split()
-    assert 1 <= len(cached) <= 2
-    for image_id in cached:
-        subprocess.run(
-            ["podman", "--runtime", "runc", "rmi", "-f", image_id], capture_output=True, check=False
-        )
 
 
 def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
@@ -413,3 +471,268 @@ def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
     text = container_log.read_text()
     assert " stdout | " in text or " stderr | " in text
     assert container_log.stat().st_mode & 0o044 == 0o044
+
+
+# == the cache ================================================================================
+
+
+def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
+    manager, image, koji, task, tmp_path
+):
+    cache_dir = tmp_path / "cache"
+    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir, cache_max_images=4)
+    # a repo of its own (same tag and id as the module's, another topdir), so that rebuilding
+    # it under the same id does not disturb the other tests
+    top = kt.KojiTopdir(tmp_path / "koji")
+    top.add_build([koji.distro.srpm, *koji.distro.rpms])
+    top.add_build(
+        kt.build_package(
+            kt.spec_path("adj-libgreet"), tmp_path / "rpms", defines={"dist": ".el1"}
+        ).all
+    )
+    repo = top.make_repo(TAG, REPO_ID, ARCH, groups=koji.distro.groups)
+
+    def build(name: str) -> BuildArchResult:
+        ctx, srpm = task(name)
+        return adapter.run(
+            ctx,
+            srpm,
+            ARCH,
+            repo=str(repo.arch_dir),
+            repo_id=REPO_ID,
+            tag_name=TAG,
+            build_config=build_config(),
+        )
+
+    cold = build("adj-greeter")
+    warm = build("adj-greeter")
+    assert (cold.cache_hit, warm.cache_hit) == (False, True)
+    assert warm.buildroot == cold.buildroot
+    assert [p.name for p in warm.rpms] == [p.name for p in cold.rpms]
+    for a, b in zip(cold.rpms, warm.rpms):
+        fmt = "%{NAME} %{VERSION} %{RELEASE} %{ARCH} %{REQUIRENEVRS} %{PROVIDENEVRS}"
+        assert header(a, fmt) == header(b, fmt)
+    assert "install @build" not in (warm.result_dir / "root.log").read_text()
+    assert "(cached buildroot" in state_log(warm.result_dir)
+    # The same repo id with other content (a hub re-initialised, a package rebuilt with another
+    # payload): the root is installed anew, never reused.
+    rebuilt = tmp_path / "rebuilt"
+    libgreet = kt.build_package(
+        kt.spec_path("adj-libgreet"), rebuilt, defines={"dist": ".el1", "adj_rebuilt": "1"}
+    )
+    shutil.rmtree(repo.repo_dir)
+    top2 = kt.KojiTopdir(tmp_path / "koji")
+    top2.add_build([koji.distro.srpm, *koji.distro.rpms])
+    top2.add_build(libgreet.all)
+    changed = top2.make_repo(TAG, REPO_ID, ARCH, groups=koji.distro.groups)
+    assert changed.arch_dir == repo.arch_dir
+    assert {entry_key(r) for r in changed.rpms} != {entry_key(r) for r in repo.rpms}
+    again = build("adj-greeter")
+    assert again.cache_hit is False
+    greet = [e for e in again.buildroot if e["name"] == "adj-libgreet"]
+    assert [entry_key(e) for e in greet] == [
+        entry_key(r) for r in changed.rpms if r["name"] == "adj-libgreet"
+    ]
+
+
+# == a host that trusts nothing a build writes ================================================
+
+
+@pytest.mark.parametrize("form", ["abs", "rel", "url"])
+def test_a_buildrequires_naming_a_shipped_rpm_fails_before_anything_is_installed(
+    adapter, koji, task, form
+):
+    ctx, srpm = task(f"adj-evilreq-{form}")
+    with pytest.raises(BuildError) as info:
+        run(adapter, koji, ctx, srpm, "noarch")
+    requirement = {
+        "abs": "/builddir/build/SOURCES/evil.rpm",
+        "rel": "builddir/build/SOURCES/evil.rpm",
+        "url": "file:///builddir/build/SOURCES/evil.rpm",
+    }[form]
+    message = str(info.value)
+    assert f"BuildRequires: {requirement}" in message, message
+    assert info.value.log == str(ctx.work_dir / "result" / "root.log")
+    root_log = Path(info.value.log).read_text()
+    assert f"BuildRequires: {requirement}" in root_log
+    # nothing of it ran: no install step, no scriptlet, no build
+    assert "ADJ-EVIL-POST-RAN" not in root_log
+    assert "Start: install build requirements" not in state_log(ctx.work_dir / "result")
+    assert "ADJ-EVILREQ: BUILT" not in (ctx.work_dir / "result" / "build.log").read_text()
+
+
+def test_planted_links_and_fifos_are_never_taken_and_nothing_blocks(manager, image, koji, task):
+    before = koji.secret.read_bytes()
+    adapter = BuildArchAdapter(manager, image, cache=False, log_cap_bytes=64 * 1024)
+    ctx, srpm = task("adj-plantee")
+    started = time.monotonic()
+    result = run(adapter, koji, ctx, srpm, "noarch", keep_srpm=True)
+    assert time.monotonic() - started < 300
+    assert "ADJ-PLANTER: PLANTED" in (result.result_dir / "root.log").read_text()
+    assert [p.name for p in result.rpms] == [f"adj-plantee-1-1{DIST}.noarch.rpm"]
+    assert [p.name for p in result.srpms] == [f"adj-plantee-1-1{DIST}.src.rpm"]
+    names = {p.name for p in result.result_dir.iterdir()}
+    assert not {n for n in names if "planted" in n or "fifo" in n}, names
+    assert not any("planted" in p.name or "fifo" in p.name for p in result.logs)
+    # every file the host took is a regular file of its own, not the secret
+    for path in result.result_dir.iterdir():
+        assert path.is_file() and not path.is_symlink(), path
+        assert koji.secret.read_bytes() not in path.read_bytes(), path
+    # the capped build.log was rewritten (its temporary file created beside it) without
+    # touching the host file the planted .koji-adjutant-tmp links point at
+    assert "earlier bytes dropped" in (result.result_dir / "build.log").read_text()
+    assert koji.secret.read_bytes() == before
+    state = state_log(result.result_dir)
+    for planted in (
+        "adj-planted-1-1.noarch.rpm: a symlink",
+        "adj-fifo-1-1.noarch.rpm: a FIFO",
+        "adj-planted-1-1.src.rpm: a symlink",
+        "dnf.planted.log: a symlink",
+        "dnf.fifo.log: a FIFO",
+    ):
+        assert planted in state, planted
+
+
+class ProcessWatch:
+    """Sightings of processes whose command line contains a marker, from the host's /proc,
+    each stamped with the time the scan that saw it started."""
+
+    def __init__(self, marker: bytes) -> None:
+        self.marker = marker
+        self.sightings: list[tuple[float, str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._watch, daemon=True)
+
+    def __enter__(self) -> ProcessWatch:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _watch(self) -> None:
+        while not self._stop.is_set():
+            scan_started = time.time()
+            for entry in os.scandir("/proc"):
+                if not entry.name.isdigit():
+                    continue
+                try:
+                    with open(f"/proc/{entry.name}/cmdline", "rb") as handle:
+                        cmdline = handle.read()
+                except OSError:
+                    continue
+                if self.marker in cmdline:
+                    name = cmdline.split(b"\0", 1)[0].decode(errors="replace")
+                    self.sightings.append((scan_started, name))
+            time.sleep(0.02)
+
+
+def _step_windows(state: str, step: str) -> list[tuple[float, float]]:
+    """(start, finish) epoch times of each run of a step in state.log."""
+
+    def stamp(line: str) -> float:
+        text = line.split(" ", 1)[0].rstrip("Z")
+        moment = datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f")
+        return moment.replace(tzinfo=timezone.utc).timestamp()
+
+    windows = []
+    start = None
+    for line in state.splitlines():
+        if line.endswith(f" Start: {step}"):
+            start = stamp(line)
+        elif f" Finish: {step} (" in line and start is not None:
+            windows.append((start, stamp(line)))
+            start = None
+    return windows
+
+
+@pytest.mark.parametrize("where", ["local", "url"])
+def test_processes_left_behind_are_gone_before_the_next_step_and_never_see_a_network(
+    manager, image, koji, task, http_dir, where
+):
+    adapter = BuildArchAdapter(manager, image, cache=False)
+    ctx, srpm = task("adj-lingerer")
+    kw: dict[str, object] = {}
+    if where == "url":
+        url, kw["repomd_sha256"] = _served_repo(koji, http_dir)
+    else:
+        url = str(koji.repo.arch_dir)
+    with ProcessWatch(b"adj-linger-") as watch:
+        result = adapter.run(
+            ctx,
+            srpm,
+            "noarch",
+            repo=url,
+            repo_id=REPO_ID,
+            tag_name=TAG,
+            build_config=build_config(),
+            **kw,  # type: ignore[arg-type]
+        )
+    state = state_log(result.result_dir)
+    build_log = (result.result_dir / "build.log").read_text()
+    assert "ADJ-LINGERER: build step done" in build_log
+    # a root step (installing adj-libgreet) ran between the rebuild and the build
+    assert "Start: install build requirements" in state
+    # rpmbuild parses the spec in both steps, so the "parse" process starts in each of them
+    rebuilds = _step_windows(state, "rebuild SRPM")
+    builds = _step_windows(state, "build")
+    installs = _step_windows(state, "install build requirements")
+    parse_seen = [t for t, name in watch.sightings if name == "adj-linger-parse"]
+    build_seen = [t for t, name in watch.sightings if name == "adj-linger-build"]
+    assert parse_seen and build_seen, watch.sightings  # they did start
+    for seen in parse_seen:
+        assert any(start - 0.5 <= seen <= finish for start, finish in rebuilds + builds), (
+            seen,
+            rebuilds + builds,
+        )
+    for seen in build_seen:
+        assert any(start - 0.5 <= seen <= finish for start, finish in builds), (seen, builds)
+    # in particular nothing of the build ran while root installed packages
+    for seen, _ in watch.sightings:
+        assert not any(start <= seen <= finish for start, finish in installs), (seen, installs)
+    interfaces = re.findall(r"^ADJ-LINGER (parse|build): interfaces (.*)$", build_log, re.M)
+    assert {when for when, _ in interfaces} == {"parse", "build"}, interfaces
+    assert all(names.split() == ["lo"] for _, names in interfaces), interfaces
+    if where == "url":
+        assert "(network bridge)" in state
+
+
+# == image mode ===============================================================================
+
+
+@pytest.fixture(scope="module")
+def image_mode_repo(tmp_path_factory: pytest.TempPathFactory) -> kt.KojiRepo:
+    """A tag for image mode with the Debian dev image: debian-buildtools (the RPM face of the
+    image's toolchain) in its groups, as before tag-made buildroots."""
+    rpms = tmp_path_factory.mktemp("image-rpms")
+    top = kt.KojiTopdir(tmp_path_factory.mktemp("image-koji"))
+    for spec in (kt.BUILDTOOLS_SPEC, kt.spec_path("adj-libgreet")):
+        top.add_build(kt.build_package(spec, rpms, defines={"dist": ".el1"}).all)
+    return top.make_repo(TAG, REPO_ID, ARCH)
+
+
+def test_image_mode_installs_over_the_image_and_says_it_is_not_a_mock_root(
+    manager, image, image_mode_repo, task
+):
+    adapter = BuildArchAdapter(
+        manager, image, buildroot_mode="image", cache=False, rpmdb_path="/var/lib/rpm"
+    )
+    assert adapter.buildroot_mode == "image"
+    ctx, srpm = task("adj-greeter")
+    result = adapter.run(
+        ctx,
+        srpm,
+        ARCH,
+        repo=str(image_mode_repo.arch_dir),
+        repo_id=REPO_ID,
+        tag_name=TAG,
+        build_config=build_config(),
+    )
+    assert len(result.rpms) == 3
+    assert {e["name"] for e in result.buildroot} == {
+        "debian-buildtools",
+        "adj-libgreet",
+        "adj-libgreet-devel",
+    }
+    assert "image mode: not a mock buildroot" in state_log(result.result_dir)

@@ -229,6 +229,13 @@ def test_build_config_repo_and_task_shapes(
     with pytest.raises(koji.GenericError, match="query returned no rows"):
         session.repoInfo(424242, strict=True)
     assert session.repoInfo(424242) is None
+    # kojihub.get_external_repo, by name or id
+    erepo = session.getExternalRepo("centos-base", strict=True)
+    assert erepo == {"id": world.ext_repo["id"], "name": "centos-base", "url": erepo["url"]}
+    assert session.getExternalRepo(world.ext_repo["id"])["name"] == "centos-base"
+    assert session.getExternalRepo("no-such-repo") is None
+    with pytest.raises(koji.GenericError, match="No such repo: no-such-repo"):
+        session.getExternalRepo("no-such-repo", strict=True)
 
 
 def test_repo_layout_is_what_kojid_reads(world: World, hub: HubFake) -> None:
@@ -310,6 +317,13 @@ def test_set_buildroot_list_is_strict(
     }
     with pytest.raises(koji.GenericError, match="No such entry in table external_repo"):
         session.host.setBuildRootList(brootid, [dict(external, location="nowhere")])
+    # an image RPM marked with its external repo's name only (what the glue sent before it
+    # resolved the repo): kojihub looks it up strictly as an internal RPM and refuses it
+    by_name_only = {k: v for k, v in external.items() if k != "location"}
+    by_name_only["external_repo"] = {"external_repo_name": world.ext_repo["name"]}
+    with pytest.raises(koji.GenericError, match="No such rpm"):
+        session.host.setBuildRootList(brootid, [by_name_only])
+    assert hub.buildroot(brootid).listing == []
     internal_by_id = dict(rpm_entry(world.glibc), id=world.glibc["id"])
     session.host.setBuildRootList(brootid, [rpm_entry(world.bash), internal_by_id, external])
     listed = {
