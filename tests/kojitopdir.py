@@ -54,6 +54,7 @@ __all__ = [
     "build_srpm",
     "buildroot_list_entry",
     "canon_arch",
+    "link_or_copy",
     "createrepo_command",
     "ensure_rpm_tools",
     "generate_comps",
@@ -546,7 +547,7 @@ class KojiTopdir:
         filename = f"{header['name']}-{header['version']}-{header['release']}.{arch}.rpm"
         target = build_dir / arch / filename
         target.parent.mkdir(parents=True, exist_ok=True)
-        _link_or_copy(path, target)
+        link_or_copy(path, target)
         rpm_id = self._next_rpm_id
         self._next_rpm_id += 1
         # Field order of kojihub.readTaggedRPMS, which repo_init dumps into rpmlist.jsonl.
@@ -715,7 +716,7 @@ class KojiTopdir:
         return path
 
 
-def _link_or_copy(source: Path, target: Path) -> None:
+def link_or_copy(source: Path, target: Path) -> None:
     """Store a package: a hard link where possible (the dev distribution is ~180 MB), else a
     copy. Packages are never written after they are stored, so sharing the inode is safe; a
     package already at ``target`` (a build stored again) is unlinked first, never written."""

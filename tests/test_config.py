@@ -37,6 +37,7 @@ def test_missing_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.pull_policy == "if-not-present"
     assert config.pids_limit == 4096 and config.memory_limit is None and config.cpus is None
     assert config.network == "auto" and config.buildroot_cache is True
+    assert config.buildroot_mode == "tag"
     assert (config.buildroot_cache_max_entries, config.buildroot_cache_max_bytes) == (8, 20 << 30)
     assert config.reap_on_start is True
 
@@ -47,6 +48,7 @@ def test_every_key_is_parsed_to_its_type(tmp_path: Path) -> None:
         """
 [adjutant]
 podman_socket = /run/user/0/podman/podman.sock
+buildroot_mode = image
 worker_id = builder-01.example.com
 task_image = quay.io/fedora/fedora:40
 pull_policy = always
@@ -70,6 +72,7 @@ reap_on_start = off
     config = load_config(path, environ={})
     assert config == AdjutantConfig(
         podman_socket="/run/user/0/podman/podman.sock",
+        buildroot_mode="image",
         worker_id="builder-01.example.com",
         task_image="quay.io/fedora/fedora:40",
         pull_policy="always",
@@ -101,6 +104,18 @@ def test_environment_overrides_the_file_and_names_the_path(tmp_path: Path) -> No
     }
     config = load_config(environ=env)
     assert (config.task_image, config.pull_policy, config.cpus) == ("localhost/b:2", "never", 2.0)
+
+
+def test_image_external_repo_needs_image_mode(tmp_path: Path) -> None:
+    path = write(tmp_path, "[adjutant]\nimage_external_repo = fedora-image-rpms\n")
+    with pytest.raises(ConfigError, match="applies to buildroot_mode = image only"):
+        load_config(path, environ={})
+    assert load_config(path, environ={"KOJI_ADJUTANT_BUILDROOT_MODE": "image"}).buildroot_mode == (
+        "image"
+    )
+    bad = write(tmp_path, "[adjutant]\nbuildroot_mode = mock\n")
+    with pytest.raises(ConfigError, match="invalid value for buildroot_mode: 'mock'"):
+        load_config(bad, environ={})
 
 
 def test_default_path_is_under_kojid_plugins() -> None:

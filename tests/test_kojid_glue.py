@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import hashlib
 import logging
 import os
 import shutil
@@ -22,7 +23,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any, Callable, ClassVar
@@ -34,9 +35,10 @@ import koji_adjutant
 import kojidloader
 import kojitopdir as kt
 import pytest
-from conftest import LABEL_TASK, LABEL_WORKER, WORKER_ID
+from conftest import LABEL_TASK, LABEL_WORKER, WORKER_ID, podman_cli
 from hubfake import HubFake
 from hubfake import server as hubfake_server
+from koji_adjutant.devdistro import DevDistro
 from koji_adjutant.kojid import compat, make_handlers, reaper
 from koji_adjutant.kojid.handlers import Handlers
 from koji_adjutant.kojid.images import ImagePolicyError, select_image
@@ -298,6 +300,10 @@ def world(hub: HubFake, hello: kt.BuiltPackage) -> World:
     bash = hub.add_rpm("bash", "5.2", "1.fc40", ARCH, tags=(TAG,))
     glibc = hub.add_rpm("glibc", "2.39", "2.fc40", ARCH, epoch=0, tags=(TAG,))
     repo = hub.add_repo(TAG)
+    # a READY repo has repodata (repoDone put it there); its repomd.xml keys the cache
+    repodata = Path(hub.repo_dir(repo["id"])) / ARCH / "repodata"
+    repodata.mkdir()
+    (repodata / "repomd.xml").write_text("<repomd/>\n")
     shutil.copy(hello.srpm, Path(hub.topdir) / "work" / hello.srpm.name)
     return World(tag, repo, bash, glibc, hello.srpm.name)
 
@@ -442,6 +448,27 @@ def test_image_precedence_method_then_arch_then_tag_then_default(
 ) -> None:
     choice = select_image(extra, tag_name=TAG, method=method, arch=arch, default="default/img")
     assert (choice.image, choice.source) == expected
+
+
+def test_mock_bootstrap_image_comes_first_for_a_tag_mode_bootstrap() -> None:
+    extra = {"mock.bootstrap_image": "reg.example/fedora:40", "adjutant.image": "tag/img"}
+
+    def pick(extra: dict[str, Any], method: str = "buildArch", bootstrap: bool = True) -> Any:
+        choice = select_image(
+            extra, tag_name=TAG, method=method, arch=ARCH, default="d/img", bootstrap=bootstrap
+        )
+        return (choice.image, choice.source)
+
+    assert pick(extra) == ("reg.example/fedora:40", "mock.bootstrap_image")
+    # image mode (the image is the buildroot, not a bootstrap) and createrepo ignore it
+    assert pick(extra, bootstrap=False) == ("tag/img", "adjutant.image")
+    assert pick(extra, method="createrepo", bootstrap=False) == ("tag/img", "adjutant.image")
+    # mock's switch turns it off, as it turns off mock's bootstrap image
+    for off in (False, 0, "False", "no", ""):
+        assert pick({**extra, "mock.use_bootstrap_image": off}) == ("tag/img", "adjutant.image")
+    assert pick({**extra, "mock.use_bootstrap_image": True})[1] == "mock.bootstrap_image"
+    with pytest.raises(ImagePolicyError, match="mock.bootstrap_image = 'Not An Image'"):
+        pick({"mock.bootstrap_image": "Not An Image"})
 
 
 @pytest.mark.parametrize(
@@ -675,11 +702,17 @@ def test_external_rpms_are_recorded_against_their_repo(
     # an RPM of unknown origin is an error, as in kojid
     with pytest.raises(koji.BuildError, match="No origin for nosuch"):
         broot.package_list([dict(zlib, name="nosuch")])
-    # image RPMs the adapter already marked skip the origin lookup
-    image_rpm = dict(
-        zlib, name="imagepkg", external_repo={"external_repo_id": ext["id"]}, location=ext["id"]
-    )
-    assert broot.package_list([image_rpm])[0]["location"] == ext["id"]
+    # image RPMs (image mode) come marked with image_external_repo's name or id: the glue
+    # resolves the repo on the hub and gives them its id as location, skipping the origins
+    image_rpm = dict(zlib, name="imagepkg", external_repo={"external_repo_name": "centos-base"})
+    [marked] = broot.package_list([image_rpm])
+    assert marked["location"] == ext["id"]
+    assert marked["external_repo"]["external_repo_id"] == ext["id"]
+    by_id = dict(zlib, name="imagepkg", external_repo={"external_repo_name": str(ext["id"])})
+    assert broot.package_list([by_id])[0]["location"] == ext["id"]
+    unknown = dict(zlib, name="imagepkg", external_repo={"external_repo_name": "no-such"})
+    with pytest.raises(koji.GenericError, match="No such repo: no-such"):
+        broot.package_list([unknown])
 
 
 # == buildArch through the glue, with a scripted adapter ======================================
@@ -708,6 +741,7 @@ def test_build_arch_success_is_kojids_conversation(
     script: BuildScript,
     hello: kt.BuiltPackage,
 ) -> None:
+    conf(network="repo")  # the repo over kojid's topurl, whose repomd.xml the glue fetches
     task_id = build_task(hub, world, arch="noarch", keep_srpm=True)
     hub.set_average_build_duration("adj-hello", 4800.0)
     hub.clear_calls()
@@ -758,9 +792,11 @@ def test_build_arch_success_is_kojids_conversation(
     assert run["repo_id"] == world.repo["id"] and run["tag_name"] == TAG
     assert run["build_config"]["extra"] == {"rpm.macro.dist": DIST}
     assert run["keep_srpm"] is True
-    # no local repodata in the fake hub's repo: reached over topurl (network policy auto)
+    assert ctor["buildroot_mode"] == "tag"
+    # network = repo: reached over topurl, keyed by the repomd.xml kojid's topurl serves
     assert run["repo"] == f"{hub.topurl}/repos/{TAG}/{world.repo['id']}/{ARCH}"
     assert run["topdir"] is None
+    assert run["repomd_sha256"] == hashlib.sha256(b"<repomd/>\n").hexdigest()
     # the work dir, lease included, is gone with the task
     assert not os.path.exists(os.path.join(options.workdir, rel))
 
@@ -963,6 +999,8 @@ def test_network_none_refuses_without_a_local_repo(
     script: BuildScript,
 ) -> None:
     conf(network="none")
+    # this builder does not see the repo's repodata on its topdir
+    shutil.rmtree(Path(hub.repo_dir(world.repo["id"])) / ARCH / "repodata")
     task_id = build_task(hub, world, arch=ARCH)
     kojidloader.run_task(handlers.build_arch, session, options, task_id)
     assert hub.calls[-1].method == "host.refuseTask"
@@ -1226,13 +1264,15 @@ def _register_rpms(hub: HubFake, paths: list[Path], tag: str) -> None:
             / path.name
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy(path, dest)
+        kt.link_or_copy(path, dest)
 
 
-def _make_repo_ready(hub: HubFake, repo: dict[str, Any]) -> Path:
+def _make_repo_ready(
+    hub: HubFake, repo: dict[str, Any], groups: Mapping[str, Sequence[str]]
+) -> Path:
     """What the createrepo task and repoDone would add: groups and repodata."""
     repo_dir = Path(hub.repo_dir(repo["id"]))
-    (repo_dir / "groups" / "comps.xml").write_text(kt.generate_comps(kt.DEFAULT_GROUPS))
+    (repo_dir / "groups" / "comps.xml").write_text(kt.generate_comps(groups))
     arch_dir = repo_dir / ARCH
     kt.run_createrepo(arch_dir)
     for path in repo_dir.rglob("*"):
@@ -1243,7 +1283,7 @@ def _make_repo_ready(hub: HubFake, repo: dict[str, Any]) -> Path:
 
 @pytest.fixture(scope="module")
 def tools(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
-    """debian-buildtools (the build group) and adj-libgreet, built on the host."""
+    """debian-buildtools (the build group of image mode) and adj-libgreet, built on the host."""
     kt.ensure_rpm_tools()
     out = tmp_path_factory.mktemp("tools")
     rpms: list[Path] = []
@@ -1253,11 +1293,16 @@ def tools(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
 
 
 @pytest.fixture
-def real_world(hub: HubFake, tools: list[Path], hello: kt.BuiltPackage) -> World:
+def real_world(
+    hub: HubFake, dev_distro: DevDistro, tools: list[Path], hello: kt.BuiltPackage
+) -> World:
+    """A tag whose repo holds the dev distribution (its build group) and adj-libgreet: what
+    a tag-made buildroot installs from."""
     tag = hub.add_tag(TAG, arches=ARCH, extra={"rpm.macro.dist": DIST})
-    _register_rpms(hub, tools, TAG)
+    libgreet = [p for p in tools if p.name.startswith("adj-libgreet")]
+    _register_rpms(hub, [*dev_distro.rpms, *libgreet], TAG)
     repo = hub.add_repo(TAG)
-    _make_repo_ready(hub, repo)
+    _make_repo_ready(hub, repo, dev_distro.groups)
     shutil.copy(hello.srpm, Path(hub.topdir) / "work" / hello.srpm.name)
     bash = glibc = {}
     return World(tag, repo, bash, glibc, hello.srpm.name)
@@ -1284,6 +1329,7 @@ def test_real_noarch_build_with_kept_srpm(
     podman_socket: str,
     network: str,
     request: pytest.FixtureRequest,
+    dev_distro: DevDistro,
 ) -> None:
     values = {"podman_socket": podman_socket, "task_image": image, "network": network}
     if network == "repo":
@@ -1308,8 +1354,9 @@ def test_real_noarch_build_with_kept_srpm(
     assert hub_methods(hub) == [*KOJID_BUILD_ARCH_CALLS, "host.closeTask"]
     broot = hub.buildroot(result["brootid"])
     assert broot.state_history == ["INIT", "BUILDING", "EXPIRED"]
+    # the hub accepted (strictly) a list that is exactly the tag's build group
     listed = hub.buildroot_rpms(broot.id)
-    assert "debian-buildtools" in {r["name"] for r in listed}
+    assert sorted(r["name"] for r in listed) == sorted(dev_distro.groups["build"])
     assert {r["external_repo_name"] for r in listed} == {"INTERNAL"}
     for path in result["rpms"] + result["srpms"] + result["logs"]:
         assert os.path.getsize(os.path.join(hub.workdir, path)) > 0
@@ -1346,6 +1393,144 @@ def test_real_failed_build(
     assert any(c.method == "host.updateBuildRootList" for c in hub.calls)
     build_log = hub.upload_bytes(f"{upload_dir(task_id)}/build.log")
     assert b"adj-failbuild" in build_log or b"exit" in build_log
+
+
+@pytest.mark.podman
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_leaks")
+def test_real_build_next_to_planted_links_and_fifos_uploads_none_of_them(
+    handlers: Handlers,
+    hub: HubFake,
+    real_world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    tmp_path: Path,
+    dev_distro: DevDistro,
+) -> None:
+    """A buildroot package (adj-planter, installed as a BuildRequires) plants symlinks to a
+    host file named like RPMs and logs, FIFOs named like them, and links where the capped
+    log's temporary file goes. Through kojid's upload path, none is listed, uploaded or
+    written, and the task does not hang."""
+    secret = tmp_path / "host-secret.txt"
+    secret.write_text(f"HOST SECRET {os.getpid()} {time.time()}\n")
+    before = secret.read_bytes()
+    planter = kt.build_package(
+        kt.spec_path("adj-planter"), tmp_path / "planter", defines={"adj_host_file": str(secret)}
+    )
+    _register_rpms(hub, list(planter.rpms), TAG)
+    real_world.repo = hub.add_repo(TAG)
+    _make_repo_ready(hub, real_world.repo, dev_distro.groups)
+    real_world.srpm_name = _add_srpm(hub, "adj-plantee", tmp_path)
+    conf(podman_socket=podman_socket, task_image=image, network="none", log_cap_bytes="64K")
+    task_id = build_task(hub, real_world, arch="noarch", keep_srpm=True)
+    started = time.monotonic()
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    assert time.monotonic() - started < 300
+    task = hub.task(task_id)
+    assert task.fault is None, task.fault
+    rel = upload_dir(task_id)
+    assert task.result["rpms"] == [f"{rel}/adj-plantee-1-1{DIST}.noarch.rpm"]
+    assert task.result["srpms"] == [f"{rel}/adj-plantee-1-1{DIST}.src.rpm"]
+    uploaded = {path: data for path, data in hub.uploads().items() if path.startswith(rel)}
+    names = {path.rsplit("/", 1)[1] for path in uploaded}
+    assert not {n for n in names if "planted" in n or "fifo" in n or "koji-adjutant-tmp" in n}
+    assert {"root.log", "build.log", "state.log"} <= names
+    for path, data in uploaded.items():
+        assert before not in data, path
+    assert b"ADJ-PLANTER: PLANTED" in uploaded[f"{rel}/root.log"]
+    assert b"earlier bytes dropped" in uploaded[f"{rel}/build.log"]
+    assert b"dnf.fifo.log: a FIFO, not a regular file" in uploaded[f"{rel}/state.log"]
+    assert secret.read_bytes() == before
+
+
+@pytest.fixture(scope="module")
+def image_with_rpms(tmp_path_factory: pytest.TempPathFactory, image: str) -> Iterator[str]:
+    """The dev image with one RPM in its rpmdb (adj-imagepkg, not in Koji): what an RPM-based
+    image brings into an image mode buildroot."""
+    out = tmp_path_factory.mktemp("imagepkg")
+    [rpm] = kt.build_package(kt.spec_path("adj-imagepkg"), out).rpms
+    name = f"adj-imagepkg-{os.getpid()}"
+    ref = f"localhost/koji-adjutant-test:image-rpms-{os.getpid()}"
+    made = podman_cli(
+        "run",
+        "--name",
+        name,
+        "--ulimit",
+        "nofile=16384:16384",
+        "--ulimit",
+        "nproc=16384:16384",
+        "-v",
+        f"{rpm}:/tmp/imagepkg.rpm:ro",
+        image,
+        "rpm",
+        "-i",
+        "--nodeps",
+        "/tmp/imagepkg.rpm",
+    )
+    assert made.returncode == 0, made.stderr
+    committed = podman_cli("commit", "-q", name, ref)
+    podman_cli("rm", "-f", name)
+    assert committed.returncode == 0, committed.stderr
+    yield ref
+    podman_cli("rmi", "-f", ref)
+
+
+@pytest.mark.podman
+@pytest.mark.slow
+@pytest.mark.usefixtures("no_leaks")
+def test_real_image_mode_records_the_images_rpms_with_the_external_repo(
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image_with_rpms: str,
+    podman_socket: str,
+    tools: list[Path],
+    hello: kt.BuiltPackage,
+) -> None:
+    """Image mode with image_external_repo: the image's own RPMs reach the hub with the
+    external repo's id as their location, which kojihub's strict setBuildRootList accepts."""
+    erepo = hub.add_external_repo("image-repo", "http://images.example/$arch/")
+    tag = hub.add_tag(TAG, arches=ARCH, extra={"rpm.macro.dist": DIST})
+    _register_rpms(hub, tools, TAG)
+    repo = hub.add_repo(TAG)
+    _make_repo_ready(hub, repo, kt.DEFAULT_GROUPS)
+    shutil.copy(hello.srpm, Path(hub.topdir) / "work" / hello.srpm.name)
+    world = World(tag, repo, {}, {}, hello.srpm.name)
+    conf(
+        podman_socket=podman_socket,
+        task_image=image_with_rpms,
+        buildroot_mode="image",
+        image_external_repo="image-repo",
+        network="none",
+    )
+    task_id = build_task(hub, world, arch="noarch")
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    task = hub.task(task_id)
+    assert task.fault is None, task.fault
+    listed = {
+        r["name"]: r["external_repo_name"] for r in hub.buildroot_rpms(task.result["brootid"])
+    }
+    assert listed["adj-imagepkg"] == erepo["name"]
+    assert listed["debian-buildtools"] == "INTERNAL"
+
+    # without image_external_repo the image's RPM is left out (Koji cannot know it)
+    conf(
+        podman_socket=podman_socket,
+        task_image=image_with_rpms,
+        buildroot_mode="image",
+        network="none",
+    )
+    task_id = build_task(hub, world, arch="noarch")
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    task = hub.task(task_id)
+    assert task.fault is None, task.fault
+    listed = {r["name"] for r in hub.buildroot_rpms(task.result["brootid"])}
+    assert "adj-imagepkg" not in listed and "debian-buildtools" in listed
 
 
 def _createrepo_task(hub: HubFake, repo: dict[str, Any], old: Any) -> int:
@@ -1484,7 +1669,10 @@ def test_killed_task_leaves_no_container(
     if sig != signal.SIGKILL:
         assert left == [], f"{sig.name}: the adapter left {left}"
         return
-    assert len(left) == 1, "SIGKILL cannot be caught: the container stays until reaped"
+    # SIGKILL cannot be caught: the task's containers (build, and bootstrap while it
+    # installs) stay until reaped
+    assert left, "SIGKILL cannot be caught: the containers stay until reaped"
+    assert {c["labels"]["io.koji.adjutant.role"] for c in left} <= {"build", "bootstrap"}
     # the next task on this worker reaps it (the dead task's lease names a dead process);
     # its host session is made now: the child's exclusive login ended earlier ones
     session = request.getfixturevalue("session")

@@ -41,8 +41,11 @@ HOST_BUILDABLE = (
     "koji-adjutant-hello",
     "adj-whoami",
 )
+# adj-evilreq ships sources a test generates (an RPM, the requirement's form): built there.
+NEEDS_GENERATED_SOURCES = ("adj-evilreq",)
 ALL_SPECS = sorted(
-    [p.stem for p in kt.SPECS_DIR.glob("*.spec")] + [kt.BUILDTOOLS_SPEC.stem, kt.SAMPLE_SPEC.stem]
+    [p.stem for p in kt.SPECS_DIR.glob("*.spec") if p.stem not in NEEDS_GENERATED_SOURCES]
+    + [kt.BUILDTOOLS_SPEC.stem, kt.SAMPLE_SPEC.stem]
 )
 
 

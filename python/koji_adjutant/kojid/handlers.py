@@ -40,6 +40,7 @@ from typing import Any, Callable
 
 import koji
 import koji.tasks
+import requests
 from koji.tasks import RefuseTask
 
 import koji_adjutant
@@ -175,9 +176,15 @@ class BuildArchMixin(AdjutantTaskMixin):
         )
         opts = {k: getattr(self.options, k, None) for k in ("topurl", "topdir")}
         digest = hashlib.sha256()
-        with koji.openRemoteFile(relpath, **opts) as handle:
-            for chunk in iter(lambda: handle.read(1 << 16), b""):
-                digest.update(chunk)
+        try:
+            with koji.openRemoteFile(relpath, **opts) as handle:
+                for chunk in iter(lambda: handle.read(1 << 16), b""):
+                    digest.update(chunk)
+        except (OSError, requests.exceptions.RequestException) as exc:
+            # as mock's init would fail on an unreachable repo: before any buildroot record
+            raise koji.BuildrootError(
+                f"cannot read the buildroot repo's {relpath}: {exc}"
+            ) from None
         return digest.hexdigest()
 
     def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
@@ -217,6 +224,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             bootstrap=config.buildroot_mode == "tag",
         )
         repo, topdir = self.buildroot_repo(config, repo_info, koji.canonArch(br_arch))
+        repomd_sha256 = None if topdir else self.repomd_sha256(repo_info, koji.canonArch(br_arch))
         self.logger.info(
             "buildArch (%s mode) in image %s (from %s), repo %s",
             config.buildroot_mode,
@@ -235,7 +243,9 @@ class BuildArchMixin(AdjutantTaskMixin):
             repo_id=repo_id,
             workdir=self.workdir,
         )
-        result = self.run_build(runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir)
+        result = self.run_build(
+            runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir, repomd_sha256
+        )
         # 15. the buildroot after the build
         broot.update_list(result.buildroot)
         if len(result.unknown_rpms):
@@ -269,7 +279,17 @@ class BuildArchMixin(AdjutantTaskMixin):
         return patterns
 
     def run_build(  # type: ignore[no-untyped-def]
-        self, runtime, image: ImageChoice, broot, srpm, arch, br_arch, keep_srpm, repo, topdir
+        self,
+        runtime,
+        image: ImageChoice,
+        broot,
+        srpm,
+        arch,
+        br_arch,
+        keep_srpm,
+        repo,
+        topdir,
+        repomd_sha256=None,
     ):
         """10.-14.: the adapter run, with the logs streamed and the buildroot recorded."""
         config = runtime.config
@@ -330,9 +350,7 @@ class BuildArchMixin(AdjutantTaskMixin):
                     keep_srpm=bool(keep_srpm),
                     topdir=topdir,
                     buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
-                    repomd_sha256=(
-                        None if topdir else self.repomd_sha256(broot.repo_info, broot.br_arch)
-                    ),
+                    repomd_sha256=repomd_sha256,
                     on_buildroot_ready=on_buildroot_ready,
                 )
         except BaseException as exc:
