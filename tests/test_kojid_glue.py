@@ -467,7 +467,7 @@ def test_mock_bootstrap_image_comes_first_for_a_tag_mode_bootstrap() -> None:
     for off in (False, 0, "False", "no", ""):
         assert pick({**extra, "mock.use_bootstrap_image": off}) == ("tag/img", "adjutant.image")
     assert pick({**extra, "mock.use_bootstrap_image": True})[1] == "mock.bootstrap_image"
-    with pytest.raises(ImagePolicyError, match="mock.bootstrap_image = 'Not An Image'"):
+    with pytest.raises(ImagePolicyError, match=r"mock\.bootstrap_image = 'Not An Image'"):
         pick({"mock.bootstrap_image": "Not An Image"})
 
 
