@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Installs the host packages the build and the tests need, when missing (Debian/Ubuntu).
-# podman + runc run the containers (crun fails on cgroup v1 hybrid hosts), debootstrap makes
-# the dev task image, rpm/createrepo-c/dnf let the tests build RPMs and repos on the host.
+# podman + runc run the containers (crun fails on cgroup v1 hybrid hosts), catatonit is the
+# init podman runs as PID 1 of every task container (it reaps what a build leaves behind),
+# debootstrap makes the dev task image, rpm/createrepo-c/dnf let the tests build RPMs and repos
+# on the host.
 set -euo pipefail
 need=()
-for pair in podman:podman runc:runc debootstrap:debootstrap rpmbuild:rpm createrepo_c:createrepo-c \
+for pair in podman:podman runc:runc catatonit:catatonit debootstrap:debootstrap rpmbuild:rpm \
+            createrepo_c:createrepo-c \
             mergerepo_c:createrepo-c dnf:dnf curl:curl python3:python3 ; do
     cmd=${pair%%:*} pkg=${pair#*:}
     command -v "$cmd" >/dev/null 2>&1 || need+=("$pkg")

@@ -3,12 +3,16 @@
 ``python -m koji_adjutant.demo`` (or ``make demo``) does what a Koji build of the sample would
 do on a builder, with koji-adjutant in place of mock and the host's createrepo_c:
 
-1. makes the SRPMs of the bundled sample and of ``debian-buildtools`` (the RPM that tells the
-   Debian-based dev image's rpmdb about its toolchain) with rpmbuild in the task image;
-2. lays out a Koji topdir with a build tag repo (``pkglist``, ``toplink``, ``groups/comps.xml``
-   with the ``build`` group) and generates its repodata with ``CreaterepoAdapter``;
-3. builds the sample SRPM with ``BuildArchAdapter`` from that repo and prints kojid's result;
-4. imports the built RPMs and makes a repo of them with ``CreaterepoAdapter``, printing
+1. makes the SRPM of the bundled sample with rpmbuild in the task image;
+2. makes (once per machine, then reuses) the dev distribution: the task image's own files as a
+   handful of RPMs (:mod:`koji_adjutant.devdistro`), since no RPM distribution is reachable;
+3. lays out a Koji topdir with a build tag repo of those RPMs (``pkglist``, ``toplink``,
+   ``groups/comps.xml`` with the ``build`` group) and generates its repodata with
+   ``CreaterepoAdapter``;
+4. builds the sample SRPM with ``BuildArchAdapter`` in a buildroot installed from that repo
+   alone (mock's bootstrap model), prints the buildroot's package list as kojid sends it to
+   the hub, and kojid's result;
+5. imports the built RPMs and makes a repo of them with ``CreaterepoAdapter``, printing
    kojid's createrepo result.
 
 Everything runs in Podman containers through the podman service at
@@ -35,7 +39,8 @@ from koji_adjutant import (
     TaskContext,
     VolumeMount,
 )
-from koji_adjutant.sample import BUILDTOOLS_SPEC, SAMPLE_DIR, SPEC
+from koji_adjutant.devdistro import ensure_dev_distro
+from koji_adjutant.sample import SAMPLE_DIR, SPEC
 
 TAG = "demo-build"
 DEST_TAG = "demo-dest"
@@ -64,16 +69,12 @@ def step(text: str) -> None:
     print(f"\n==> {text}", flush=True)
 
 
-def make_srpms_and_tools(mgr: PodmanManager, image: str, out: Path, printer: Printer) -> None:
-    """rpmbuild in the task image: both SRPMs, and the buildtools RPM the buildroot needs."""
+def make_srpm(mgr: PodmanManager, image: str, out: Path, printer: Printer) -> None:
+    """rpmbuild -bs of the sample in the task image."""
     script = (
         "set -e; cd /out; "
-        f"for spec in /sample/{SPEC.name} /sample/{BUILDTOOLS_SPEC.name}; do "
         "rpmbuild -bs --define '_sourcedir /sample' --define '_srcrpmdir /out' "
-        f"--define '_topdir /tmp/rpmbuild' --define 'dist {DIST}' $spec; done; "
-        "rpmbuild --rebuild --nodeps --define '_topdir /tmp/rpmbuild' --define '_rpmdir /out' "
-        f"--define '_build_name_fmt %%{{NAME}}-%%{{VERSION}}-%%{{RELEASE}}.%%{{ARCH}}.rpm' "
-        f"--define 'dist {DIST}' /out/debian-buildtools-*.src.rpm"
+        f"--define '_topdir /tmp/rpmbuild' --define 'dist {DIST}' /sample/{SPEC.name}"
     )
     spec = ContainerSpec(
         image,
@@ -82,11 +83,11 @@ def make_srpms_and_tools(mgr: PodmanManager, image: str, out: Path, printer: Pri
             VolumeMount(SAMPLE_DIR, "/sample", read_only=True),
             VolumeMount(out, "/out", read_only=False),
         ],
-        labels={"io.koji.adjutant.demo": "srpms"},
+        labels={"io.koji.adjutant.demo": "srpm"},
     )
     result = mgr.run(spec, printer)
     if result.exit_code != 0:
-        raise SystemExit(f"making the SRPMs failed (exit {result.exit_code})")
+        raise SystemExit(f"making the SRPM failed (exit {result.exit_code})")
 
 
 def import_rpms(topdir: Path, rpms: Iterable[Path], srpm_name: str) -> list[str]:
@@ -173,33 +174,34 @@ def main(argv: list[str] | None = None) -> int:
         f"    image id {mgr.ensure_image_available(args.image, pull_policy='if-not-present')[:12]}"
     )
 
-    step(
-        "Making the sample's SRPM (and the buildroot's toolchain RPM) with rpmbuild in a container"
-    )
+    step("Making the sample's SRPM with rpmbuild in a container")
     out = work / "srpms"
     out.mkdir()
-    make_srpms_and_tools(mgr, args.image, out, printer)
+    make_srpm(mgr, args.image, out, printer)
     sample_srpm = next(out.glob("koji-adjutant-hello-*.src.rpm"))
-    tools_srpm = next(out.glob("debian-buildtools-*.src.rpm"))
-    tools_rpms = [p for p in out.glob("debian-buildtools-*.rpm") if not p.name.endswith(".src.rpm")]
-    print(f"    {sample_srpm.name}, {', '.join(p.name for p in tools_rpms)}")
+    print(f"    {sample_srpm.name}")
+
+    step("The dev distribution: the task image's own files as RPMs (made once, then reused)")
+    distro = ensure_dev_distro(mgr, args.image, sink=None if args.quiet else printer)
+    print(f"    {distro.directory} (made in {distro.build_seconds:.1f} s)")
+    for rpm in distro.rpms:
+        print(f"    {rpm.name}")
 
     topdir = work / "koji"
     topdir.mkdir()
-    pkglist = import_rpms(topdir, tools_rpms, tools_srpm.name)
+    pkglist = import_rpms(topdir, distro.rpms, distro.srpm.name)
     build_repo = make_repo(
-        topdir,
-        TAG,
-        1,
-        pkglist,
-        {"build": ["debian-buildtools"], "srpm-build": ["debian-buildtools"]},
+        topdir, TAG, 1, pkglist, {name: list(pkgs) for name, pkgs in distro.groups.items()}
     )
     createrepo_adapter = CreaterepoAdapter(mgr, args.image)
 
     step(f"createrepo for the build tag repo {build_repo.relative_to(work)} (CreaterepoAdapter)")
     createrepo(createrepo_adapter, work, 1001, build_repo, printer)
 
-    step(f"buildArch of {sample_srpm.name} for {ARCH} (BuildArchAdapter)")
+    step(
+        f"buildArch of {sample_srpm.name} for {ARCH} (BuildArchAdapter): the buildroot is"
+        " installed from the tag's repo alone"
+    )
     task_dir = work / "task-1002"
     task_dir.mkdir()
     srpm = task_dir / sample_srpm.name
@@ -208,10 +210,12 @@ def main(argv: list[str] | None = None) -> int:
     adapter = BuildArchAdapter(mgr, args.image, cache=False)
 
     def buildroot_ready(packages: list[dict[str, object]]) -> None:
-        names = ", ".join(
-            f"{p['name']}-{p['version']}-{p['release']}.{p['arch']}" for p in packages
-        )
-        print(f"    buildroot ready (kojid would now call host.setBuildRootList): {names}")
+        print("    buildroot ready; the list kojid sends to host.setBuildRootList:")
+        for p in sorted(packages, key=lambda p: str(p["name"])):
+            print(
+                f"      {p['name']}-{p['version']}-{p['release']}.{p['arch']}"
+                f"  payloadhash {p['payloadhash']}"
+            )
 
     build = adapter.run(
         TaskContext(1002, task_dir),
@@ -225,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
         sink=printer,
         on_buildroot_ready=buildroot_ready,
     )
+    print(f"    bootstrap image {args.image} (id {build.image_id[:12]}, {build.image_digest})")
     print("    kojid's buildArch result:")
     print("      " + json.dumps(build.kojid_result(brootid=1), indent=2).replace("\n", "\n      "))
 
