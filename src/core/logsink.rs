@@ -545,11 +545,17 @@ impl FileSink {
         start: u64,
         data: &[u8],
     ) -> io::Result<File> {
+        // Never write through whatever is at the temporary name (a link planted beside the
+        // log, a leftover): remove it, then create a new file without following links.
+        match fs::remove_file(temp) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
         let mut out = OpenOptions::new()
             .read(true)
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
+            .custom_flags(libc::O_NOFOLLOW)
             .mode(LOG_FILE_MODE)
             .open(temp)?;
         out.set_permissions(Permissions::from_mode(LOG_FILE_MODE))?;
@@ -1244,6 +1250,27 @@ mod tests {
         assert_eq!(&log[marker_len..], &all[dropped as usize..]);
         assert_eq!(all[dropped as usize - 1], b'\n');
         assert!(log[marker_len..].starts_with(b"line "));
+    }
+
+    #[test]
+    fn a_link_planted_at_the_temporary_name_is_never_written_through() {
+        let dir = ScratchDir::new("planted");
+        let path = dir.join("build.log");
+        let victim = dir.join("host-file");
+        fs::write(&victim, b"host file").unwrap();
+        std::os::unix::fs::symlink(&victim, temp_path(&path).unwrap()).unwrap();
+        let options = FileSinkOptions {
+            cap_bytes: Some(8192),
+            ..FileSinkOptions::default()
+        };
+        let mut sink = FileSink::create(&path, options).unwrap();
+        for _ in 0..10 {
+            sink.write(Stream::Stdout, &[b'x'; 3000]).unwrap();
+        }
+        assert!(sink.state().generation() >= 1);
+        assert_eq!(fs::read(&victim).unwrap(), b"host file");
+        assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
+        assert!(parse_marker(&fs::read(&path).unwrap()).is_some());
     }
 
     #[test]
