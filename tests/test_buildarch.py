@@ -111,18 +111,25 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
     return Koji(topdir=top, repo=repo, srpms=srpms, distro=dev_distro, secret=secret)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def remove_cache_images() -> Iterator[None]:
-    """Cache images this module commits are removed when it ends."""
-    before = set(_cache_images())
-    yield
-    for image_id in set(_cache_images()) - before:
-        podman_cli("rmi", "-f", image_id)
-
-
-def _cache_images() -> list[str]:
-    out = podman_cli("images", "-q", "--no-trunc", "--filter", f"label={CACHE_LABEL}=1")
-    return out.stdout.split()
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Where this module's adapters record their cache entries (one file per key); the cache
+    images of those keys, and only those, are removed when the module ends."""
+    path = tmp_path_factory.mktemp("buildroot-cache")
+    yield path
+    keys = {p.name for p in path.iterdir()}
+    out = podman_cli(
+        "images",
+        "--no-trunc",
+        "--filter",
+        f"label={CACHE_LABEL}=1",
+        "--format",
+        '{{.ID}} {{index .Labels "io.koji.adjutant.buildroot.key"}}',
+    )
+    for line in out.stdout.splitlines():
+        image_id, _, key = line.partition(" ")
+        if key in keys:
+            podman_cli("rmi", "-f", image_id)
 
 
 @pytest.fixture
@@ -143,7 +150,7 @@ def task(tmp_path: Path, koji: Koji):
 
 
 @pytest.fixture
-def adapter(manager: PodmanManager, image: str, tmp_path: Path) -> BuildArchAdapter:
+def adapter(manager: PodmanManager, image: str, cache_dir: Path) -> BuildArchAdapter:
     """Tag mode with the cache: the first test installs the root, the others reuse it."""
     return BuildArchAdapter(
         manager,
@@ -152,6 +159,7 @@ def adapter(manager: PodmanManager, image: str, tmp_path: Path) -> BuildArchAdap
         packager="Koji",
         distribution="Adjutant",
         cache=True,
+        cache_dir=cache_dir,
     )
 
 
@@ -477,10 +485,9 @@ def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
 
 
 def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
-    manager, image, koji, task, tmp_path
+    manager, image, koji, task, tmp_path, cache_dir
 ):
-    cache_dir = tmp_path / "cache"
-    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir, cache_max_images=4)
+    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir)
     # a repo of its own (same tag and id as the module's, another topdir), so that rebuilding
     # it under the same id does not disturb the other tests
     top = kt.KojiTopdir(tmp_path / "koji")
