@@ -293,6 +293,7 @@ def test_tag_macros_reach_the_header_and_rpmbuild_runs_unprivileged_without_capa
     assert whoami["cap_eff"] == whoami["cap_prm"] == whoami["cap_bnd"] == "0000000000000000"
     assert whoami["no_new_privs"] == "1"
     assert whoami["koji_mount"] == "no"
+    assert whoami["uid_map"] == "0 0 4294967295"  # no user namespace unless asked for
 
 
 def test_a_failing_build_raises_build_error_naming_build_log(adapter, koji, task):
@@ -484,12 +485,9 @@ def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
 # == the cache ================================================================================
 
 
-def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
-    manager, image, koji, task, tmp_path, cache_dir
-):
-    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir)
-    # a repo of its own (same tag and id as the module's, another topdir), so that rebuilding
-    # it under the same id does not disturb the other tests
+def _own_repo(koji: Koji, tmp_path: Path) -> kt.KojiRepo:
+    """The module's tag and repo id with content of its own (a fresh repomd.xml): a root no
+    other test has cached."""
     top = kt.KojiTopdir(tmp_path / "koji")
     top.add_build([koji.distro.srpm, *koji.distro.rpms])
     top.add_build(
@@ -497,7 +495,16 @@ def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
             kt.spec_path("adj-libgreet"), tmp_path / "rpms", defines={"dist": ".el1"}
         ).all
     )
-    repo = top.make_repo(TAG, REPO_ID, ARCH, groups=koji.distro.groups)
+    return top.make_repo(TAG, REPO_ID, ARCH, groups=koji.distro.groups)
+
+
+def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
+    manager, image, koji, task, tmp_path, cache_dir
+):
+    adapter = BuildArchAdapter(manager, image, cache=True, cache_dir=cache_dir)
+    # a repo of its own (same tag and id as the module's, another topdir), so that rebuilding
+    # it under the same id does not disturb the other tests
+    repo = _own_repo(koji, tmp_path)
 
     def build(name: str) -> BuildArchResult:
         ctx, srpm = task(name)
@@ -540,6 +547,76 @@ def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
     assert [entry_key(e) for e in greet] == [
         entry_key(r) for r in changed.rpms if r["name"] == "adj-libgreet"
     ]
+
+
+USERNS_BASE = 1_000_000_000
+
+
+def _host_uids(container_id: str) -> set[int]:
+    """Host uids of every process of a container (its main process and their descendants, as
+    the host's /proc sees them)."""
+    out = podman_cli("top", container_id, "hpid")
+    uids = set()
+    for pid in out.stdout.split()[1:]:
+        try:
+            status = Path(f"/proc/{pid}/status").read_text()
+        except OSError:
+            continue
+        line = next(line for line in status.splitlines() if line.startswith("Uid:"))
+        uids.add(int(line.split()[1]))
+    return uids
+
+
+def test_a_user_namespace_maps_every_container_away_from_host_root(
+    manager, image, koji, task, cache_dir, tmp_path
+):
+    repo = _own_repo(koji, tmp_path)
+    adapter = BuildArchAdapter(
+        manager, image, cache=True, cache_dir=cache_dir, userns_base=USERNS_BASE
+    )
+    host_uids: dict[str, set[int]] = {}
+
+    def look(_packages: object) -> None:
+        for container in manager.list_containers({LABEL_WORKER: WORKER_ID}):
+            host_uids[container["labels"]["io.koji.adjutant.role"]] = _host_uids(container["id"])
+
+    def build() -> tuple[BuildArchResult, dict[str, str]]:
+        ctx, srpm = task("adj-whoami")
+        result = adapter.run(
+            ctx,
+            srpm,
+            ARCH,
+            repo=str(repo.arch_dir),
+            repo_id=REPO_ID,
+            tag_name=TAG,
+            build_config=build_config(),
+            on_buildroot_ready=look,
+        )
+        lines = (result.result_dir / "build.log").read_text().splitlines()
+        whoami = dict(
+            line.removeprefix("ADJ-WHOAMI: ").split("=", 1)
+            for line in lines
+            if line.startswith("ADJ-WHOAMI: ")
+        )
+        return result, whoami
+
+    cold, whoami = build()
+    assert whoami["uid_map"] == f"0 {USERNS_BASE} 65536"
+    assert whoami["uid"] == "1000" and whoami["user"] == "mockbuild"
+    # the bootstrap's root (which runs the packages' scriptlets) and the build's processes
+    # are ids of the mapping on the host, never host root
+    assert set(host_uids) == {"build", "bootstrap"}
+    for role, uids in host_uids.items():
+        assert uids and all(USERNS_BASE <= uid < USERNS_BASE + 65536 for uid in uids), (role, uids)
+    # the cached root (stored as a tar read through the mapping) keeps its owners: a warm build
+    # runs as mockbuild in the same root, with the same package list
+    host_uids.clear()
+    warm, whoami = build()
+    assert (cold.cache_hit, warm.cache_hit) == (False, True)
+    assert warm.buildroot == cold.buildroot
+    assert whoami["user"] == "mockbuild" and whoami["uid_map"] == f"0 {USERNS_BASE} 65536"
+    assert set(host_uids) == {"build"}  # nothing to install: no bootstrap container
+    assert "export the root for the cache" in state_log(cold.result_dir)
 
 
 # == a host that trusts nothing a build writes ================================================

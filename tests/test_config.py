@@ -38,6 +38,7 @@ def test_missing_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.pids_limit == 4096 and config.memory_limit is None and config.cpus is None
     assert config.network == "auto" and config.buildroot_cache is True
     assert config.buildroot_mode == "tag"
+    assert config.userns_base == 1_000_000_000
     assert (config.buildroot_cache_max_entries, config.buildroot_cache_max_bytes) == (8, 20 << 30)
     assert config.reap_on_start is True
 
@@ -67,6 +68,7 @@ buildroot_cache_dir = /var/lib/koji-adjutant/cache
 createrepo_timeout = 7200
 image_external_repo = fedora-image-rpms
 reap_on_start = off
+userns_base = none
 """,
     )
     config = load_config(path, environ={})
@@ -91,6 +93,7 @@ reap_on_start = off
         createrepo_timeout=7200,
         image_external_repo="fedora-image-rpms",
         reap_on_start=False,
+        userns_base=None,
     )
 
 
@@ -141,6 +144,9 @@ def test_default_path_is_under_kojid_plugins() -> None:
         ("task_image", "Fedora:40", "image reference"),
         ("createrepo_timeout", "0", "whole number greater than 0"),
         ("buildroot_cache_max_entries", "none", "whole number greater than 0"),
+        ("userns_base", "4294967295", "host uid up to 4294901759"),
+        ("userns_base", "-3", "whole number greater than 0"),
+        ("buildroot_mode", "mock", "one of tag, image"),
     ],
 )
 def test_bad_value_names_key_value_and_rule(

@@ -273,6 +273,7 @@ class BuildArchAdapter:
         cache_dir: str | os.PathLike[str] | None = None,
         log_cap_bytes: int | None = None,
         image_arches: Sequence[str] | None = None,
+        userns_base: int | None = None,
     ) -> BuildArchAdapter: ...
     @property
     def image(self) -> str: ...

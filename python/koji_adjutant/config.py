@@ -49,6 +49,10 @@ PULL_POLICIES = ("always", "if-not-present", "never")
 SELINUX_LABELS = ("z", "Z")
 NETWORK_POLICIES = ("auto", "none", "repo")
 BUILDROOT_MODES = ("tag", "image")
+#: Container ids 0-65535 map to host ids from here: far above any host's own users and below
+#: the ranges podman's auto user namespaces hand out (2147483647 and up).
+USERNS_BASE = 1_000_000_000
+_USERNS_SIZE = 65536
 _NONE_WORDS = ("", "none")
 _TRUE_WORDS = ("1", "yes", "true", "on")
 _FALSE_WORDS = ("0", "no", "false", "off")
@@ -111,6 +115,9 @@ class AdjutantConfig:
     image_external_repo: str | None = None
     #: Remove this worker's leftover containers when kojid starts.
     reap_on_start: bool = True
+    #: First host uid/gid of the 65536 ids that container ids 0-65535 map to in every buildArch
+    #: container (a user namespace: container root is not host root); ``None``: no mapping.
+    userns_base: int | None = USERNS_BASE
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -239,6 +246,14 @@ def check_image_reference(value: str) -> str:
     return value
 
 
+def _userns_base(raw: str) -> int:
+    """a host uid with room for 65536 ids above it"""
+    value = _positive_int(raw)
+    if value + _USERNS_SIZE > 2**32 - 1:
+        raise ValueError(f"expected a host uid up to {2**32 - 1 - _USERNS_SIZE}")
+    return value
+
+
 def _image(raw: str) -> str:
     return check_image_reference(raw.strip())
 
@@ -264,6 +279,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "createrepo_timeout": _optional(_positive_int),
     "image_external_repo": _optional(_text),
     "reap_on_start": _bool,
+    "userns_base": _optional(_userns_base),
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}

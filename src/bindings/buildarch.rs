@@ -19,7 +19,7 @@ use crate::core::buildroot::{
 };
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::spec::{ResourceLimits, SelinuxLabel};
+use crate::core::spec::{IdMap, ResourceLimits, SelinuxLabel};
 
 /// Builds a source RPM into binary RPMs in Podman containers, as kojid's buildArch task does
 /// with mock: the buildroot installed from the tag's repo alone by the bootstrap image's dnf
@@ -39,7 +39,8 @@ impl PyBuildArchAdapter {
         packager = "Koji", distribution = "Koji", mockhost = "koji-linux-gnu",
         rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
-        cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None))]
+        cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None,
+        userns_base = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         py: Python<'_>,
@@ -64,6 +65,7 @@ impl PyBuildArchAdapter {
         cache_dir: Option<PathBuf>,
         log_cap_bytes: Option<u64>,
         image_arches: Option<Vec<String>>,
+        userns_base: Option<u32>,
     ) -> PyResult<Self> {
         let limits = match limits {
             Some(l) => (&*l.borrow(py)).into(),
@@ -103,6 +105,7 @@ impl PyBuildArchAdapter {
                 },
                 log_cap_bytes,
                 image_arches,
+                userns: userns_base.map(IdMap::new).transpose()?,
             },
         })
     }

@@ -232,6 +232,7 @@ impl PyContainerSpec {
             task_id: self.task_id,
             init: false,
             scratch_volumes: Vec::new(),
+            userns: None,
         };
         spec.validate()?;
         Ok(spec)

@@ -12,6 +12,8 @@
 //! endpoint and check their headers; remove both containers on every path.
 
 use std::collections::BTreeMap;
+use std::io::Write;
+use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::time::{Instant, SystemTime};
 
@@ -36,7 +38,9 @@ use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions};
 use crate::core::podman::{ExecOptions, ImageInfo, PodmanClient, PullPolicy};
 use crate::core::shell;
 use crate::core::sink::{NullSink, OutputSink, Stream};
-use crate::core::spec::{ContainerSpec, NetworkMode, ResourceLimits, SelinuxLabel, VolumeMount};
+use crate::core::spec::{
+    ContainerSpec, IdMap, NetworkMode, ResourceLimits, SelinuxLabel, VolumeMount,
+};
 use crate::core::task::TaskContext;
 
 const LOG_TARGET: &str = "koji_adjutant::buildarch";
@@ -86,6 +90,8 @@ pub struct BuildArchConfig {
     pub log_cap_bytes: Option<u64>,
     /// Arches the image builds; `None` derives them from the image's architecture.
     pub image_arches: Option<Vec<String>>,
+    /// One user namespace mapping for both containers of a task; `None`: none.
+    pub userns: Option<IdMap>,
 }
 
 /// Called between init and build, where kojid reports the buildroot to the hub.
@@ -120,7 +126,8 @@ pub struct BuildArchOutcome {
 }
 
 /// The task's log files: root.log and build.log as mock writes them, state.log for the
-/// adapter's own steps, and container.log with every byte of container output.
+/// adapter's own steps, and container.log with every byte of container output but the data
+/// the runner captures from stdout (package lists, the root's tar for the cache).
 struct TaskLogs {
     root: FileSink,
     build: FileSink,
@@ -190,27 +197,42 @@ impl TaskLogs {
 
 /// The sink of one step: its log, container.log and the caller's sink; stdout optionally
 /// captured (bounded) for parsing instead.
-struct StepSink<'a> {
+struct StepSink<'a, 'c> {
     log: &'a mut FileSink,
     container: &'a mut FileSink,
     extra: &'a mut dyn OutputSink,
-    capture: Option<&'a mut Vec<u8>>,
+    capture: Option<&'a mut (dyn Write + Send + 'c)>,
 }
 
-impl OutputSink for StepSink<'_> {
+impl OutputSink for StepSink<'_, '_> {
     fn write(&mut self, stream: Stream, data: &[u8]) -> std::result::Result<(), SinkFailure> {
-        self.container.write(stream, data)?;
         if stream == Stream::Stdout {
             if let Some(capture) = self.capture.as_deref_mut() {
-                if capture.len() + data.len() > QUERY_LIMIT {
-                    return Err(format!("query output exceeds {QUERY_LIMIT} bytes").into());
-                }
-                capture.extend_from_slice(data);
-                return Ok(());
+                return capture.write_all(data).map_err(|e| e.into());
             }
         }
+        self.container.write(stream, data)?;
         self.log.write(stream, data)?;
         self.extra.write(stream, data)
+    }
+}
+
+/// A query's stdout, in memory up to [`QUERY_LIMIT`] bytes.
+struct Bounded<'a>(&'a mut Vec<u8>);
+
+impl Write for Bounded<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        if self.0.len() + data.len() > QUERY_LIMIT {
+            return Err(std::io::Error::other(format!(
+                "query output exceeds {QUERY_LIMIT} bytes"
+            )));
+        }
+        self.0.extend_from_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 
@@ -532,6 +554,7 @@ impl Task<'_> {
         spec.init = true;
         spec.network = NetworkMode::None;
         spec.limits = self.config.limits.clone();
+        spec.userns = self.config.userns;
         spec.labels
             .insert("io.koji.adjutant.role".to_owned(), "build".to_owned());
         spec.mounts = self
@@ -559,6 +582,11 @@ impl Task<'_> {
             .build_id
             .clone()
             .ok_or_else(|| Error::container("bootstrap", "no build container to install into"))?;
+        if self.config.userns.is_some() {
+            // In a user namespace, a fresh root's top directory is owned by the mapped root
+            // only once the container is initialised; before, the bootstrap could not write.
+            self.client.init(&build_id).await?;
+        }
         let root = self.client.mount(&build_id).await?;
         let mut spec = ContainerSpec::new(
             self.config.image.as_str(),
@@ -573,6 +601,7 @@ impl Task<'_> {
             NetworkMode::None
         };
         spec.limits = self.config.limits.clone();
+        spec.userns = self.config.userns;
         spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
         spec.labels
             .insert("io.koji.adjutant.role".to_owned(), "bootstrap".to_owned());
@@ -634,8 +663,7 @@ impl Task<'_> {
         if self.config.cache.enabled {
             let started = Instant::now();
             self.logs.note(None, "Start: store buildroot in cache")?;
-            let build_id = self.build_id.clone().unwrap_or_default();
-            match cache::store(self.client, &build_id, key, &baseline).await {
+            match self.store_root(key, &baseline).await {
                 Ok(image) => {
                     self.logs.note(
                         None,
@@ -658,6 +686,44 @@ impl Task<'_> {
             }
         }
         Ok(baseline)
+    }
+
+    /// Stores the freshly installed root as the cache image of `key`: a commit of the build
+    /// container, or, in a user namespace, a tar of the root read through the bootstrap
+    /// container into the scratch dir and imported.
+    async fn store_root(&mut self, key: &str, baseline: &[String]) -> Result<String> {
+        let build_id = self.build_id.clone().unwrap_or_default();
+        if self.config.userns.is_none() {
+            return cache::store(
+                self.client,
+                cache::Source::Container(&build_id),
+                key,
+                baseline,
+            )
+            .await;
+        }
+        let tar = self.scratch_dir.join("buildroot.tar");
+        let stored = async {
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&tar)
+                .map_err(|e| Error::io(format!("creating {}", tar.display()), e))?;
+            let step = self.plan.export_root_step();
+            let code = self.exec(&step, Some(&mut file)).await?;
+            if code != 0 {
+                return Err(Error::container(
+                    "cache store",
+                    format!("tar of the root exited with status {code}; see root.log"),
+                ));
+            }
+            drop(file);
+            cache::store(self.client, cache::Source::Tar(&tar), key, baseline).await
+        }
+        .await;
+        let _ = std::fs::remove_file(&tar);
+        stored
     }
 
     /// Splits a package list into what Koji can know (the tag repo's RPMs, and in image mode
@@ -767,7 +833,7 @@ impl Task<'_> {
     /// Runs a query step and returns its stdout (stderr goes to its log).
     async fn query(&mut self, step: &Step) -> Result<String> {
         let mut capture = Vec::new();
-        let code = self.exec(step, Some(&mut capture)).await?;
+        let code = self.exec(step, Some(&mut Bounded(&mut capture))).await?;
         if !step.ok_exit_codes.contains(&code) {
             return Err(Error::Build {
                 message: format!(
@@ -788,7 +854,7 @@ impl Task<'_> {
         parse_package_list(&listed)
     }
 
-    async fn exec(&mut self, step: &Step, capture: Option<&mut Vec<u8>>) -> Result<i64> {
+    async fn exec(&mut self, step: &Step, capture: Option<&mut (dyn Write + Send)>) -> Result<i64> {
         let container = match step.user {
             RunAs::Root => self.bootstrap().await?,
             RunAs::Builder => self

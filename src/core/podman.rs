@@ -397,6 +397,15 @@ impl PodmanClient {
         if spec.init {
             gen["init"] = true.into();
         }
+        if let Some(map) = spec.userns {
+            // An explicit mapping: `userns: auto` alone silently gives none over the REST API
+            // of podman 4.3, and `container:<id>` starts the other container itself.
+            let ids = serde_json::json!([{
+                "container_id": 0, "host_id": map.host_base, "size": map.size
+            }]);
+            gen["userns"] = serde_json::json!({"nsmode": "private"});
+            gen["idmappings"] = serde_json::json!({"UIDMap": ids, "GIDMap": ids});
+        }
         if !spec.scratch_volumes.is_empty() {
             gen["volumes"] = spec
                 .scratch_volumes
@@ -488,6 +497,25 @@ impl PodmanClient {
             Ok(_) => Ok(()),
             Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
             Err(e) => Err(cerr("start", e)),
+        }
+    }
+
+    /// Initialises a created container without starting it (its root filesystem is then
+    /// owned by the container's root, which a user namespace needs before another container
+    /// writes into it). An initialised or running container is not an error.
+    pub async fn init(&self, id: &str) -> Result<()> {
+        match self
+            .raw
+            .post(
+                Self::ep(format!("/containers/{id}/init")),
+                Payload::empty(),
+                Headers::none(),
+            )
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+            Err(e) => Err(cerr("init", e)),
         }
     }
 
@@ -919,6 +947,49 @@ impl PodmanClient {
         }
     }
 
+    /// Imports the tar at `tar` (a file the host wrote) as the image `reference` with
+    /// `labels`; returns its ID. The file is streamed, never read into memory.
+    pub async fn import_tar(
+        &self,
+        tar: &Path,
+        reference: &str,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<String> {
+        use tokio::io::AsyncReadExt;
+        let file = tokio::fs::File::open(tar)
+            .await
+            .map_err(|e| Error::io(format!("opening {}", tar.display()), e))?;
+        let chunks = futures_util::stream::unfold(file, |mut file| async move {
+            let mut buf = vec![0u8; 1 << 20];
+            match file.read(&mut buf).await {
+                Ok(0) => None,
+                Ok(n) => {
+                    buf.truncate(n);
+                    Some((Ok::<_, std::io::Error>(buf), file))
+                }
+                Err(e) => Some((Err(e), file)),
+            }
+        });
+        let mut query = format!("reference={}", encode(reference));
+        for (k, v) in labels {
+            query.push_str(&format!("&changes={}", encode(&format!("LABEL {k}={v}"))));
+        }
+        let reply: serde_json::Value = self
+            .raw
+            .post_json(
+                Self::ep(format!("/images/import?{query}")),
+                Payload::XTar(Body::wrap_stream(chunks)),
+                Headers::none(),
+            )
+            .await
+            .map_err(|e| cerr("import", e))?;
+        reply
+            .get("Id")
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+            .ok_or_else(|| Error::container("import", format!("unexpected reply {reply}")))
+    }
+
     /// An image's ID, digest and architecture (what a task's log records of its image).
     pub async fn image_info(&self, image: &str) -> Result<ImageInfo> {
         let info = self
@@ -1186,6 +1257,35 @@ mod tests {
             .map(|r| r["type"].as_str().unwrap())
             .collect();
         assert_eq!(rlimits, ["nofile", "nproc"]);
+    }
+
+    #[test]
+    fn init_scratch_volumes_and_a_user_namespace_reach_the_create_request() {
+        let client = PodmanClient::new("/run/none.sock", "w1").unwrap();
+        let plain = ContainerSpec::new("img:1", vec!["true".into()]);
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.create_body(&plain).unwrap()).unwrap();
+        for absent in ["init", "volumes", "userns", "idmappings"] {
+            assert!(body.get(absent).is_none(), "{absent} in a plain spec");
+        }
+        let mut spec = plain.clone();
+        spec.init = true;
+        spec.scratch_volumes = vec!["/br/var/cache/dnf".into()];
+        spec.userns = Some(crate::core::spec::IdMap::new(1_000_000_000).unwrap());
+        let body: serde_json::Value =
+            serde_json::from_slice(&client.create_body(&spec).unwrap()).unwrap();
+        assert_eq!(body["init"], true);
+        assert_eq!(
+            body["volumes"],
+            serde_json::json!([{"Name": "", "Dest": "/br/var/cache/dnf", "Options": []}])
+        );
+        assert_eq!(body["userns"]["nsmode"], "private");
+        let ids =
+            serde_json::json!([{"container_id": 0, "host_id": 1_000_000_000u32, "size": 65536}]);
+        assert_eq!(body["idmappings"]["UIDMap"], ids);
+        assert_eq!(body["idmappings"]["GIDMap"], ids);
+        assert!(crate::core::spec::IdMap::new(0).is_err());
+        assert!(crate::core::spec::IdMap::new(u32::MAX - 10).is_err());
     }
 
     #[test]

@@ -46,6 +46,34 @@ pub struct VolumeMount {
     pub selinux_label: Option<SelinuxLabel>,
 }
 
+/// A user namespace with a fixed mapping: container ids `0..size` are host ids
+/// `host_base..host_base + size`, for uids and gids alike. Container root is then not host
+/// root. Containers that share files (a build container and the bootstrap container writing
+/// into its root) must share the mapping.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct IdMap {
+    pub host_base: u32,
+    pub size: u32,
+}
+
+impl IdMap {
+    /// ids 0-65535, as a distribution's root needs (`nobody` is 65534).
+    pub const SIZE: u32 = 65536;
+
+    pub fn new(host_base: u32) -> Result<Self> {
+        if host_base == 0 || host_base.checked_add(Self::SIZE).is_none() {
+            return Err(Error::invalid(format!(
+                "userns_base must be a host uid between 1 and {}, not {host_base}",
+                u32::MAX - Self::SIZE
+            )));
+        }
+        Ok(IdMap {
+            host_base,
+            size: Self::SIZE,
+        })
+    }
+}
+
 /// cgroup limits; `None` leaves podman's default (unlimited) for that resource.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ResourceLimits {
@@ -116,6 +144,8 @@ pub struct ContainerSpec {
     pub init: bool,
     /// Container paths that get a fresh anonymous volume, removed with the container.
     pub scratch_volumes: Vec<String>,
+    /// A user namespace with this mapping; `None`: none (container root is host root).
+    pub userns: Option<IdMap>,
 }
 
 impl ContainerSpec {
@@ -136,6 +166,7 @@ impl ContainerSpec {
             task_id: None,
             init: false,
             scratch_volumes: Vec::new(),
+            userns: None,
         }
     }
 

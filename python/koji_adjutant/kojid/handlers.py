@@ -312,6 +312,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             cache_max_bytes=config.buildroot_cache_max_bytes,
             cache_dir=config.buildroot_cache_dir,
             log_cap_bytes=config.log_cap_bytes,
+            userns_base=config.userns_base,
         )
         watcher = self.log_watcher_class(
             broot,

@@ -114,11 +114,19 @@ pub async fn lookup(client: &PodmanClient, key: &str) -> Result<Option<Cached>> 
     }))
 }
 
-/// Commits the (not yet started) build container holding a freshly installed root as the
-/// cache image of `key`; returns the image ID.
+/// Where a freshly installed root is, to be stored as the cache image of its key.
+pub enum Source<'a> {
+    /// The (not yet started) build container holding it: committed.
+    Container(&'a str),
+    /// A tar of it the host wrote (in a user namespace, where podman 4.3's commit stores host
+    /// ids that no later container can use): imported.
+    Tar(&'a std::path::Path),
+}
+
+/// Stores a freshly installed root as the cache image of `key`; returns the image ID.
 pub async fn store(
     client: &PodmanClient,
-    container: &str,
+    source: Source<'_>,
     key: &str,
     baseline: &[String],
 ) -> Result<String> {
@@ -129,7 +137,14 @@ pub async fn store(
         labels.insert(BASELINE_LABEL.to_owned(), baseline.join(" "));
     }
     let tag = key.get(..32).unwrap_or(key);
-    client.commit(container, REPO, tag, &labels, false).await
+    match source {
+        Source::Container(id) => client.commit(id, REPO, tag, &labels, false).await,
+        Source::Tar(path) => {
+            client
+                .import_tar(path, &format!("{REPO}:{tag}"), &labels)
+                .await
+        }
+    }
 }
 
 /// Records a use of `key` (for least-recently-used eviction).

@@ -432,6 +432,31 @@ impl BuildrootPlan {
         Some(StepKit::root("install build requirements", argv))
     }
 
+    /// The root as a tar on stdout, read through the bootstrap container (and so through its
+    /// user namespace: owners, setuid bits and file capabilities as the root's own ids), for
+    /// a cache image. The dnf cache volume is another file system and stays out.
+    pub fn export_root_step(&self) -> Step {
+        let argv = [
+            "tar",
+            "--numeric-owner",
+            "--xattrs",
+            "--xattrs-include=*",
+            "--one-file-system",
+            "-C",
+            INSTALL_ROOT,
+            "-cf",
+            "-",
+            ".",
+        ]
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+        Step {
+            capture_stdout: true,
+            ..StepKit::root("export the root for the cache", argv)
+        }
+    }
+
     /// One round of `%generate_buildrequires` (mock's `rpmbuild -br`; exit 11 means "more
     /// requirements"). Rounds after the first skip %prep, as mock does. The previous round's
     /// `*.buildreqs.nosrc.rpm` is removed first.
