@@ -169,12 +169,14 @@ def run(
     ctx: TaskContext,
     srpm: Path,
     arch: str = ARCH,
+    *,
+    repo: kt.KojiRepo | None = None,
     **kw: object,
 ) -> BuildArchResult:
+    """A buildArch of the module's tag, from its repo (or ``repo``: the same tag and id)."""
     kw.setdefault("build_config", build_config())
-    return adapter.run(
-        ctx, srpm, arch, repo=str(koji.repo.arch_dir), repo_id=REPO_ID, tag_name=TAG, **kw
-    )  # type: ignore[arg-type]
+    arch_dir = (repo or koji.repo).arch_dir
+    return adapter.run(ctx, srpm, arch, repo=str(arch_dir), repo_id=REPO_ID, tag_name=TAG, **kw)  # type: ignore[arg-type]
 
 
 def header(path: Path, fmt: str) -> str:
@@ -508,15 +510,7 @@ def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
 
     def build(name: str) -> BuildArchResult:
         ctx, srpm = task(name)
-        return adapter.run(
-            ctx,
-            srpm,
-            ARCH,
-            repo=str(repo.arch_dir),
-            repo_id=REPO_ID,
-            tag_name=TAG,
-            build_config=build_config(),
-        )
+        return run(adapter, koji, ctx, srpm, repo=repo)
 
     cold = build("adj-greeter")
     warm = build("adj-greeter")
@@ -582,16 +576,7 @@ def test_a_user_namespace_maps_every_container_away_from_host_root(
 
     def build() -> tuple[BuildArchResult, dict[str, str]]:
         ctx, srpm = task("adj-whoami")
-        result = adapter.run(
-            ctx,
-            srpm,
-            ARCH,
-            repo=str(repo.arch_dir),
-            repo_id=REPO_ID,
-            tag_name=TAG,
-            build_config=build_config(),
-            on_buildroot_ready=look,
-        )
+        result = run(adapter, koji, ctx, srpm, repo=repo, on_buildroot_ready=look)
         lines = (result.result_dir / "build.log").read_text().splitlines()
         whoami = dict(
             line.removeprefix("ADJ-WHOAMI: ").split("=", 1)
@@ -797,22 +782,14 @@ def image_mode_repo(tmp_path_factory: pytest.TempPathFactory) -> kt.KojiRepo:
 
 
 def test_image_mode_installs_over_the_image_and_says_it_is_not_a_mock_root(
-    manager, image, image_mode_repo, task
+    manager, image, koji, image_mode_repo, task
 ):
     adapter = BuildArchAdapter(
         manager, image, buildroot_mode="image", cache=False, rpmdb_path="/var/lib/rpm"
     )
     assert adapter.buildroot_mode == "image"
     ctx, srpm = task("adj-greeter")
-    result = adapter.run(
-        ctx,
-        srpm,
-        ARCH,
-        repo=str(image_mode_repo.arch_dir),
-        repo_id=REPO_ID,
-        tag_name=TAG,
-        build_config=build_config(),
-    )
+    result = run(adapter, koji, ctx, srpm, repo=image_mode_repo)
     assert len(result.rpms) == 3
     assert {e["name"] for e in result.buildroot} == {
         "debian-buildtools",

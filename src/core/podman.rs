@@ -809,29 +809,35 @@ impl PodmanClient {
         labels: &BTreeMap<String, String>,
         pause: bool,
     ) -> Result<String> {
-        let mut query = format!(
-            "container={}&repo={}&tag={}&pause={pause}",
+        let query = format!(
+            "container={}&repo={}&tag={}&pause={pause}{}",
             encode(id),
             encode(repo),
-            encode(tag)
+            encode(tag),
+            label_changes(labels)
         );
-        for (k, v) in labels {
-            query.push_str(&format!("&changes={}", encode(&format!("LABEL {k}={v}"))));
-        }
+        self.post_for_image_id("commit", format!("/commit?{query}"), Payload::empty())
+            .await
+    }
+
+    /// POSTs to an endpoint that makes an image (commit, import) and returns the `Id` of the
+    /// image podman reports.
+    async fn post_for_image_id(
+        &self,
+        op: &str,
+        path: String,
+        body: Payload<Body>,
+    ) -> Result<String> {
         let reply: serde_json::Value = self
             .raw
-            .post_json(
-                Self::ep(format!("/commit?{query}")),
-                Payload::empty(),
-                Headers::none(),
-            )
+            .post_json(Self::ep(path), body, Headers::none())
             .await
-            .map_err(|e| cerr("commit", e))?;
+            .map_err(|e| cerr(op, e))?;
         reply
             .get("Id")
             .and_then(|v| v.as_str())
             .map(str::to_owned)
-            .ok_or_else(|| Error::container("commit", format!("unexpected reply {reply}")))
+            .ok_or_else(|| Error::container(op, format!("unexpected reply {reply}")))
     }
 
     /// Mounts a container's root filesystem on the host and returns where (podman keeps the
@@ -970,24 +976,13 @@ impl PodmanClient {
                 Err(e) => Some((Err(e), file)),
             }
         });
-        let mut query = format!("reference={}", encode(reference));
-        for (k, v) in labels {
-            query.push_str(&format!("&changes={}", encode(&format!("LABEL {k}={v}"))));
-        }
-        let reply: serde_json::Value = self
-            .raw
-            .post_json(
-                Self::ep(format!("/images/import?{query}")),
-                Payload::XTar(Body::wrap_stream(chunks)),
-                Headers::none(),
-            )
-            .await
-            .map_err(|e| cerr("import", e))?;
-        reply
-            .get("Id")
-            .and_then(|v| v.as_str())
-            .map(str::to_owned)
-            .ok_or_else(|| Error::container("import", format!("unexpected reply {reply}")))
+        let query = format!("reference={}{}", encode(reference), label_changes(labels));
+        self.post_for_image_id(
+            "import",
+            format!("/images/import?{query}"),
+            Payload::XTar(Body::wrap_stream(chunks)),
+        )
+        .await
     }
 
     /// An image's ID, digest and architecture (what a task's log records of its image).
@@ -1130,6 +1125,14 @@ impl PodmanClient {
         }
         Ok(removed)
     }
+}
+
+/// `&changes=LABEL k=v` for each label, for the endpoints that make an image.
+fn label_changes(labels: &BTreeMap<String, String>) -> String {
+    labels
+        .iter()
+        .map(|(k, v)| format!("&changes={}", encode(&format!("LABEL {k}={v}"))))
+        .collect()
 }
 
 fn short(id: &str) -> &str {
