@@ -17,7 +17,7 @@ $(BUILD_DIR):
 	@mkdir -p $@
 
 .PHONY: host-deps
-host-deps: ## Install missing host packages (podman, runc, debootstrap, rpm, createrepo-c, dnf)
+host-deps: ## Install missing host packages (podman, runc, catatonit, debootstrap, rpm, createrepo-c, dnf)
 	@scripts/install-host-deps.sh
 
 $(VENV)/.ready: pyproject.toml

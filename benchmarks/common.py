@@ -300,9 +300,13 @@ def cli_restrictions() -> list[str]:
     ]
 
 
-def cli_run(image: str, worker: str, argv: Sequence[str]) -> Callable[[], int]:
+def cli_run(
+    image: str, worker: str, argv: Sequence[str], options: Sequence[str] = ()
+) -> Callable[[], int]:
     """A callable running ``podman run --rm`` of ``argv`` with the adapter's restrictions and
-    the benchmark's worker label, output discarded; raises if the command fails."""
+    the benchmark's worker label, output discarded; raises if the command fails.
+
+    ``options`` are further ``podman run`` options (user, mounts, environment)."""
     command = [
         "podman",
         "--runtime",
@@ -312,6 +316,7 @@ def cli_run(image: str, worker: str, argv: Sequence[str]) -> Callable[[], int]:
         "--label",
         f"{LABEL_WORKER}={worker}",
         *cli_restrictions(),
+        *options,
         image,
         *argv,
     ]
