@@ -382,12 +382,13 @@ pub async fn run(
         scratch_dir,
         rounds: 0,
     };
-    let outcome = task.work(&key, cached.as_ref(), hooks, &result_dir).await;
+    let outcome = task
+        .work(&key, cached.as_ref(), hooks, &result_dir, image)
+        .await;
     task.remove_containers().await;
     let Task { mut logs, .. } = task;
     let outcome = match outcome {
-        Ok(mut outcome) => {
-            outcome.image = image;
+        Ok(outcome) => {
             let _ = logs.note(None, "Finished: build succeeded");
             Ok(outcome)
         }
@@ -429,6 +430,7 @@ impl Task<'_> {
         cached: Option<&Cached>,
         hooks: &mut dyn BuildHooks,
         result_dir: &Path,
+        image: ImageInfo,
     ) -> Result<BuildArchOutcome> {
         let base = match (cached, self.plan.mode) {
             (Some(c), _) => c.image_id.clone(),
@@ -477,8 +479,7 @@ impl Task<'_> {
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
 
-        let mut previous = initial.clone();
-        let mut installed = false;
+        let mut previous = initial;
         let mut dynamic = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
             let code = self
@@ -500,7 +501,6 @@ impl Task<'_> {
             if !self.install_changed(&reqs, &mut previous).await? {
                 break;
             }
-            installed = true;
         }
         if dynamic {
             for round in 0..MAX_BUILDREQUIRES_LOOPS {
@@ -515,18 +515,14 @@ impl Task<'_> {
                 if !self.install_changed(&reqs, &mut previous).await? {
                     break;
                 }
-                installed = true;
             }
         }
 
         let build = self.plan.build_step(dynamic);
         self.checked(&build, true).await?;
-        let final_list = if installed {
-            let listed = self.packages().await?;
-            self.classify(listed, &baseline).0
-        } else {
-            initial
-        };
+        // kojid reads the rpmdb again after the build (updateBuildRootList), whatever ran
+        let listed = self.packages().await?;
+        let final_list = self.classify(listed, &baseline).0;
         let (rpms, srpms, extra_logs) = self.collect(result_dir).await?;
         Ok(BuildArchOutcome {
             result_dir: result_dir.to_path_buf(),
@@ -537,11 +533,7 @@ impl Task<'_> {
             unknown_rpms: unknown,
             buildroot_arch: self.plan.buildroot_arch.clone(),
             cache_hit: cached.is_some(),
-            image: ImageInfo {
-                id: String::new(),
-                digest: String::new(),
-                architecture: String::new(),
-            },
+            image,
         })
     }
 
