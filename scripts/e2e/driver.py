@@ -6,7 +6,8 @@ group, a target, a buildroot package imported), like an admin with the koji CLI 
 (kojid's newRepo task, whose createrepo subtask runs in a container), build the sample package
 (buildArch in a container) and check the hub's records of both.
 
-Environment: E2E_HUB (hub URL), E2E_DB (psycopg2 DSN), E2E_DIR, E2E_IMAGE, E2E_HOST.
+Environment: E2E_HUB (hub URL), E2E_DB (psycopg2 DSN), E2E_DIR, E2E_IMAGE, E2E_HOST,
+E2E_PODMAN_SOCKET (for making the dev distribution the build tag holds).
 koji's source tree and the repository's tests/ dir are on PYTHONPATH.
 """
 
@@ -22,10 +23,14 @@ from typing import Any
 import koji
 import kojitopdir as kt
 import psycopg2
+from koji_adjutant import PodmanManager
+from koji_adjutant.devdistro import ensure_dev_distro
 
 HUB = os.environ["E2E_HUB"]
 DSN = os.environ["E2E_DB"]
 E2E = Path(os.environ["E2E_DIR"])
+#: The tag's build group, written at setup for the checks of the buildroot list.
+BUILD_GROUP = E2E / "build-group.txt"
 IMAGE = os.environ["E2E_IMAGE"]
 HOST = os.environ.get("E2E_HOST", "e2e-builder")
 ADMIN = "kojiadmin"
@@ -34,6 +39,7 @@ DEST_TAG = "e2e-dest"
 TARGET = "e2e"
 ARCH = "x86_64"
 TIMEOUT = 900
+PODMAN_SOCKET = os.environ["E2E_PODMAN_SOCKET"]
 koji.pathinfo.topdir = str(E2E / "topdir")  # the hub's KojiDir (the driver reads repodata)
 
 
@@ -81,20 +87,24 @@ def setup() -> None:
         extra={"rebuild_srpm": False, "rpm.macro.dist": ".e2e", "adjutant.image": IMAGE},
     )
     session.createBuildTarget(TARGET, BUILD_TAG, DEST_TAG)
-    for group in ("build", "srpm-build"):
+    # the buildroot's packages: the dev distribution (the task image's own files as RPMs;
+    # its build and srpm-build groups are the tag's) and adj-libgreet
+    distro = ensure_dev_distro(PodmanManager(PODMAN_SOCKET, worker_id="e2e-setup"), IMAGE)
+    for group, packages in distro.groups.items():
         session.groupListAdd(BUILD_TAG, group)
-        session.groupPackageListAdd(BUILD_TAG, group, "debian-buildtools")
-    # the buildroot's packages: debian-buildtools (the build group) and adj-libgreet
-    out = E2E / "imports"
-    for spec in (kt.BUILDTOOLS_SPEC, kt.spec_path("adj-libgreet")):
-        built = kt.build_package(spec, out, defines={"dist": ".el1"})
-        name = built.srpm.name.rsplit("-", 2)[0]
+        for package in packages:
+            session.groupPackageListAdd(BUILD_TAG, group, package)
+    libgreet = kt.build_package(
+        kt.spec_path("adj-libgreet"), E2E / "imports", defines={"dist": ".el1"}
+    )
+    for srpm, paths in ((distro.srpm, distro.rpms), (libgreet.srpm, libgreet.rpms)):
+        name = srpm.name.rsplit("-", 2)[0]
         session.packageListAdd(BUILD_TAG, name, owner=ADMIN)
-        for path in built.all:
+        for path in (srpm, *paths):
             session.uploadWrapper(str(path), "e2e-import")
             session.importRPM("e2e-import", path.name)
-        nvr = built.srpm.name[: -len(".src.rpm")]
-        session.tagBuildBypass(BUILD_TAG, nvr)
+        session.tagBuildBypass(BUILD_TAG, srpm.name[: -len(".src.rpm")])
+    BUILD_GROUP.write_text("\n".join(distro.groups["build"]) + "\n")
     session.packageListAdd(DEST_TAG, "adj-hello", owner=ADMIN)
     session.logout()
     print("hub set up")
@@ -149,7 +159,7 @@ def check_newrepo(session: koji.ClientSession) -> dict[str, Any]:
     primary = next(repodata.glob("*primary.xml.gz"))
     with gzip.open(primary, "rt") as handle:
         text = handle.read()
-    check("debian-buildtools" in text, "the repo lists the tagged packages")
+    check("devdistro-base" in text and "adj-libgreet" in text, "the repo lists the tagged packages")
     return repo
 
 
@@ -184,8 +194,9 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
     check(broot["task_id"] == child["id"], "buildroot belongs to the buildArch task")
     check(koji.BR_STATES[broot["state"]] == "EXPIRED", "buildroot EXPIRED")
     listing = session.getBuildrootListing(result["brootid"])
-    names = {r["name"] for r in listing}
-    check("debian-buildtools" in names, f"buildroot list: {sorted(names)}")
+    names = sorted(r["name"] for r in listing)
+    group = sorted(BUILD_GROUP.read_text().split())
+    check(names == group, f"the buildroot list is the tag's build group: {names}")
     check(
         all(r["external_repo_name"] == "INTERNAL" for r in listing),
         "every buildroot RPM resolved as a Koji RPM",

@@ -129,12 +129,14 @@ for _ in $(seq 100); do [[ -f $E2E/hub.port ]] && break; sleep 0.1; done
 [[ -f $E2E/hub.port ]] || die "the hub did not start"
 PORT=$(cat "$E2E/hub.port")
 export E2E_HUB=http://127.0.0.1:$PORT/kojihub E2E_DB="host=$E2E/pgsock dbname=koji user=koji"
-export E2E_DIR=$E2E E2E_IMAGE=$IMAGE E2E_HOST=$HOST
-"$PY" "$ROOT/scripts/e2e/driver.py" setup
+export E2E_DIR=$E2E E2E_IMAGE=$IMAGE E2E_HOST=$HOST E2E_PODMAN_SOCKET=$E2E/podman.sock
 
 log "podman service"
 BUILD_DIR=$E2E "$ROOT/scripts/podman-service.sh" start
 podman --runtime runc image exists "$IMAGE" || die "task image $IMAGE missing (make image)"
+
+# the build tag's content: the dev distribution (its build group) and adj-libgreet
+"$PY" "$ROOT/scripts/e2e/driver.py" setup
 
 # kojid scans /etc/mock/koji for buildroot configs on every loop and fails without the dir
 if [[ ! -d /etc/mock/koji ]]; then mkdir -p /etc/mock/koji; created_mock_dir=1; fi
