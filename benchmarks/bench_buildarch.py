@@ -6,7 +6,9 @@ RPMs, ``koji_adjutant.devdistro``) and FILLER small noarch packages built here w
 ``build`` group is the dev distribution's five packages plus the fillers, 305 packages in all,
 the size of a minimal Fedora buildroot. The task is ``BuildArchAdapter.run`` of the bundled
 sample, koji-adjutant-hello (C, ``BuildRequires: gcc`` which the build group meets, so a warm
-build needs no bootstrap container), with the buildroot cache on.
+build needs no bootstrap container), with the buildroot cache on and the user namespace kojid
+gives buildArch containers by default (``userns_base`` 1000000000: a fresh root is then
+cached as a tar read through the bootstrap container and imported, not committed).
 
 Setup (not measured, also the warm-up): one cold build from repo 10, whose cache image P6
 uses.
@@ -29,13 +31,14 @@ cold and the warm build, so that neither pays for writing out the previous cache
 P6, interleaved rounds (order rotating, one warm-up round): a whole warm buildArch of the
 sample versus ``podman run --rm BUILDROOT rpmbuild --rebuild SRPM``, where BUILDROOT is the
 cache image the warm builds start from (same toolchain, same rpmdb): as uid 1000:135 (the build
-user), HOME=/builddir, no network, no capabilities, no-new-privileges, the adapter's rlimits,
-the SRPM bind-mounted read-only and ``_topdir`` a fresh host temp dir bind-mounted into the
-container's /tmp (so both sides leave the RPMs on the host). A ``podman run --rm BUILDROOT
+user) in the same user namespace mapping, HOME=/builddir, no network, no capabilities,
+no-new-privileges, the adapter's rlimits, the SRPM bind-mounted read-only and ``_topdir`` a
+fresh host temp dir bind-mounted into the container's /tmp (so both sides leave the RPMs on
+the host). A ``podman run --rm BUILDROOT
 true`` with the same options runs in the same rounds (diagnostic: the baseline's container
 cost). Ratio adapter / baseline, median of per-round ratios. Goal <= 1.10.
 
-Cache images this module commits are removed at the end; no container is left behind.
+Cache images this module stores are removed at the end; no container is left behind.
 Run alone: ``KOJI_ADJUTANT_PODMAN_SOCKET=$PWD/build/podman.sock PYTHONPATH=tests
 .venv/bin/python -m benchmarks.bench_buildarch [--quick]``.
 """
@@ -55,6 +58,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from koji_adjutant import BuildArchAdapter, BuildArchResult, PodmanManager, TaskContext
+from koji_adjutant.config import USERNS_BASE
 from koji_adjutant.devdistro import DevDistro, ensure_dev_distro
 
 from benchmarks import common
@@ -74,16 +78,25 @@ EXPECTED_RPMS = 2  # koji-adjutant-hello, -doc
 FILLER = 300
 MIN_GROUP = 300
 #: The build user of the buildroot (src/core/buildroot/mod.rs BUILD_UID / BUILD_GID).
-BUILD_USER = "1000:135"
+BUILD_UID, BUILD_GID = 1000, 135
+#: USERNS_BASE: the user namespace kojid gives buildArch containers by default (adjutant.conf
+#: ``userns_base``): container ids 0-65535 are host ids from this base. Both sides use it.
+USERNS_SIZE = 65536
+EXPORT_STEP = "export the root for the cache"
+KEY_LABEL = "io.koji.adjutant.buildroot.key"
 
 _STAMP = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z"
 _LINE = re.compile(rf"^{_STAMP} (.*)$")
 _CONTAINER_LINE = re.compile(rf"^{_STAMP} (?:stdout|stderr) \| ?(.*)$")
 _FINISH = re.compile(r"^Finish: (.+?) \(exit status -?\d+, [\d.]+ s\)(?:: .*)?$")
 _STORED = re.compile(
-    r"^Finish: store buildroot in cache \(exit status 0, [\d.]+ s\): image ([0-9a-f]{64})$"
+    r"^Finish: store buildroot in cache \(exit status 0, [\d.]+ s\): image "
+    r"(?:sha256:)?([0-9a-f]{64})$"
 )
-_CREATED_FROM = re.compile(r"^Creating build container from ([0-9a-f]{64}) ")
+_CREATED_FROM = re.compile(r"^Creating build container from (?:sha256:)?([0-9a-f]{64}) ")
+_FRESH_KEY = re.compile(
+    r"^Creating build container from .*\(fresh buildroot, cache key ([0-9a-f]{64})\)$"
+)
 _DNF_COUNT = re.compile(r"^Install\s+(\d+) Packages?\s*$")
 
 
@@ -130,20 +143,28 @@ class StateLog:
     def has(self, prefix: str) -> bool:
         return any(message.startswith(prefix) for _, message in self.entries)
 
-    def spans(self) -> list[Span]:
-        """Every step: a "Start: X" line and its "Finish: X (...)" line."""
-        spans = []
-        started: tuple[str, dt.datetime] | None = None
+    def spans(self, *, nested: bool = False) -> list[Span]:
+        """The steps: a "Start: X" line and its "Finish: X (...)" line, in order of start.
+
+        A step may run inside another (the cache store's root export); those are left out
+        unless ``nested``, so the spans returned by default never overlap."""
+        spans: list[tuple[int, Span]] = []
+        open_steps: list[tuple[str, dt.datetime]] = []
         for stamp, message in self.entries:
             if message.startswith("Start: "):
-                started = (message.removeprefix("Start: "), stamp)
-            elif (finish := _FINISH.match(message)) and started and started[0] == finish.group(1):
-                spans.append(Span(started[0], started[1], stamp))
-                started = None
-        return spans
+                open_steps.append((message.removeprefix("Start: "), stamp))
+            elif (finish := _FINISH.match(message)) and open_steps:
+                name = finish.group(1)
+                for depth in range(len(open_steps) - 1, -1, -1):
+                    if open_steps[depth][0] == name:
+                        spans.append((depth, Span(name, open_steps[depth][1], stamp)))
+                        del open_steps[depth:]
+                        break
+        spans.sort(key=lambda item: item[1].start)
+        return [span for depth, span in spans if nested or depth == 0]
 
     def span(self, name: str) -> Span:
-        for span in self.spans():
+        for span in self.spans(nested=True):
             if span.name == name:
                 return span
         raise ValueError(f"state.log has no step {name!r}")
@@ -156,6 +177,10 @@ class StateLog:
 
     def step_seconds(self) -> float:
         return sum(span.seconds for span in self.spans())
+
+    def fresh_keys(self) -> list[str]:
+        """Cache keys of the fresh roots the task installed (whether or not it stored them)."""
+        return [m.group(1) for _, message in self.entries if (m := _FRESH_KEY.match(message))]
 
     def stored_images(self) -> list[str]:
         """Cache images the task committed ("Finish: store buildroot in cache ...: image ID")."""
@@ -234,12 +259,12 @@ class Build:
             "before the container": _epoch(creating) - self.called,
             "create+start": (spans[0].start - creating).total_seconds(),
         }
+        labels = _labels(spans)
         for index, span in enumerate(spans):
             if index:
                 gap = (span.start - spans[index - 1].finish).total_seconds()
-                key = f"between {spans[index - 1].name} / {span.name}"
-                parts[key] = parts.get(key, 0.0) + gap
-            parts[span.name] = parts.get(span.name, 0.0) + span.seconds
+                parts[f"between {labels[index - 1]} / {labels[index]}"] = gap
+            parts[labels[index]] = span.seconds
         parts["collect+remove"] = (finished - spans[-1].finish).total_seconds()
         parts["return"] = self.returned - _epoch(finished)
         return parts
@@ -274,15 +299,15 @@ class Build:
         if not (len(spans) == len(started) == len(died)):
             return None
         parts: dict[str, float] = {}
-        for span, begin, end in zip(spans, started, died):
-            parts[f"{span.name}: exec start"] = begin - _epoch(span.start)
-            parts[f"{span.name}: command"] = end - begin
-            parts[f"{span.name}: exec end"] = _epoch(span.finish) - end
+        for label, span, begin, end in zip(_labels(spans), spans, started, died):
+            parts[f"{label}: exec start"] = begin - _epoch(span.start)
+            parts[f"{label}: command"] = end - begin
+            parts[f"{label}: exec end"] = _epoch(span.finish) - end
         return parts
 
     def overhead_parts(self) -> dict[str, float]:
         """The phases outside steps: what the adapter adds around the commands."""
-        steps = {span.name for span in self.log.spans()}
+        steps = set(_labels(self.log.spans()))
         return {k: v for k, v in self.phases().items() if k not in steps}
 
     def cold_init_parts(self) -> dict[str, float]:
@@ -311,8 +336,19 @@ class Build:
             "dnf exit": (install.finish - complete).total_seconds(),
             # the directories, the build user, the build dirs, and the gaps between steps
             "other init steps": (store.start - first_step).total_seconds() - install.seconds,
-            "cache store": store.seconds,
+            **self._store_parts(store),
             "start T + package list": (rebuild - store.finish).total_seconds(),
+        }
+
+    def _store_parts(self, store: Span) -> dict[str, float]:
+        """The cache store: a commit of T, or in a user namespace a tar of the root read
+        through B (a step inside the store) and its import."""
+        export = [s for s in self.log.spans(nested=True) if s.name == EXPORT_STEP]
+        if not export:
+            return {"cache store (commit)": store.seconds}
+        return {
+            "cache store: tar of the root": export[0].seconds,
+            "cache store: import": store.seconds - export[0].seconds,
         }
 
     def dnf_resolved_after(self) -> float:
@@ -323,6 +359,17 @@ class Build:
 
     def installed_packages(self) -> int:
         return self.container_log().installed_count(self.log.span("install @build"))
+
+
+def _labels(spans: Sequence[Span]) -> list[str]:
+    """Step names, a repeated one marked (the package list is read before and after the
+    build)."""
+    seen: set[str] = set()
+    labels = []
+    for span in spans:
+        labels.append(f"{span.name} (again)" if span.name in seen else span.name)
+        seen.add(span.name)
+    return labels
 
 
 def _filler_spec(count: int) -> str:
@@ -449,9 +496,11 @@ class Runner:
             cache_dir=base / "cache",
             cache_max_images=1_000_000,
             cache_max_bytes=1 << 62,
+            userns_base=USERNS_BASE,
         )
         self.task_id = 70_000
         self.saved: list[str] = []
+        self.keys: list[str] = []
 
     @staticmethod
     def config() -> dict[str, object]:
@@ -490,7 +539,9 @@ class Runner:
         finally:
             state = work / "result" / "state.log"
             if state.exists():
-                self.saved += StateLog.read(state).stored_images()
+                log = StateLog.read(state)
+                self.saved += log.stored_images()
+                self.keys += log.fresh_keys()
         if len(result.rpms) != EXPECTED_RPMS:
             raise AssertionError(f"expected {EXPECTED_RPMS} RPMs, got {result.rpms}")
         build = Build(
@@ -517,15 +568,22 @@ class Runner:
         return build
 
     def remove_images(self) -> list[str]:
-        """Removes the cache images this run committed; returns any that remain."""
-        for image_id in self.saved:
+        """Removes the cache images this run stored: those its state.logs name, and any
+        carrying the cache key of a root one of its tasks installed (keys are new per run:
+        they cover this run's repos). Returns any that remain."""
+        ours = set(self.saved)
+        for key in self.keys:
+            ours.update(self._images(f"{KEY_LABEL}={key}"))
+        for image_id in sorted(ours):
             common.podman("rmi", "-f", image_id, check=False)
-        present = set(
-            common.podman(
-                "images", "-q", "--no-trunc", "--filter", f"label={common.LABEL_BUILDROOT}=1"
-            ).stdout.split()
-        )
-        return [i for i in self.saved if f"sha256:{i}" in present or i in present]
+        present = {i.removeprefix("sha256:") for i in self._images(f"{common.LABEL_BUILDROOT}=1")}
+        self.saved = sorted(ours)
+        return sorted(ours & present)
+
+    @staticmethod
+    def _images(label: str) -> list[str]:
+        listed = common.podman("images", "-q", "--no-trunc", "--filter", f"label={label}")
+        return [i.removeprefix("sha256:") for i in listed.stdout.split()]
 
 
 def _timed(run: Callable[[], object]) -> float:
@@ -638,8 +696,11 @@ class Rebuild:
     def __init__(self, base: Path, srpm: Path, buildroot: str, worker: str) -> None:
         self.topdir = base / "cli-topdir"
         srpm_in = f"/srpm/{srpm.name}"
+        mapping = f"0:{USERNS_BASE}:{USERNS_SIZE}"
         options = [
-            f"--user={BUILD_USER}",
+            f"--uidmap={mapping}",
+            f"--gidmap={mapping}",
+            f"--user={BUILD_UID}:{BUILD_GID}",
             "--env=HOME=/builddir",
             "--workdir=/builddir",
             f"--volume={srpm}:{srpm_in}:ro",
@@ -659,11 +720,10 @@ class Rebuild:
         self.reset()
 
     def reset(self) -> None:
-        """A fresh, empty _topdir owned by the build user (not timed)."""
+        """A fresh, empty _topdir owned by the build user as the host sees it (not timed)."""
         shutil.rmtree(self.topdir, ignore_errors=True)
         self.topdir.mkdir()
-        uid, gid = (int(x) for x in BUILD_USER.split(":"))
-        os.chown(self.topdir, uid, gid)
+        os.chown(self.topdir, USERNS_BASE + BUILD_UID, USERNS_BASE + BUILD_GID)
 
     def rebuild(self) -> float:
         self.reset()

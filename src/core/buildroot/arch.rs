@@ -49,9 +49,10 @@ pub fn canon_arch(arch: &str) -> String {
 /// | s390x                       | s390x                                          |
 /// | anything else               | itself                                         |
 ///
-/// Narrower than rpm's `arch_compat` on purpose: the buildroot is installed into the image's
-/// own root with the image's dnf, so an i686 buildroot cannot be laid over an x86_64 image
-/// the way mock builds one in a fresh chroot under a 32-bit personality.
+/// Narrower than rpm's `arch_compat` on purpose: the bootstrap's dnf installs the buildroot for
+/// its own arch (no `--forcearch`), and the build container runs without a 32-bit
+/// personality, so an i686 buildroot on an x86_64 builder, which mock makes with
+/// `setarch`/`--forcearch`, is not made here.
 pub fn image_buildable_arches(machine: &str) -> Vec<&str> {
     match machine {
         "x86_64" | "amd64" => vec!["x86_64", "amd64", "ia32e"],
