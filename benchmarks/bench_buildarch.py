@@ -183,7 +183,7 @@ class StateLog:
         return [m.group(1) for _, message in self.entries if (m := _FRESH_KEY.match(message))]
 
     def stored_images(self) -> list[str]:
-        """Cache images the task committed ("Finish: store buildroot in cache ...: image ID")."""
+        """Cache images the task stored ("Finish: store buildroot in cache ...: image ID")."""
         return [m.group(1) for _, message in self.entries if (m := _STORED.match(message))]
 
     def base_image(self) -> str:
@@ -271,9 +271,9 @@ class Build:
 
     def event_parts(self, events: ContainerEvents) -> dict[str, float]:
         """The phases around the steps of a warm build, split further by podman's events:
-        "create+start" into the create call, put_files + start (to podman's start event)
-        and the rest; "collect+remove" into copying the results out (until the container
-        died, which the removal's kill causes) and stopping + removing it."""
+        "create+start" into the create call, the task files + init (to podman's init event),
+        the start and the rest; "collect+remove" into copying the results out (until the
+        container died, which the removal's kill causes) and stopping + removing it."""
         creating = _epoch(self.log.first("Creating build container"))
         spans = self.log.spans()
         first_step = _epoch(spans[0].start)
