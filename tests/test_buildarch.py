@@ -5,6 +5,7 @@ admin and an attacker would look at them (ST3, AC3; the buildroot issue's tests)
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -522,6 +523,21 @@ def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
         assert header(a, fmt) == header(b, fmt)
     assert "install @build" not in (warm.result_dir / "root.log").read_text()
     assert "(cached buildroot" in state_log(warm.result_dir)
+    # the cache image does not carry the committing task's labels (a container made from it
+    # must not count as that task's or worker's)
+    key = re.search(r"cached buildroot ([0-9a-f]{64})", state_log(warm.result_dir)).group(1)
+    labels = podman_cli(
+        "images",
+        "--filter",
+        f"label=io.koji.adjutant.buildroot.key={key}",
+        "--format",
+        "{{json .Labels}}",
+    ).stdout
+    assert labels and all(
+        json.loads(line).get(name, "") == ""
+        for line in labels.splitlines()
+        for name in (LABEL_WORKER, "io.koji.adjutant.task_id", "io.koji.adjutant.role")
+    ), labels
     # The same repo id with other content (a hub re-initialised, a package rebuilt with another
     # payload): the root is installed anew, never reused.
     rebuilt = tmp_path / "rebuilt"

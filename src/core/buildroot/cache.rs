@@ -19,6 +19,7 @@ use tracing::{info, warn};
 
 use crate::core::error::{Error, Result};
 use crate::core::podman::{ImageSummary, PodmanClient};
+use crate::core::spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
 
 use super::plan::BuildrootPlan;
 
@@ -133,6 +134,12 @@ pub async fn store(
     let mut labels = BTreeMap::new();
     labels.insert(CACHE_LABEL.to_owned(), "1".to_owned());
     labels.insert(KEY_LABEL.to_owned(), key.to_owned());
+    // A commit keeps the committed container's labels in the image, and a container made from
+    // it inherits them: blank the task's own, so nothing made from a cached root counts as
+    // that task's or that worker's (the reaper removes containers by them).
+    for label in [LABEL_TASK_ID, LABEL_WORKER_ID, "io.koji.adjutant.role"] {
+        labels.insert(label.to_owned(), String::new());
+    }
     if !baseline.is_empty() {
         labels.insert(BASELINE_LABEL.to_owned(), baseline.join(" "));
     }
