@@ -206,7 +206,9 @@ def state_log(result_dir: Path) -> str:
 # == a buildroot made from the tag alone ======================================================
 
 
-def test_noarch_build_gives_kojids_result_and_a_root_made_from_the_repo_alone(adapter, koji, task):
+def test_noarch_build_gives_kojids_result_and_a_root_made_from_the_repo_alone(
+    adapter, koji, task, manager
+):
     ctx, srpm = task("adj-hello")
     seen: list[list[dict[str, object]]] = []
     result = run(adapter, koji, ctx, srpm, "noarch", keep_srpm=True, on_buildroot_ready=seen.append)
@@ -245,6 +247,26 @@ def test_noarch_build_gives_kojids_result_and_a_root_made_from_the_repo_alone(ad
         assert entry_key(entry) in in_repo, entry
     assert sorted(e["name"] for e in result.buildroot) == sorted(koji.distro.groups["build"])
     assert result.unknown_rpms == []
+    # the same packages as mock's buildroot_lock records them (without their repo url)
+    by_name = {e["name"]: e for e in result.buildroot}
+    assert sorted(r["name"] for r in result.lock_rpms) == sorted(by_name)
+    for locked in result.lock_rpms:
+        entry = by_name[locked["name"]]
+        assert set(locked) == {
+            "name",
+            "epoch",
+            "version",
+            "release",
+            "arch",
+            "sigmd5",
+            "license",
+            "signature",
+        }
+        assert locked["sigmd5"] == entry["payloadhash"]
+        assert locked["epoch"] == (None if entry["epoch"] is None else str(entry["epoch"]))
+        assert locked["license"]  # the dev distribution's packages carry their license
+    inspected = manager.inspect_image(result.image_id)
+    assert inspected["Id"] == result.image_id and inspected["Digest"] == result.image_digest
     # the bootstrap image and its digest are in the log the hub receives
     state = state_log(result.result_dir)
     assert f"bootstrap image {adapter.image} (id {result.image_id}, digest" in state

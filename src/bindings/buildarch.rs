@@ -170,14 +170,6 @@ impl PyBuildArchAdapter {
                 buildarch::run(client, ctx, config, request, sink.as_mut(), hooks, &cancel).await
             }
         })?;
-        let to_py = |rpms: &[BuildrootRpm]| -> PyResult<Py<PyList>> {
-            let items = rpms
-                .iter()
-                .map(|r| pythonize::pythonize(py, r).map(|o| o.unbind()))
-                .collect::<std::result::Result<Vec<_>, _>>()
-                .map_err(|e| Error::invalid(format!("package list: {e}")))?;
-            Ok(PyList::new(py, items)?.unbind())
-        };
         Ok(PyBuildArchResult {
             task_id: ctx.task_id,
             keep_srpm,
@@ -185,8 +177,9 @@ impl PyBuildArchAdapter {
             rpms: outcome.rpms,
             srpms: outcome.srpms,
             logs: outcome.logs,
-            buildroot: to_py(&outcome.buildroot)?,
-            unknown_rpms: to_py(&outcome.unknown_rpms)?,
+            buildroot: dict_list(py, &outcome.buildroot)?,
+            lock_rpms: dict_list(py, &outcome.lock)?,
+            unknown_rpms: dict_list(py, &outcome.unknown_rpms)?,
             buildroot_arch: outcome.buildroot_arch,
             cache_hit: outcome.cache_hit,
             image_id: outcome.image.id,
@@ -202,6 +195,16 @@ impl PyBuildArchAdapter {
             self.config.cache.enabled
         )
     }
+}
+
+/// A list of dicts, one per item (package lists as kojid and mock's lockfile have them).
+fn dict_list<T: serde::Serialize>(py: Python<'_>, items: &[T]) -> PyResult<Py<PyList>> {
+    let items = items
+        .iter()
+        .map(|item| pythonize::pythonize(py, item).map(|o| o.unbind()))
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| Error::invalid(format!("package list: {e}")))?;
+    Ok(PyList::new(py, items)?.unbind())
 }
 
 /// `repo` is a URL (http/https) or a local arch dir; a local dir's topdir is inferred from
@@ -272,6 +275,8 @@ pub struct PyBuildArchResult {
     pub srpms: Vec<PathBuf>,
     pub logs: Vec<PathBuf>,
     pub buildroot: Py<PyList>,
+    /// Every installed package as mock's buildroot_lock records it (without `url`).
+    pub lock_rpms: Py<PyList>,
     pub unknown_rpms: Py<PyList>,
     pub buildroot_arch: String,
     pub cache_hit: bool,

@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 use crate::bindings::block::block_on;
 use crate::bindings::sinks::sink_from;
 use crate::bindings::types::{PyContainerHandle, PyContainerRunResult, PyContainerSpec};
+use crate::core::error::Error;
 use crate::core::podman::{self, ExecOptions, PodmanClient, PullPolicy};
 
 /// A connection to a podman service (its REST API over a unix socket).
@@ -80,6 +81,15 @@ impl PyPodmanManager {
             py,
             |_| async move { client.ensure_image(&image, policy).await },
         )
+    }
+
+    /// podman's inspect of a local image as a dict (what `podman image inspect` prints: Id,
+    /// Digest, RootFS, Config, Labels, ...). Raises ImageError when it is not present.
+    fn inspect_image<'py>(&self, py: Python<'py>, image: String) -> PyResult<Bound<'py, PyAny>> {
+        let client = &self.client;
+        let value = block_on(py, |_| async move { client.inspect_image(&image).await })?;
+        pythonize::pythonize(py, &value)
+            .map_err(|e| Error::invalid(format!("image inspect: {e}")).into())
     }
 
     /// Runs a container to completion, streaming its output to `sink`; removes it afterwards

@@ -23,7 +23,7 @@ use crate::core::archive::Extraction;
 use crate::core::buildroot::arch::image_arches_from;
 use crate::core::buildroot::cache::{self, CacheConfig, Cached};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
-use crate::core::buildroot::pkglist::parse_package_list;
+use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
 use crate::core::buildroot::plan::{plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
 use crate::core::buildroot::requires::install_arguments;
 use crate::core::buildroot::result::check_result_package;
@@ -117,6 +117,8 @@ pub struct BuildArchOutcome {
     pub logs: Vec<PathBuf>,
     /// The buildroot's packages after the build (kojid's `updateBuildRootList`).
     pub buildroot: Vec<BuildrootRpm>,
+    /// Every installed package as a lockfile records it (image mode: the image's too).
+    pub lock: Vec<LockedRpm>,
     /// Image mode: image RPMs Koji cannot know (no `image_external_repo` configured).
     pub unknown_rpms: Vec<BuildrootRpm>,
     pub buildroot_arch: String,
@@ -521,7 +523,9 @@ impl Task<'_> {
         let build = self.plan.build_step(dynamic);
         self.checked(&build, true).await?;
         // kojid reads the rpmdb again after the build (updateBuildRootList), whatever ran
-        let listed = self.packages().await?;
+        let installed = self.installed().await?;
+        let lock = installed.iter().map(InstalledRpm::locked).collect();
+        let listed = installed.into_iter().map(|i| i.rpm).collect();
         let final_list = self.classify(listed, &baseline).0;
         let (rpms, srpms, extra_logs) = self.collect(result_dir).await?;
         Ok(BuildArchOutcome {
@@ -530,6 +534,7 @@ impl Task<'_> {
             srpms,
             logs: extra_logs,
             buildroot: final_list,
+            lock,
             unknown_rpms: unknown,
             buildroot_arch: self.plan.buildroot_arch.clone(),
             cache_hit: cached.is_some(),
@@ -635,7 +640,7 @@ impl Task<'_> {
             let listed = self.query(&self.plan.image_package_list.clone()).await?;
             parse_package_list(&listed)?
                 .iter()
-                .map(BuildrootRpm::nevra_key)
+                .map(|installed| installed.rpm.nevra_key())
                 .collect()
         } else {
             Vec::new()
@@ -841,7 +846,13 @@ impl Task<'_> {
         Ok(String::from_utf8_lossy(&capture).into_owned())
     }
 
+    /// The buildroot's packages as the hub lists them.
     async fn packages(&mut self) -> Result<Vec<BuildrootRpm>> {
+        Ok(self.installed().await?.into_iter().map(|i| i.rpm).collect())
+    }
+
+    /// The buildroot's packages with what a lockfile records of each.
+    async fn installed(&mut self) -> Result<Vec<InstalledRpm>> {
         let listed = self.query(&self.plan.package_list.clone()).await?;
         parse_package_list(&listed)
     }

@@ -1000,6 +1000,21 @@ impl PodmanClient {
         .await
     }
 
+    /// podman's inspect of a local image, as podman returns it (`podman image inspect`).
+    pub async fn inspect_image(&self, image: &str) -> Result<serde_json::Value> {
+        match self
+            .raw
+            .get_json(Self::ep(format!("/images/{}/json", encode(image))))
+            .await
+        {
+            Ok(value) => Ok(value),
+            Err(e) => Err(Error::Image {
+                image: image.to_string(),
+                message: podman_message(&e),
+            }),
+        }
+    }
+
     /// An image's ID, digest and architecture (what a task's log records of its image).
     pub async fn image_info(&self, image: &str) -> Result<ImageInfo> {
         let info = self

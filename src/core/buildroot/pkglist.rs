@@ -34,9 +34,48 @@ pub struct BuildrootRpm {
     pub location: Option<i64>,
 }
 
+/// An installed package as a lockfile records it (mock's buildroot_lock: `rpms` items, but
+/// `url`, the package's place in the repo, which the caller knows).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LockedRpm {
+    pub name: String,
+    /// As mock writes it: a string, or null.
+    pub epoch: Option<String>,
+    pub version: String,
+    pub release: String,
+    pub arch: String,
+    pub sigmd5: String,
+    pub license: String,
+    /// The last 8 characters of `%{SIGPGP:pgpsig}` (the signing key), or null.
+    pub signature: Option<String>,
+}
+
+/// One line of [`package_list_query`]: the hub's fields and the lockfile's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstalledRpm {
+    pub rpm: BuildrootRpm,
+    pub license: String,
+    pub signature: Option<String>,
+}
+
+impl InstalledRpm {
+    pub fn locked(&self) -> LockedRpm {
+        LockedRpm {
+            name: self.rpm.name.clone(),
+            epoch: self.rpm.epoch.map(|e| e.to_string()),
+            version: self.rpm.version.clone(),
+            release: self.rpm.release.clone(),
+            arch: self.rpm.arch.clone(),
+            sigmd5: self.rpm.payloadhash.clone(),
+            license: self.license.clone(),
+            signature: self.signature.clone(),
+        }
+    }
+}
+
 /// The query that lists a buildroot's packages: the fields kojid's `getPackageList` reads,
-/// with `LONGSIZE` as its fallback for `SIZE`. `rpmdb_path` pins the database (see
-/// [`BuildrootOptions::rpmdb_path`]).
+/// with `LONGSIZE` as its fallback for `SIZE`, then the license and signature a lockfile
+/// records. `rpmdb_path` pins the database (see [`BuildrootOptions::rpmdb_path`]).
 pub fn package_list_query(rpmdb_path: Option<&str>) -> Vec<String> {
     let mut argv = vec!["rpm".to_owned(), "-qa".to_owned()];
     if let Some(p) = rpmdb_path {
@@ -45,7 +84,7 @@ pub fn package_list_query(rpmdb_path: Option<&str>) -> Vec<String> {
     }
     argv.push("--qf".to_owned());
     argv.push(
-        "%{NAME}\\t%{VERSION}\\t%{RELEASE}\\t%{EPOCH}\\t%{ARCH}\\t%{SIGMD5}\\t%{SIZE}\\t%{LONGSIZE}\\t%{BUILDTIME}\\n"
+        "%{NAME}\\t%{VERSION}\\t%{RELEASE}\\t%{EPOCH}\\t%{ARCH}\\t%{SIGMD5}\\t%{SIZE}\\t%{LONGSIZE}\\t%{BUILDTIME}\\t%{LICENSE}\\t%{SIGPGP:pgpsig}\\n"
             .to_owned(),
     );
     argv
@@ -53,7 +92,7 @@ pub fn package_list_query(rpmdb_path: Option<&str>) -> Vec<String> {
 
 /// Parse [`package_list_query`]'s output, leaving out kojid's skipped packages
 /// (`buildsys-build`, `gpg-pubkey`).
-pub fn parse_package_list(stdout: &str) -> Result<Vec<BuildrootRpm>> {
+pub fn parse_package_list(stdout: &str) -> Result<Vec<InstalledRpm>> {
     let mut out = Vec::new();
     for (n, line) in stdout.lines().enumerate() {
         if line.trim().is_empty() {
@@ -65,10 +104,10 @@ pub fn parse_package_list(stdout: &str) -> Result<Vec<BuildrootRpm>> {
             exit_code: None,
         };
         let fields: Vec<&str> = line.split('\t').collect();
-        let [name, version, release, epoch, arch, sigmd5, size, longsize, buildtime] =
+        let [name, version, release, epoch, arch, sigmd5, size, longsize, buildtime, license, sigpgp] =
             fields.as_slice()
         else {
-            return Err(bad("expected 9 tab-separated fields"));
+            return Err(bad("expected 11 tab-separated fields"));
         };
         if SKIPPED_PACKAGES.contains(name) {
             continue;
@@ -91,7 +130,7 @@ pub fn parse_package_list(stdout: &str) -> Result<Vec<BuildrootRpm>> {
             Some(s) => s,
             None => number(longsize, "bad LONGSIZE")?.ok_or_else(|| bad("no SIZE"))?,
         };
-        out.push(BuildrootRpm {
+        let rpm = BuildrootRpm {
             id: None,
             name: (*name).to_owned(),
             version: (*version).to_owned(),
@@ -103,6 +142,22 @@ pub fn parse_package_list(stdout: &str) -> Result<Vec<BuildrootRpm>> {
             buildtime: number(buildtime, "bad BUILDTIME")?.ok_or_else(|| bad("no BUILDTIME"))?,
             external_repo: None,
             location: None,
+        };
+        let signature = match *sigpgp {
+            "(none)" | "" => None,
+            text => {
+                let tail: String = text.chars().rev().take(8).collect();
+                Some(tail.chars().rev().collect())
+            }
+        };
+        out.push(InstalledRpm {
+            rpm,
+            license: if *license == "(none)" {
+                String::new()
+            } else {
+                (*license).to_owned()
+            },
+            signature,
         });
     }
     Ok(out)
@@ -129,17 +184,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn package_list_matches_kojids_fields() {
+    fn package_list_matches_kojids_fields_and_keeps_the_lockfiles() {
         let q = package_list_query(None);
         assert_eq!(&q[..3], ["rpm", "-qa", "--qf"]);
         assert!(q[3].contains("%{SIGMD5}") && q[3].contains("%{EPOCH}"));
-        let out = "bash\t5.2.26\t1.fc40\t(none)\tx86_64\tDEE9ADADF7B9BA214E3940B1D496B952\t8123456\t(none)\t1700000000\n\
-                   gpg-pubkey\ta15b79cc\t63d04c2c\t(none)\t(none)\t(none)\t0\t(none)\t1674595372\n\
-                   perl-libs\t5.38.2\t506.fc40\t4\tx86_64\t00112233445566778899aabbccddeeff\t(none)\t5000000000\t1700000001\n";
+        assert!(q[3].contains("%{LICENSE}") && q[3].contains("%{SIGPGP:pgpsig}"));
+        let out = "bash\t5.2.26\t1.fc40\t(none)\tx86_64\tDEE9ADADF7B9BA214E3940B1D496B952\t8123456\t(none)\t1700000000\tGPL-3.0-or-later\tRSA/SHA256, Mon 01 Jan 2024, Key ID 8f2d5e9b1c3a4d7f\n\
+                   gpg-pubkey\ta15b79cc\t63d04c2c\t(none)\t(none)\t(none)\t0\t(none)\t1674595372\tpubkey\t(none)\n\
+                   perl-libs\t5.38.2\t506.fc40\t4\tx86_64\t00112233445566778899aabbccddeeff\t(none)\t5000000000\t1700000001\t(none)\t(none)\n";
         let rpms = parse_package_list(out).unwrap();
         assert_eq!(rpms.len(), 2);
         assert_eq!(
-            rpms[0],
+            rpms[0].rpm,
             BuildrootRpm {
                 id: None,
                 name: "bash".to_owned(),
@@ -154,18 +210,32 @@ mod tests {
                 location: None,
             }
         );
-        assert_eq!(rpms[1].epoch, Some(4));
-        assert_eq!(rpms[1].size, 5_000_000_000);
+        assert_eq!(rpms[1].rpm.epoch, Some(4));
+        assert_eq!(rpms[1].rpm.size, 5_000_000_000);
+        let locked = rpms[0].locked();
+        assert_eq!(
+            (
+                locked.license.as_str(),
+                locked.signature.as_deref(),
+                locked.epoch
+            ),
+            ("GPL-3.0-or-later", Some("1c3a4d7f"), None)
+        );
+        assert_eq!(locked.sigmd5, "dee9adadf7b9ba214e3940b1d496b952");
+        let unsigned = rpms[1].locked();
+        assert_eq!((unsigned.license.as_str(), unsigned.signature), ("", None));
+        assert_eq!(unsigned.epoch.as_deref(), Some("4"));
     }
 
     #[test]
     fn bad_package_list_lines_are_errors() {
         for bad in [
             "bash\t5\t1\n",
-            "bash\t5\t1\tx\tx86_64\tabcd\t1\t(none)\t1\n",
-            "bash\t5\t1\t(none)\tx86_64\t(none)\t1\t(none)\t1\n",
-            "bash\t5\t1\t(none)\tx86_64\tzz\t1\t(none)\t1\n",
-            "bash\t5\t1\t(none)\tx86_64\tabcd\t(none)\t(none)\t1\n",
+            "bash\t5\t1\tx\tx86_64\tabcd\t1\t(none)\t1\tMIT\t(none)\n",
+            "bash\t5\t1\t(none)\tx86_64\t(none)\t1\t(none)\t1\tMIT\t(none)\n",
+            "bash\t5\t1\t(none)\tx86_64\tzz\t1\t(none)\t1\tMIT\t(none)\n",
+            "bash\t5\t1\t(none)\tx86_64\tabcd\t(none)\t(none)\t1\tMIT\t(none)\n",
+            "bash\t5\t1\t(none)\tx86_64\tabcd\t1\t(none)\t1\n",
         ] {
             assert!(
                 matches!(parse_package_list(bad), Err(Error::Build { .. })),
@@ -174,6 +244,4 @@ mod tests {
         }
         assert_eq!(parse_package_list("\n").unwrap(), []);
     }
-
-    // --- cache key --------------------------------------------------------------------------
 }
