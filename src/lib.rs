@@ -1,8 +1,8 @@
 //! koji-adjutant's extension module `koji_adjutant._core`: the pyo3-free `core` and the thin
 //! `bindings` that expose it.
 
-pub mod bindings;
-pub mod core;
+mod bindings;
+mod core;
 
 use pyo3::prelude::*;
 

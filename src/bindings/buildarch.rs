@@ -13,13 +13,14 @@ use crate::bindings::sinks::sink_from;
 use crate::bindings::types::PyResourceLimits;
 use crate::core::buildarch::{self, BuildArchConfig, BuildHooks};
 use crate::core::buildroot::cache::CacheConfig;
-use crate::core::buildroot::result::{kojid_result, task_upload_path};
+use crate::core::buildroot::result::kojid_result;
 use crate::core::buildroot::{
     BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootRpm, RepoLocation,
 };
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
 use crate::core::spec::{IdMap, ResourceLimits, SelinuxLabel};
+use crate::core::task;
 
 /// Builds a source RPM into binary RPMs in Podman containers, as kojid's buildArch task does
 /// with mock: the buildroot installed from the tag's repo alone by the bootstrap image's dnf
@@ -307,7 +308,7 @@ impl PyBuildArchResult {
         logs: Option<Vec<String>>,
         extra_logs: Vec<String>,
     ) -> PyResult<Bound<'py, PyDict>> {
-        let upload_path = upload_path.unwrap_or_else(|| task_upload_path(self.task_id));
+        let upload_path = upload_path.unwrap_or_else(|| task::upload_path(self.task_id));
         let mut logs = logs.unwrap_or_else(|| names(&self.logs));
         logs.extend(extra_logs);
         let result = kojid_result(

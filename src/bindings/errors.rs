@@ -116,9 +116,9 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             }
             e
         }
-        Error::Repo(message) => {
-            let refuse = message.starts_with(crate::core::createrepo::REFUSE_PREFIX);
-            repo_error(py, message, None, None, refuse)
+        e @ Error::Repo(_) => {
+            let refuse = crate::core::createrepo::is_refusal(&e);
+            repo_error(py, e.to_string(), None, None, refuse)
         }
         Error::RepoCommand {
             message,

@@ -99,15 +99,6 @@ pub trait BuildHooks: Send {
     fn buildroot_ready(&mut self, buildroot_arch: &str, packages: &[BuildrootRpm]) -> Result<()>;
 }
 
-/// No hooks.
-pub struct NoHooks;
-
-impl BuildHooks for NoHooks {
-    fn buildroot_ready(&mut self, _arch: &str, _packages: &[BuildrootRpm]) -> Result<()> {
-        Ok(())
-    }
-}
-
 /// What a successful build produced.
 #[derive(Debug, Clone)]
 pub struct BuildArchOutcome {
@@ -268,14 +259,6 @@ fn repomd_digest(request: &BuildArchRequest) -> Result<String> {
     }
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
-    use std::os::unix::fs::DirBuilderExt;
-    std::fs::DirBuilder::new()
-        .mode(0o755)
-        .create(dir)
-        .map_err(|e| Error::io(format!("creating {}", dir.display()), e))
-}
-
 /// Runs one buildArch task. Every path removes the containers; logs are kept.
 pub async fn run(
     client: &PodmanClient,
@@ -317,18 +300,8 @@ pub async fn run(
         &srpm,
     )?;
 
-    let result_dir = ctx.work_path("result")?;
-    let scratch_dir = ctx.work_path("buildreqs")?;
-    for dir in [&result_dir, &scratch_dir] {
-        if dir.exists() {
-            return Err(Error::invalid(format!(
-                "{} already exists: a task's work dir must be fresh",
-                dir.display()
-            )));
-        }
-    }
-    create_dir(&result_dir)?;
-    create_dir(&scratch_dir)?;
+    let result_dir = ctx.fresh_dir("result")?;
+    let scratch_dir = ctx.fresh_dir("buildreqs")?;
     let container_log = ctx
         .container_log()
         .unwrap_or_else(|| result_dir.join("container.log"));
@@ -968,7 +941,8 @@ impl Task<'_> {
     ) -> Result<Package> {
         self.rounds += 1;
         let dest = self.scratch_dir.join(self.rounds.to_string());
-        create_dir(&dest)?;
+        std::fs::create_dir(&dest)
+            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
         let got = self.take(dir, wanted, &dest, None).await?;
         let build_log = self.logs.path(LogTarget::BuildLog);
         match got.files.as_slice() {
@@ -1071,7 +1045,12 @@ fn is_dnf_log(name: &str) -> bool {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 

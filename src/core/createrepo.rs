@@ -25,6 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::Deserialize;
 
 use crate::core::error::{Error, Result};
+use crate::core::spec::VolumeMount;
 
 /// kojid runs the tools by absolute path; we keep the same argv[0] so logs match.
 pub const CREATEREPO_C: &str = "/usr/bin/createrepo_c";
@@ -162,14 +163,6 @@ pub struct CreaterepoRequest {
     pub external_repos: Vec<ExternalRepo>,
 }
 
-/// A bind mount: `host_path` appears at `container_path` inside the container.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
-pub struct RepoMount {
-    pub host_path: PathBuf,
-    pub container_path: PathBuf,
-    pub read_only: bool,
-}
-
 /// The merge that follows createrepo_c when the tag has external repos.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct MergeSpec {
@@ -198,36 +191,11 @@ pub struct ValidatedRepo {
     old_repodata: Option<PathBuf>,
     skip_stat: bool,
     merge: Option<MergeSpec>,
-    mounts: Vec<RepoMount>,
+    mounts: Vec<VolumeMount>,
     network_needed: bool,
 }
 
 impl ValidatedRepo {
-    pub fn topdir(&self) -> &Path {
-        &self.topdir
-    }
-    pub fn tag(&self) -> &str {
-        &self.tag
-    }
-    pub fn repo_id(&self) -> u64 {
-        self.repo_id
-    }
-    pub fn arch(&self) -> &str {
-        &self.arch
-    }
-    pub fn arch_dir(&self) -> &Path {
-        &self.arch_dir
-    }
-    /// Number of non-empty pkglist entries.
-    pub fn package_count(&self) -> usize {
-        self.package_count
-    }
-    pub fn mounts(&self) -> &[RepoMount] {
-        &self.mounts
-    }
-    pub fn network_needed(&self) -> bool {
-        self.network_needed
-    }
     /// kojid's `self.outdir`.
     pub fn out_dir(&self) -> PathBuf {
         self.work_dir.join("repo")
@@ -247,7 +215,7 @@ pub struct ContainerCommand {
     pub env: BTreeMap<String, String>,
     /// The log kojid writes this command's output to (in the work dir) and uploads.
     pub log_name: String,
-    /// kojid's prefix for the task failure message (see [`ContainerCommand::failure`]).
+    /// kojid's prefix for the task failure message (see [`ContainerCommand::failed`]).
     pub failure_prefix: String,
 }
 
@@ -256,19 +224,13 @@ pub struct ContainerCommand {
 pub enum CommandOutcome {
     Exited(i64),
     Signaled(i32),
-    Unknown,
 }
 
 impl ContainerCommand {
     /// The error kojid raises when this command fails, word for word (`GenericError('failed
     /// to create repo: ' + parseStatus(status, format_shell_cmd(cmd)))`), so the hub shows
-    /// the same task failure.
-    pub fn failure(&self, outcome: CommandOutcome) -> Error {
-        Error::Repo(self.failure_message(outcome))
-    }
-
-    /// [`Self::failure`] with the log the command wrote and its exit code, as the runner
-    /// reports it (`Error::RepoCommand`), so the caller can point at the log.
+    /// the same task failure; with the log the command wrote and its exit code, so the
+    /// caller can point at the log.
     pub fn failed(&self, outcome: CommandOutcome, log: PathBuf, exit_code: i64) -> Error {
         Error::RepoCommand {
             message: self.failure_message(outcome),
@@ -282,7 +244,6 @@ impl ContainerCommand {
         let status = match outcome {
             CommandOutcome::Exited(code) => format!("{cmd} exited with status {code}"),
             CommandOutcome::Signaled(signal) => format!("{cmd} was killed by signal {signal}"),
-            CommandOutcome::Unknown => format!("{cmd} terminated for unknown reasons"),
         };
         format!("{}: {status}", self.failure_prefix)
     }
@@ -319,7 +280,7 @@ pub enum Step {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CreaterepoPlan {
     /// Sorted by container path (parents before children).
-    pub mounts: Vec<RepoMount>,
+    pub mounts: Vec<VolumeMount>,
     /// True only when an external repo that applies to this arch is fetched over http(s).
     pub network_needed: bool,
     pub steps: Vec<Step>,
@@ -328,6 +289,7 @@ pub struct CreaterepoPlan {
 }
 
 impl CreaterepoPlan {
+    #[cfg(test)]
     pub fn commands(&self) -> impl Iterator<Item = &ContainerCommand> {
         self.steps.iter().filter_map(|step| match step {
             Step::Run(command) => Some(command),
@@ -346,6 +308,7 @@ impl CreaterepoPlan {
     }
 
     /// `(from, to, files removed from the copy)` when the old repodata is reused.
+    #[cfg(test)]
     pub fn old_repodata_copy(&self) -> Option<(&Path, &Path, &[String])> {
         self.steps.iter().find_map(|step| match step {
             Step::CopyOldRepodata { from, to, remove } => {
@@ -387,19 +350,21 @@ pub fn validate(req: &CreaterepoRequest) -> Result<ValidatedRepo> {
     let groups = resolve_groups(args.groups.clone(), &args.repo_dir)?;
     let old_repodata = usable_old_repodata(args.old_repodata.clone(), req.update, pkglist_empty);
 
-    let mut mounts = vec![RepoMount {
-        host_path: canonical(&arch_dir, "repo arch directory")?,
-        container_path: arch_dir.clone(),
+    let mut mounts = vec![VolumeMount {
+        source: canonical(&arch_dir, "repo arch directory")?,
+        target: arch_dir.clone(),
         read_only: true,
+        selinux_label: None,
     }];
     for file in groups
         .iter()
         .chain(Some(&pkglist).filter(|p| !p.starts_with(&arch_dir)))
     {
-        mounts.push(RepoMount {
-            host_path: canonical(file, "input file")?,
-            container_path: file.clone(),
+        mounts.push(VolumeMount {
+            source: canonical(file, "input file")?,
+            target: file.clone(),
             read_only: true,
+            selinux_label: None,
         });
     }
     mounts.extend(package_mounts);
@@ -546,7 +511,7 @@ fn usable_old_repodata(old: Option<PathBuf>, update: bool, pkglist_empty: bool) 
 
 /// A local external repo needs only its `repodata/` in the container: mergerepo_c reads the
 /// metadata, never the packages.
-fn external_repodata_mounts(external: &[(String, UrlKind)]) -> Result<Vec<RepoMount>> {
+fn external_repodata_mounts(external: &[(String, UrlKind)]) -> Result<Vec<VolumeMount>> {
     let mut mounts = Vec::new();
     for (url, kind) in external {
         if *kind != UrlKind::File {
@@ -559,10 +524,11 @@ fn external_repodata_mounts(external: &[(String, UrlKind)]) -> Result<Vec<RepoMo
                 repodata.display()
             )));
         }
-        mounts.push(RepoMount {
-            host_path: canonical(&repodata, "external repodata")?,
-            container_path: repodata,
+        mounts.push(VolumeMount {
+            source: canonical(&repodata, "external repodata")?,
+            target: repodata,
             read_only: true,
+            selinux_label: None,
         });
     }
     Ok(mounts)
@@ -570,21 +536,22 @@ fn external_repodata_mounts(external: &[(String, UrlKind)]) -> Result<Vec<RepoMo
 
 /// Prunes the read-only mounts, adds the work dir (the only writable one) and checks them all.
 fn finish_mounts(
-    read_only: Vec<RepoMount>,
+    read_only: Vec<VolumeMount>,
     work_dir: &Path,
     repo_id: u64,
-) -> Result<Vec<RepoMount>> {
+) -> Result<Vec<VolumeMount>> {
     let mut mounts = prune_mounts(read_only)?;
     check_work_dir(work_dir, repo_id, &mounts)?;
-    mounts.push(RepoMount {
-        host_path: work_dir.to_path_buf(),
-        container_path: work_dir.to_path_buf(),
+    mounts.push(VolumeMount {
+        source: work_dir.to_path_buf(),
+        target: work_dir.to_path_buf(),
         read_only: false,
+        selinux_label: None,
     });
-    mounts.sort_by(|a, b| a.container_path.cmp(&b.container_path));
+    mounts.sort_by(|a, b| a.target.cmp(&b.target));
     for mount in &mounts {
-        check_mountable(&mount.host_path).map_err(Error::Repo)?;
-        check_mountable(&mount.container_path).map_err(Error::Repo)?;
+        check_mountable(&mount.source).map_err(Error::Repo)?;
+        check_mountable(&mount.target).map_err(Error::Repo)?;
     }
     Ok(mounts)
 }
@@ -898,7 +865,7 @@ pub(crate) fn package_mounts(
     topdir: &Path,
     entries: &[&str],
     limit: usize,
-) -> Result<Vec<RepoMount>> {
+) -> Result<Vec<VolumeMount>> {
     let mut roots: BTreeMap<String, PathBuf> = BTreeMap::new();
     let mut dirs: BTreeMap<String, PathBuf> = BTreeMap::new();
     for line in entries {
@@ -948,10 +915,11 @@ pub(crate) fn package_mounts(
     let chosen = if dirs.len() > limit { roots } else { dirs };
     Ok(chosen
         .into_iter()
-        .map(|(rel, host_path)| RepoMount {
-            host_path,
-            container_path: topdir.join(rel),
+        .map(|(rel, source)| VolumeMount {
+            source,
+            target: topdir.join(rel),
             read_only: true,
+            selinux_label: None,
         })
         .collect())
 }
@@ -966,8 +934,8 @@ pub fn pkglist_package_dirs(topdir: &Path, arch_dir: &Path) -> Result<Vec<(PathB
     Ok(mounts
         .into_iter()
         .filter_map(|m| {
-            let rel = m.container_path.strip_prefix(topdir).ok()?.to_path_buf();
-            Some((m.host_path, rel))
+            let rel = m.target.strip_prefix(topdir).ok()?.to_path_buf();
+            Some((m.source, rel))
         })
         .collect())
 }
@@ -992,26 +960,26 @@ fn check_blocklist(text: &str) -> Result<()> {
 /// Drops exact duplicates and mounts already covered by a read-only ancestor mount of the same
 /// host tree; refuses two different host paths at one container path. Sorting by container path
 /// (component-wise) puts every ancestor right before its descendants.
-fn prune_mounts(mut mounts: Vec<RepoMount>) -> Result<Vec<RepoMount>> {
-    mounts.sort_by(|a, b| a.container_path.cmp(&b.container_path));
-    let mut kept: Vec<RepoMount> = Vec::new();
+fn prune_mounts(mut mounts: Vec<VolumeMount>) -> Result<Vec<VolumeMount>> {
+    mounts.sort_by(|a, b| a.target.cmp(&b.target));
+    let mut kept: Vec<VolumeMount> = Vec::new();
     for mount in mounts {
         if let Some(other) = kept
             .iter()
-            .find(|k| k.container_path == mount.container_path && k.host_path != mount.host_path)
+            .find(|k| k.target == mount.target && k.source != mount.source)
         {
             return Err(Error::Repo(format!(
                 "{} and {} would both be mounted at {}",
-                other.host_path.display(),
-                mount.host_path.display(),
-                mount.container_path.display()
+                other.source.display(),
+                mount.source.display(),
+                mount.target.display()
             )));
         }
         let covered = kept.iter().any(|k| {
             mount
-                .container_path
-                .strip_prefix(&k.container_path)
-                .is_ok_and(|rel| k.host_path.join(rel) == mount.host_path)
+                .target
+                .strip_prefix(&k.target)
+                .is_ok_and(|rel| k.source.join(rel) == mount.source)
         });
         if !covered {
             kept.push(mount);
@@ -1022,14 +990,13 @@ fn prune_mounts(mut mounts: Vec<RepoMount>) -> Result<Vec<RepoMount>> {
 
 /// The work dir is the only writable mount: it must not nest with a read-only one, and must not
 /// hold a previous attempt's output (kojid's `copytree` and rename would fail on it).
-fn check_work_dir(work_dir: &Path, repo_id: u64, mounts: &[RepoMount]) -> Result<()> {
+fn check_work_dir(work_dir: &Path, repo_id: u64, mounts: &[VolumeMount]) -> Result<()> {
     for mount in mounts {
-        if work_dir.starts_with(&mount.container_path) || mount.container_path.starts_with(work_dir)
-        {
+        if work_dir.starts_with(&mount.target) || mount.target.starts_with(work_dir) {
             return Err(Error::invalid(format!(
                 "work_dir {} overlaps the read-only mount {}",
                 work_dir.display(),
-                mount.container_path.display()
+                mount.target.display()
             )));
         }
     }
@@ -1217,12 +1184,6 @@ pub fn list_repodata_files(repodata_dir: &Path) -> Result<Vec<String>> {
     Ok(files)
 }
 
-/// kojid's `getUploadDir()` for a task: `tasks/<id % 10000>/<id>`, relative to the hub's work
-/// dir.
-pub fn task_upload_path(task_id: u64) -> String {
-    format!("tasks/{}/{}", task_id % 10000, task_id)
-}
-
 /// The task result kojid returns and `repoDone` consumes: `[uploadpath, [file, ...]]`. The hub
 /// joins `<workdir>/<uploadpath>/<file>`, so the upload path must be relative and the names
 /// flat.
@@ -1249,7 +1210,7 @@ pub fn render_result(upload_path: &str, files: &[String]) -> Result<(String, Vec
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)] // tests may fail loudly
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;
@@ -1455,11 +1416,11 @@ mod tests {
         assert!(plan
             .mounts
             .iter()
-            .any(|m| m.container_path == custom && m.read_only));
+            .any(|m| m.target == custom && m.read_only));
         assert!(!plan
             .mounts
             .iter()
-            .any(|m| m.container_path == k.top.join("packages/foo/1.0/1.fc40/x86_64")));
+            .any(|m| m.target == k.top.join("packages/foo/1.0/1.fc40/x86_64")));
     }
 
     #[test]
@@ -1481,10 +1442,7 @@ mod tests {
         let g = first.iter().position(|a| a == "-g").unwrap();
         assert_eq!(first[g + 1], k.s(&comps));
         assert_eq!(g, 7, "-g comes after -i: {first:?}");
-        assert!(plan
-            .mounts
-            .iter()
-            .any(|m| m.container_path == comps && m.read_only));
+        assert!(plan.mounts.iter().any(|m| m.target == comps && m.read_only));
     }
 
     #[test]
@@ -1532,7 +1490,7 @@ mod tests {
         );
         assert_eq!(plan.empty_repo_marker(), None);
         // The old repodata is copied on the host, never mounted.
-        assert!(!plan.mounts.iter().any(|m| m.host_path.starts_with(&old)));
+        assert!(!plan.mounts.iter().any(|m| m.source.starts_with(&old)));
     }
 
     #[test]
@@ -1697,8 +1655,8 @@ mod tests {
         assert!(plan
             .mounts
             .iter()
-            .any(|m| m.container_path == repodata && m.read_only));
-        assert!(!plan.mounts.iter().any(|m| m.container_path == ext));
+            .any(|m| m.target == repodata && m.read_only));
+        assert!(!plan.mounts.iter().any(|m| m.target == ext));
         assert!(argv(&plan)[1].contains(&format!("file://{}/", k.s(&ext))));
     }
 
@@ -1923,14 +1881,14 @@ mod tests {
         let mut got: Vec<_> = plan
             .mounts
             .iter()
-            .map(|m| (m.container_path.clone(), m.host_path.clone(), m.read_only))
+            .map(|m| (m.target.clone(), m.source.clone(), m.read_only))
             .collect();
         got.sort();
         assert_eq!(got, expected);
         assert!(!plan
             .mounts
             .iter()
-            .any(|m| m.container_path == k.top || m.container_path == k.top.join("packages")));
+            .any(|m| m.target == k.top || m.target == k.top.join("packages")));
         assert!(!plan.network_needed);
     }
 
@@ -1946,10 +1904,11 @@ mod tests {
         let collapsed = package_mounts(&k.top, &entries, 2).unwrap();
         assert_eq!(
             collapsed,
-            vec![RepoMount {
-                host_path: fs::canonicalize(k.top.join("packages")).unwrap(),
-                container_path: k.top.join("packages"),
+            vec![VolumeMount {
+                source: fs::canonicalize(k.top.join("packages")).unwrap(),
+                target: k.top.join("packages"),
                 read_only: true,
+                selinux_label: None,
             }]
         );
     }
@@ -1965,10 +1924,11 @@ mod tests {
         symlink(&volume, k.top.join("vol/archive")).unwrap();
         let k = k.pkglist("toplink/vol/archive/packages/baz/1/1/x86_64/baz-1-1.x86_64.rpm\n");
         let plan = k.plan(&k.request());
-        assert!(plan.mounts.contains(&RepoMount {
-            host_path: fs::canonicalize(&rpm_dir).unwrap(),
-            container_path: k.top.join("vol/archive/packages/baz/1/1/x86_64"),
+        assert!(plan.mounts.contains(&VolumeMount {
+            source: fs::canonicalize(&rpm_dir).unwrap(),
+            target: k.top.join("vol/archive/packages/baz/1/1/x86_64"),
             read_only: true,
+            selinux_label: None,
         }));
     }
 
@@ -2004,7 +1964,7 @@ mod tests {
         req.topdir = None;
         let repo = validate(&req).unwrap();
         assert_eq!(
-            (repo.topdir(), repo.tag(), repo.repo_id()),
+            (repo.topdir.as_path(), repo.tag.as_str(), repo.repo_id),
             (k.top.as_path(), "f40-build", 7)
         );
 
@@ -2015,7 +1975,7 @@ mod tests {
         let mut req = k.request();
         req.repo_dir = k.top.join("repos/team/f40-build/9");
         let repo = validate(&req).unwrap();
-        assert_eq!((repo.tag(), repo.repo_id()), ("team/f40-build", 9));
+        assert_eq!((repo.tag.as_str(), repo.repo_id), ("team/f40-build", 9));
         req.topdir = None;
         assert!(spec_err(validate(&req)).contains("pass topdir"));
     }
@@ -2058,7 +2018,7 @@ mod tests {
             failure_prefix: "failed to merge repos".into(),
         };
         assert_eq!(
-            command.failure(CommandOutcome::Signaled(2)).to_string(),
+            command.failure_message(CommandOutcome::Signaled(2)),
             "failed to merge repos: /usr/bin/mergerepo_c --koji -b \\\n\
              /mnt/koji/repos/test-rhel-7-build/2542/x86_64/blocklist -a x86_64 -o \\\n\
              /scratch/kojitest/tasks/4153/14153/repo --arch-expand -g \\\n\
@@ -2068,8 +2028,7 @@ mod tests {
              was killed by signal 2"
         );
         assert!(command
-            .failure(CommandOutcome::Exited(1))
-            .to_string()
+            .failure_message(CommandOutcome::Exited(1))
             .ends_with("/x86_64/ exited with status 1"));
     }
 
@@ -2139,7 +2098,7 @@ mod tests {
     #[test]
     fn result_is_kojids_pair() {
         let files = vec!["repomd.xml".to_string(), "EMPTY_REPO".to_string()];
-        assert_eq!(task_upload_path(11234), "tasks/1234/11234");
+        assert_eq!(crate::core::task::upload_path(11234), "tasks/1234/11234");
         assert_eq!(
             render_result("tasks/1234/11234", &files).unwrap(),
             ("tasks/1234/11234".to_string(), files.clone())

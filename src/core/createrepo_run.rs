@@ -81,6 +81,7 @@ pub struct CreaterepoOptions {
 }
 
 impl CreaterepoOptions {
+    #[cfg(test)]
     pub fn new(image: impl Into<String>) -> Self {
         CreaterepoOptions {
             image: image.into(),
@@ -221,8 +222,8 @@ pub fn container_spec(
         .mounts
         .iter()
         .map(|m| VolumeMount {
-            source: m.host_path.clone(),
-            target: m.container_path.clone(),
+            source: m.source.clone(),
+            target: m.target.clone(),
             read_only: m.read_only,
             selinux_label: if m.read_only {
                 None
@@ -322,14 +323,12 @@ fn outcome(
 ) -> Result<CreaterepoOutcome> {
     let files = createrepo::list_repodata_files(&plan.repodata_dir)?;
     let empty = plan.empty_repo_marker().is_some_and(Path::is_file);
-    let task_id = u64::try_from(ctx.task_id)
-        .map_err(|_| Error::invalid(format!("task_id {} is not a Koji task id", ctx.task_id)))?;
     Ok(CreaterepoOutcome {
         repodata_dir: plan.repodata_dir.clone(),
         files,
         empty,
         logs,
-        upload_path: createrepo::task_upload_path(task_id),
+        upload_path: ctx.upload_path(),
     })
 }
 
@@ -589,7 +588,7 @@ fn ms(since: Instant) -> u128 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic)] // tests may fail loudly
+#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;

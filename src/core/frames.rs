@@ -29,7 +29,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(reader: &mut R) -> Result<Option<F
     let mut filled = 0;
     while filled < header.len() {
         let n = reader
-            .read(&mut header[filled..])
+            .read(header.get_mut(filled..).unwrap_or_default())
             .await
             .map_err(|e| Error::container("reading container output", e))?;
         if n == 0 {
@@ -77,8 +77,8 @@ const READ_BUFFER: usize = 256 * 1024;
 
 /// The size of the next frame if all of it is already in `buffer` (never waits).
 fn buffered_frame(buffer: &[u8]) -> Option<usize> {
-    let header = buffer.get(..8)?;
-    let len = u32::from_be_bytes([header[4], header[5], header[6], header[7]]) as usize;
+    let len: [u8; 4] = buffer.get(4..8)?.try_into().ok()?;
+    let len = u32::from_be_bytes(len) as usize;
     (buffer.len() >= 8 + len).then_some(8 + len)
 }
 

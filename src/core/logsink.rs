@@ -85,8 +85,7 @@
 //!
 //! # Other sinks
 //!
-//! [`Tee`] feeds several sinks, [`StreamRouter`] sends stdout and stderr to different sinks,
-//! [`KeepOpen`] lets one sink collect the output of several runs, and [`TextLineSplitter`]
+//! [`Tee`] feeds several sinks, and [`TextLineSplitter`]
 //! turns chunks into lines for a sink that logs lines (the Python `logging` sink).
 
 use std::fs::{self, DirBuilder, File, OpenOptions, Permissions};
@@ -184,22 +183,6 @@ impl LogState {
             Ok(guard) => *guard,
             Err(poisoned) => *poisoned.into_inner(),
         }
-    }
-
-    pub fn bytes_written_total(&self) -> u64 {
-        self.snapshot().bytes_written_total
-    }
-
-    pub fn bytes_dropped(&self) -> u64 {
-        self.snapshot().bytes_dropped
-    }
-
-    pub fn generation(&self) -> u64 {
-        self.snapshot().generation
-    }
-
-    pub fn finished(&self) -> bool {
-        self.snapshot().finished
     }
 
     fn publish(&self, snapshot: LogSnapshot) {
@@ -600,7 +583,7 @@ impl OutputSink for FileSink {
     }
 
     /// Marks the log finished. Nothing is buffered, so there is nothing to flush; later
-    /// writes are refused (wrap the sink in [`KeepOpen`] to feed it from several runs).
+    /// writes are refused.
     fn finish(&mut self) -> Result<(), SinkFailure> {
         self.finished = true;
         self.publish();
@@ -738,22 +721,6 @@ impl Tee {
     pub fn new(sinks: Vec<Box<dyn OutputSink>>) -> Self {
         Tee { sinks }
     }
-
-    pub fn push(&mut self, sink: Box<dyn OutputSink>) {
-        self.sinks.push(sink);
-    }
-
-    pub fn len(&self) -> usize {
-        self.sinks.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.sinks.is_empty()
-    }
-
-    pub fn into_inner(self) -> Vec<Box<dyn OutputSink>> {
-        self.sinks
-    }
 }
 
 impl std::fmt::Debug for Tee {
@@ -797,57 +764,6 @@ impl OutputSink for Tee {
     }
 }
 
-/// Sends stdout to one sink and stderr to another (mock's build.log and root.log split, or a
-/// log file and the Python logger). `finish` reaches both and returns the first error.
-#[derive(Debug, Default)]
-pub struct StreamRouter<O, E> {
-    stdout: O,
-    stderr: E,
-}
-
-impl<O: OutputSink, E: OutputSink> StreamRouter<O, E> {
-    pub fn new(stdout: O, stderr: E) -> Self {
-        StreamRouter { stdout, stderr }
-    }
-
-    pub fn into_parts(self) -> (O, E) {
-        (self.stdout, self.stderr)
-    }
-}
-
-impl<O: OutputSink, E: OutputSink> OutputSink for StreamRouter<O, E> {
-    fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
-        match stream {
-            Stream::Stdout => self.stdout.write(stream, data),
-            Stream::Stderr => self.stderr.write(stream, data),
-        }
-    }
-
-    fn finish(&mut self) -> Result<(), SinkFailure> {
-        let mut failure = None;
-        first_error(&mut failure, self.stdout.finish(), "finish");
-        first_error(&mut failure, self.stderr.finish(), "finish");
-        failure.map_or(Ok(()), Err)
-    }
-}
-
-/// Forwards writes but not `finish`, so that one sink (root.log) collects the output of
-/// several runs; finish the inner sink yourself after the last run.
-#[derive(Debug, Default)]
-pub struct KeepOpen<S>(pub S);
-
-impl<S: OutputSink> KeepOpen<S> {
-    pub fn into_inner(self) -> S {
-        self.0
-    }
-}
-
-impl<S: OutputSink> OutputSink for KeepOpen<S> {
-    fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
-        self.0.write(stream, data)
-    }
-}
-
 /// Turns chunks of output into lines of text, per stream, for a sink that logs lines.
 ///
 /// Lines are returned without their `\n` (nor a `\r` before it), with invalid UTF-8 replaced
@@ -881,13 +797,6 @@ impl TextLineSplitter {
     }
 
     /// Bytes of `stream` waiting for the end of their line.
-    pub fn pending_bytes(&self, stream: Stream) -> usize {
-        match stream {
-            Stream::Stdout => self.stdout.len(),
-            Stream::Stderr => self.stderr.len(),
-        }
-    }
-
     /// Adds a chunk of `stream` and returns the lines it completes, in order.
     pub fn push(&mut self, stream: Stream, data: &[u8]) -> Vec<String> {
         let max = self.max_line_bytes;
@@ -964,13 +873,16 @@ fn lossy_string(bytes: Vec<u8>) -> String {
 
 #[cfg(test)]
 // Tests may unwrap and panic (the crate denies these for code Python can reach).
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
-
-    use crate::core::sink::CaptureSink;
 
     const MIB: usize = 1024 * 1024;
 
@@ -1267,7 +1179,7 @@ mod tests {
         for _ in 0..10 {
             sink.write(Stream::Stdout, &[b'x'; 3000]).unwrap();
         }
-        assert!(sink.state().generation() >= 1);
+        assert!(sink.state().snapshot().generation >= 1);
         assert_eq!(fs::read(&victim).unwrap(), b"host file");
         assert!(fs::symlink_metadata(&path).unwrap().file_type().is_file());
         assert!(parse_marker(&fs::read(&path).unwrap()).is_some());
@@ -1286,7 +1198,7 @@ mod tests {
         let mut reader = File::open(&path).unwrap();
         let old_inode = std::os::unix::fs::MetadataExt::ino(&fs::metadata(&path).unwrap());
         sink.write(Stream::Stdout, &[b'b'; 6000]).unwrap();
-        assert_eq!(sink.state().generation(), 1);
+        assert_eq!(sink.state().snapshot().generation, 1);
 
         let mut seen = Vec::new();
         reader.read_to_end(&mut seen).unwrap();
@@ -1352,7 +1264,10 @@ mod tests {
                 got_stderr == stderr,
                 "stderr differs (timestamps {timestamps})"
             );
-            assert_eq!(sink.state().bytes_written_total(), log.len() as u64);
+            assert_eq!(
+                sink.state().snapshot().bytes_written_total,
+                log.len() as u64
+            );
         }
     }
 
@@ -1546,7 +1461,7 @@ mod tests {
             .and_then(|e| e.downcast_ref::<io::Error>())
             .expect("an io::Error source");
         assert_eq!(io.kind(), io::ErrorKind::StorageFull);
-        assert_eq!(sink.state().bytes_written_total(), 0);
+        assert_eq!(sink.state().snapshot().bytes_written_total, 0);
     }
 
     #[test]
@@ -1584,8 +1499,8 @@ mod tests {
         assert_eq!(state.snapshot(), LogSnapshot::default());
 
         sink.write(Stream::Stdout, &[b'x'; 5000]).unwrap();
-        assert_eq!(state.bytes_written_total(), 5000);
-        assert_eq!(state.generation(), 0);
+        assert_eq!(state.snapshot().bytes_written_total, 5000);
+        assert_eq!(state.snapshot().generation, 0);
         sink.write(Stream::Stderr, &[b'y'; 5000]).unwrap();
         let snapshot = state.snapshot();
         assert_eq!(snapshot.bytes_written_total, 10_000);
@@ -1598,15 +1513,18 @@ mod tests {
         assert_eq!((log.len() - marker_len) as u64, 10_000 - dropped);
 
         sink.finish().unwrap();
-        assert!(state.finished());
+        assert!(state.snapshot().finished);
         let err = sink.write(Stream::Stdout, b"late").unwrap_err();
         assert!(err.to_string().contains("after finish"), "{err}");
-        assert_eq!(state.bytes_written_total(), 10_000);
+        assert_eq!(state.snapshot().bytes_written_total, 10_000);
 
         let other = FileSink::create(dir.join("dropped.log"), FileSinkOptions::default()).unwrap();
         let other_state = other.state();
         drop(other);
-        assert!(other_state.finished(), "a dropped sink is finished");
+        assert!(
+            other_state.snapshot().finished,
+            "a dropped sink is finished"
+        );
     }
 
     /// Records calls, failing writes when told to.
@@ -1670,41 +1588,6 @@ mod tests {
                 "c finish"
             ]
         );
-
-        let mut tee = Tee::default();
-        tee.push(Box::new(CaptureSink::default()));
-        assert_eq!(tee.len(), 1);
-        tee.write(Stream::Stdout, b"ok").unwrap();
-        tee.finish().unwrap();
-    }
-
-    #[test]
-    fn router_sends_each_stream_to_its_sink() {
-        let mut router = StreamRouter::new(CaptureSink::default(), CaptureSink::default());
-        router.write(Stream::Stdout, b"out").unwrap();
-        router.write(Stream::Stderr, b"err").unwrap();
-        router.finish().unwrap();
-        let (stdout, stderr) = router.into_parts();
-        assert_eq!(stdout.stdout, b"out");
-        assert!(stdout.stderr.is_empty());
-        assert_eq!(stderr.stderr, b"err");
-        assert!(stderr.stdout.is_empty());
-    }
-
-    #[test]
-    fn keep_open_lets_several_runs_share_a_log() {
-        let dir = ScratchDir::new("keep-open");
-        let mut sink =
-            KeepOpen(FileSink::create(dir.join("root.log"), FileSinkOptions::default()).unwrap());
-        let state = sink.0.state();
-        sink.write(Stream::Stdout, b"first run\n").unwrap();
-        sink.finish().unwrap();
-        assert!(!state.finished());
-        sink.write(Stream::Stdout, b"second run\n").unwrap();
-        let mut inner = sink.into_inner();
-        inner.finish().unwrap();
-        assert!(state.finished());
-        assert_eq!(fs::read(state.path()).unwrap(), b"first run\nsecond run\n");
     }
 
     #[test]
@@ -1713,7 +1596,6 @@ mod tests {
         assert_eq!(splitter.push(Stream::Stdout, b"one\ntw"), ["one"]);
         assert_eq!(splitter.push(Stream::Stderr, b"err\r\npart"), ["err"]);
         assert_eq!(splitter.push(Stream::Stdout, b"o\r"), Vec::<String>::new());
-        assert_eq!(splitter.pending_bytes(Stream::Stdout), 4);
         assert_eq!(splitter.push(Stream::Stdout, b"\n\nthree"), ["two", ""]);
         assert_eq!(
             splitter.flush_partial(),

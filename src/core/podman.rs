@@ -390,14 +390,15 @@ impl PodmanClient {
             .map_err(|e| Error::container("create", e))?;
         // Patched as JSON, not through `models::SpecGenerator`: that model types `mounts` as
         // docker's Mount and would drop every bind mount (podman issue 13717).
-        let mut gen: serde_json::Value =
+        // An object, or an error: nothing below can index into something else and panic.
+        let mut gen: serde_json::Map<String, serde_json::Value> =
             serde_json::from_str(&json).map_err(|e| Error::container("create", e))?;
         let typed =
             |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
-        gen["no_new_privileges"] = true.into();
-        gen["cap_drop"] = serde_json::json!(["ALL"]);
+        gen.insert("no_new_privileges".into(), true.into());
+        gen.insert("cap_drop".into(), serde_json::json!(["ALL"]));
         if spec.init {
-            gen["init"] = true.into();
+            gen.insert("init".into(), true.into());
         }
         if let Some(map) = spec.userns {
             // An explicit mapping: `userns: auto` alone silently gives none over the REST API
@@ -405,42 +406,53 @@ impl PodmanClient {
             let ids = serde_json::json!([{
                 "container_id": 0, "host_id": map.host_base, "size": map.size
             }]);
-            gen["userns"] = serde_json::json!({"nsmode": "private"});
-            gen["idmappings"] = serde_json::json!({"UIDMap": ids, "GIDMap": ids});
+            gen.insert("userns".into(), serde_json::json!({"nsmode": "private"}));
+            gen.insert(
+                "idmappings".into(),
+                serde_json::json!({"UIDMap": ids, "GIDMap": ids}),
+            );
         }
         if !spec.scratch_volumes.is_empty() {
-            gen["volumes"] = spec
-                .scratch_volumes
-                .iter()
-                .map(|dest| serde_json::json!({"Name": "", "Dest": dest, "Options": []}))
-                .collect();
+            gen.insert(
+                "volumes".into(),
+                spec.scratch_volumes
+                    .iter()
+                    .map(|dest| serde_json::json!({"Name": "", "Dest": dest, "Options": []}))
+                    .collect(),
+            );
         }
         if !spec.cap_add.is_empty() {
-            gen["cap_add"] = serde_json::json!(spec.cap_add);
+            gen.insert("cap_add".into(), serde_json::json!(spec.cap_add));
         }
-        gen["netns"] = typed(serde_json::to_value(models::Namespace {
-            nsmode: Some(spec.network.as_str().into()),
-            value: None,
-        }))?;
+        gen.insert(
+            "netns".into(),
+            typed(serde_json::to_value(models::Namespace {
+                nsmode: Some(spec.network.as_str().into()),
+                value: None,
+            }))?,
+        );
         let limits = &spec.limits;
         if limits.memory_bytes.is_some() || limits.cpus.is_some() || limits.pids.is_some() {
             let period: u64 = 100_000;
-            gen["resource_limits"] = typed(serde_json::to_value(models::LinuxResources {
-                memory: limits.memory_bytes.map(|bytes| models::LinuxMemory {
-                    limit: Some(bytes as i64),
-                    swap: Some(bytes as i64),
-                    ..empty_memory()
-                }),
-                cpu: limits.cpus.map(|cpus| models::LinuxCpu {
-                    period: Some(period),
-                    quota: Some((cpus * period as f64).round() as i64),
-                    ..empty_cpu()
-                }),
-                pids: limits
-                    .pids
-                    .map(|max| models::LinuxPids { limit: Some(max) }),
-                ..empty_resources()
-            }))?;
+            gen.insert(
+                "resource_limits".into(),
+                typed(serde_json::to_value(models::LinuxResources {
+                    memory: limits.memory_bytes.map(|bytes| models::LinuxMemory {
+                        limit: Some(bytes as i64),
+                        swap: Some(bytes as i64),
+                        ..empty_memory()
+                    }),
+                    cpu: limits.cpus.map(|cpus| models::LinuxCpu {
+                        period: Some(period),
+                        quota: Some((cpus * period as f64).round() as i64),
+                        ..empty_cpu()
+                    }),
+                    pids: limits
+                        .pids
+                        .map(|max| models::LinuxPids { limit: Some(max) }),
+                    ..empty_resources()
+                }))?,
+            );
         }
         serde_json::to_vec(&gen).map_err(|e| Error::container("create", e))
     }
@@ -632,17 +644,23 @@ impl PodmanClient {
         if argv.is_empty() {
             return Err(Error::invalid("exec needs a command"));
         }
-        let mut create = serde_json::json!({
-            "Cmd": argv,
-            "AttachStdout": true,
-            "AttachStderr": true,
-            "Env": opts.environment.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>(),
-        });
+        let mut create = serde_json::Map::new();
+        create.insert("Cmd".into(), serde_json::json!(argv));
+        create.insert("AttachStdout".into(), true.into());
+        create.insert("AttachStderr".into(), true.into());
+        create.insert(
+            "Env".into(),
+            serde_json::json!(opts
+                .environment
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect::<Vec<_>>()),
+        );
         if let Some(workdir) = &opts.workdir {
-            create["WorkingDir"] = workdir.as_str().into();
+            create.insert("WorkingDir".into(), workdir.as_str().into());
         }
         if let Some(user) = &opts.user {
-            create["User"] = user.as_str().into();
+            create.insert("User".into(), user.as_str().into());
         }
         let body = serde_json::to_vec(&create).map_err(|e| Error::container("exec", e))?;
         let created: serde_json::Value = self

@@ -44,14 +44,15 @@ impl OutputSink for NullSink {
     }
 }
 
-/// Collects output in memory, per stream; for short commands whose output the core parses
-/// (`rpm -qa`), never for build output.
+/// Collects output in memory, per stream (tests only: the runners bound what they capture).
+#[cfg(test)]
 #[derive(Debug, Default, Clone)]
 pub struct CaptureSink {
     pub stdout: Vec<u8>,
     pub stderr: Vec<u8>,
 }
 
+#[cfg(test)]
 impl OutputSink for CaptureSink {
     fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
         match stream {

@@ -59,6 +59,33 @@ impl TaskContext {
         Ok(self.work_dir.join(rel))
     }
 
+    /// kojid's `getUploadDir()` for this task: `tasks/<id % 10000>/<id>`, relative to the hub's
+    /// work dir (`koji.pathinfo.taskrelpath`).
+    pub fn upload_path(&self) -> String {
+        upload_path(self.task_id)
+    }
+
+    /// A new directory `relative` inside the work dir, mode 0755; one that exists already is
+    /// an error (a task's work dir must be fresh, and nothing may have been planted there).
+    pub fn fresh_dir(&self, relative: &str) -> Result<PathBuf> {
+        use std::os::unix::fs::DirBuilderExt;
+        let dir = self.work_path(relative)?;
+        std::fs::DirBuilder::new()
+            .mode(0o755)
+            .create(&dir)
+            .map_err(|e| {
+                if e.kind() == std::io::ErrorKind::AlreadyExists {
+                    Error::invalid(format!(
+                        "{} already exists: a task's work dir must be fresh",
+                        dir.display()
+                    ))
+                } else {
+                    Error::io(format!("creating {}", dir.display()), e)
+                }
+            })?;
+        Ok(dir)
+    }
+
     /// Where this task's `container.log` is persisted, when a log dir is configured.
     pub fn container_log(&self) -> Option<PathBuf> {
         self.log_dir
@@ -85,6 +112,11 @@ impl TaskContext {
             )))
         }
     }
+}
+
+/// kojid's `koji.pathinfo.taskrelpath(task_id)`: where a task's files are uploaded.
+pub fn upload_path(task_id: i64) -> String {
+    format!("tasks/{}/{task_id}", task_id.rem_euclid(10000))
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
@@ -206,29 +206,6 @@ pub enum RepoLocation {
     Local { arch_dir: PathBuf, topdir: PathBuf },
     /// The full URL of the arch repo, as dnf's `baseurl`.
     Url(String),
-}
-
-impl RepoLocation {
-    /// The repo kojid would use with a local `topdir` (`PathInfo.repo(...)/<arch>`).
-    pub fn from_topdir(topdir: &Path, tag_name: &str, repo_id: i64, br_arch: &str) -> Self {
-        let arch_dir = topdir
-            .join("repos")
-            .join(tag_name)
-            .join(repo_id.to_string())
-            .join(br_arch);
-        RepoLocation::Local {
-            arch_dir,
-            topdir: topdir.to_path_buf(),
-        }
-    }
-
-    /// The repo kojid would use with `topurl` (`<topurl>/repos/<tag>/<repo_id>/<arch>`).
-    pub fn from_topurl(topurl: &str, tag_name: &str, repo_id: i64, br_arch: &str) -> Self {
-        RepoLocation::Url(format!(
-            "{}/repos/{tag_name}/{repo_id}/{br_arch}",
-            topurl.trim_end_matches('/')
-        ))
-    }
 }
 
 /// A dnf repo id for the tag's repo: `koji-<tag>-<repo_id>`, with characters dnf does not
@@ -502,7 +479,12 @@ pub(crate) fn ignored_extra(extra: &Extra) -> Vec<String> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::*;
 

@@ -63,7 +63,6 @@ pub mod requires;
 pub mod result;
 
 pub use config::{BuildConfig, BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation};
-pub use header::{read_srpm, Package, PackageKind};
 pub use pkglist::BuildrootRpm;
 pub use plan::{BuildArchRequest, BuildrootPlan, LogTarget, RunAs, Step};
 

@@ -414,11 +414,6 @@ pub fn plan(
 }
 
 impl BuildrootPlan {
-    /// The dnf command line every package manager step starts with.
-    pub fn dnf_argv(&self) -> &[String] {
-        &self.dnf_argv
-    }
-
     /// Install `reqs` (already checked by [`super::requires::install_arguments`]) as root,
     /// like mock's builddep; `None` when there is nothing to install. `--` ends the options.
     pub fn install_step(&self, reqs: &[String]) -> Option<Step> {
@@ -731,7 +726,12 @@ fn repo_access(repo: &RepoLocation) -> Result<(String, Vec<VolumeMount>)> {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 pub(crate) mod tests {
     use super::super::header::PackageKind;
     use super::*;
@@ -956,7 +956,7 @@ pub(crate) mod tests {
                 ),
             ]),
         );
-        assert!(p.dnf_argv().contains(&"--releasever=40".to_owned()));
+        assert!(p.dnf_argv.contains(&"--releasever=40".to_owned()));
         let module = p
             .init_steps
             .iter()
@@ -967,7 +967,7 @@ pub(crate) mod tests {
             ["module", "enable", "--", "nodejs:20"]
         );
         let plain = plan_for(BuildrootMode::Tag, &request(&[]));
-        assert!(plain.dnf_argv().contains(&"--releasever=koji".to_owned()));
+        assert!(plain.dnf_argv.contains(&"--releasever=koji".to_owned()));
         let bad = plan(
             1,
             BuildrootMode::Tag,

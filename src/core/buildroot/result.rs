@@ -9,11 +9,6 @@ use crate::core::error::{Error, Result};
 
 use super::header::{read_package, Package, PackageKind};
 
-/// kojid's `koji.pathinfo.taskrelpath(task_id)`, where a task's files are uploaded.
-pub fn task_upload_path(task_id: i64) -> String {
-    format!("tasks/{}/{task_id}", task_id.rem_euclid(10000))
-}
-
 /// The dict `BuildArchTask.handler` returns.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct KojidResult {
@@ -100,16 +95,21 @@ pub fn check_result_package(path: &Path, kind: PackageKind, log: &Path) -> Resul
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#[allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::panic,
+    clippy::indexing_slicing
+)]
 mod tests {
     use super::super::header::tests::{build_rpm, TempDir};
     use super::*;
 
     #[test]
     fn kojid_result_has_kojids_shape() {
-        assert_eq!(task_upload_path(123456), "tasks/3456/123456");
-        assert_eq!(task_upload_path(42), "tasks/42/42");
-        let up = task_upload_path(123456);
+        assert_eq!(crate::core::task::upload_path(123456), "tasks/3456/123456");
+        assert_eq!(crate::core::task::upload_path(42), "tasks/42/42");
+        let up = crate::core::task::upload_path(123456);
         let r = kojid_result(
             &up,
             123456,
