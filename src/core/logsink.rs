@@ -672,38 +672,12 @@ fn marker_reserve() -> u64 {
 /// Formats `time` as UTC with milliseconds: `2026-11-22T01:02:03.456Z` (times before 1970
 /// are shown as the epoch).
 pub fn format_timestamp(time: SystemTime) -> String {
-    let since_epoch = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since_epoch.as_secs();
-    let (year, month, day) = civil_from_days(seconds / 86_400);
-    let in_day = seconds % 86_400;
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        in_day / 3600,
-        in_day % 3600 / 60,
-        in_day % 60,
-        since_epoch.subsec_millis()
-    )
-}
-
-/// Year, month (1-12) and day (1-31) of the proleptic Gregorian calendar for a count of days
-/// since 1970-01-01 (Howard Hinnant's `civil_from_days`, unsigned since times start at 1970).
-fn civil_from_days(days: u64) -> (u64, u64, u64) {
-    // Shift the epoch to 0000-03-01, so that leap days end each 400-year era and each year.
-    let shifted = days + 719_468;
-    let era = shifted / 146_097;
-    let day_of_era = shifted % 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_from_march = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_from_march + 2) / 5 + 1;
-    let month = if month_from_march < 10 {
-        month_from_march + 3
-    } else {
-        month_from_march - 9
-    };
-    let year = year_of_era + era * 400 + u64::from(month <= 2);
-    (year, month, day)
+    // chrono (already in the tree through podman-api) formats the calendar; times before
+    // 1970 cannot come from a clock here, and show as the epoch.
+    let time = time.max(UNIX_EPOCH);
+    chrono::DateTime::<chrono::Utc>::from(time)
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
 }
 
 /// Feeds every chunk to several sinks, in order.
