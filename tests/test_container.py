@@ -161,7 +161,7 @@ def test_remove_after_exit_false_keeps_the_container_until_removed(manager, imag
     result = manager.run(sh(image, "exit 3", remove_after_exit=False))
     [kept] = ours(manager)
     assert kept["id"] == result.container_id and kept["state"] == "exited"
-    manager.remove(ContainerHandle(result.container_id))
+    manager.remove(ContainerHandle(manager, result.container_id))
     assert ours(manager) == []
 
 
@@ -191,23 +191,22 @@ def test_a_spec_timeout_ends_the_container(manager, image):
 
 
 def test_exec_runs_once_and_returns_the_real_exit_code(manager, image, sink):
-    handle = manager.create(ContainerSpec(image, ["sleep", "600"], cap_add=["DAC_OVERRIDE"]))
-    try:
+    with manager.create(ContainerSpec(image, ["sleep", "600"], cap_add=["DAC_OVERRIDE"])) as handle:
         manager.start(handle)
         code = manager.exec(
-            handle, ["sh", "-c", "echo x >> /tmp/count; echo out; echo err >&2; exit 5"], sink
+            handle, ["sh", "-c", "echo x >> /tmp/count; echo out; echo err >&2; exit 5"], sink=sink
         )
         assert code == 5
         assert (bytes(sink.stdout), bytes(sink.stderr)) == (b"out\n", b"err\n")
         counted = RecordingSink()
-        assert manager.exec(handle, ["wc", "-l", "/tmp/count"], counted) == 0
+        assert manager.exec(handle, ["wc", "-l", "/tmp/count"], sink=counted) == 0
         assert bytes(counted.stdout).split()[0] == b"1", "the command ran more than once"
         env = RecordingSink()
         assert (
             manager.exec(
                 handle,
                 ["sh", "-c", "echo $ADJ; pwd; id -u"],
-                env,
+                sink=env,
                 environment={"ADJ": "value"},
                 workdir="/tmp",
                 user="1000",
@@ -215,26 +214,48 @@ def test_exec_runs_once_and_returns_the_real_exit_code(manager, image, sink):
             == 0
         )
         assert bytes(env.stdout) == b"value\n/tmp\n1000\n"
-    finally:
-        manager.remove(handle)
+    assert ours(manager) == []
+
+
+def test_options_are_keyword_only(manager, image, sink):
+    with manager.create(ContainerSpec(image, ["sleep", "600"])) as handle:
+        with pytest.raises(TypeError):
+            manager.exec(handle, ["true"], sink)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            manager.stop(handle, 1)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            manager.remove(handle, True)  # type: ignore[misc]
+        with pytest.raises(TypeError):
+            manager.ensure_image_available(image, "never")  # type: ignore[misc]
+        assert [c["id"] for c in ours(manager)] == [handle.container_id]
+    assert ours(manager) == []
+
+
+def test_a_handle_removes_its_running_container_when_its_block_raises(manager, image):
+    with pytest.raises(RuntimeError, match="from the block"):
+        with manager.create(sh(image, "sleep 600")) as handle:
+            manager.start(handle)
+            assert [c["state"] for c in ours(manager)] == ["running"]
+            raise RuntimeError("from the block")
+    assert ours(manager) == []
+    # Removing again (the container is gone) is not an error.
+    manager.remove(handle)
 
 
 def test_copy_to_places_a_file_in_the_container(manager, image, tmp_path):
     source = tmp_path / "macros.koji"
     source.write_text("%dist .adj1\n")
-    handle = manager.create(ContainerSpec(image, ["sleep", "600"]))
-    try:
+    with manager.create(ContainerSpec(image, ["sleep", "600"])) as handle:
         manager.start(handle)
         manager.copy_to(handle, source, "/etc/rpm/macros.koji")
         out = RecordingSink()
-        assert manager.exec(handle, ["rpm", "--eval", "%dist"], out) == 0
+        assert manager.exec(handle, ["rpm", "--eval", "%dist"], sink=out) == 0
         assert bytes(out.stdout) == b".adj1\n"
         with pytest.raises(InvalidSpec):
             manager.copy_to(handle, source, "relative/path")
         with pytest.raises(InvalidSpec, match="not a regular file"):
             manager.copy_to(handle, tmp_path, "/etc/x")
-    finally:
-        manager.remove(handle)
+    assert ours(manager) == []
 
 
 # ST2 mounts
@@ -482,11 +503,12 @@ def test_a_dead_socket_is_a_container_error(tmp_path):
         PodmanManager("tcp://host:1")
 
 
-def test_reprs_read_like_calls(image):
+def test_reprs_read_like_calls(manager, image):
     assert repr(ResourceLimits(pids=5)) == "ResourceLimits(memory_bytes=None, cpus=None, pids=5)"
     assert repr(VolumeMount("/a", "/b")).startswith('VolumeMount(source="/a", target="/b"')
-    assert repr(ContainerHandle("abc")) == 'ContainerHandle(container_id="abc")'
-    assert ContainerHandle("abc") == ContainerHandle("abc")
+    assert repr(ContainerHandle(manager, "abc")) == 'ContainerHandle(container_id="abc")'
+    assert ContainerHandle(manager, "abc") == ContainerHandle(manager, "abc")
+    assert len({ContainerHandle(manager, "abc"), ContainerHandle(manager, "abc")}) == 1
     assert Path(str(VolumeMount("/a", "/b").source)) == Path("/a")
 
 

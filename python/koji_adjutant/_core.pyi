@@ -2,8 +2,11 @@
 import datetime
 import os
 import pathlib
+import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from typing import Literal, Protocol, final
+from typing import Protocol, final
+
+from koji_adjutant.types import BuildrootMode, FileSinkState, Network, PullPolicy, SelinuxLabel
 
 __version__: str
 
@@ -29,43 +32,63 @@ class LogSink(Protocol):
 
 @final
 class VolumeMount:
-    source: pathlib.Path
-    target: pathlib.Path
-    read_only: bool
-    selinux_label: str | None
+    @property
+    def source(self) -> pathlib.Path: ...
+    @property
+    def target(self) -> pathlib.Path: ...
+    @property
+    def read_only(self) -> bool: ...
+    @property
+    def selinux_label(self) -> SelinuxLabel | None: ...
     def __new__(
         cls,
         source: str | os.PathLike[str],
         target: str | os.PathLike[str],
         *,
         read_only: bool = True,
-        selinux_label: str | None = None,
+        selinux_label: SelinuxLabel | None = None,
     ) -> VolumeMount: ...
 
 @final
 class ResourceLimits:
-    memory_bytes: int | None
-    cpus: float | None
-    pids: int | None
+    @property
+    def memory_bytes(self) -> int | None: ...
+    @property
+    def cpus(self) -> float | None: ...
+    @property
+    def pids(self) -> int | None: ...
     def __new__(
         cls, memory_bytes: int | None = None, cpus: float | None = None, pids: int | None = 4096
     ) -> ResourceLimits: ...
 
 @final
 class ContainerSpec:
-    image: str
-    command: list[str]
-    environment: dict[str, str]
-    workdir: str | None
-    mounts: list[VolumeMount]
-    user: str | None
-    labels: dict[str, str]
-    network: str
-    limits: ResourceLimits
-    timeout: int | None
-    remove_after_exit: bool
-    cap_add: list[str]
-    task_id: int | None
+    @property
+    def image(self) -> str: ...
+    @property
+    def command(self) -> list[str]: ...
+    @property
+    def environment(self) -> dict[str, str]: ...
+    @property
+    def workdir(self) -> str | None: ...
+    @property
+    def mounts(self) -> list[VolumeMount]: ...
+    @property
+    def user(self) -> str | None: ...
+    @property
+    def labels(self) -> dict[str, str]: ...
+    @property
+    def network(self) -> Network: ...
+    @property
+    def limits(self) -> ResourceLimits: ...
+    @property
+    def timeout(self) -> int | None: ...
+    @property
+    def remove_after_exit(self) -> bool: ...
+    @property
+    def cap_add(self) -> list[str]: ...
+    @property
+    def task_id(self) -> int | None: ...
     def __new__(
         cls,
         image: str,
@@ -76,7 +99,7 @@ class ContainerSpec:
         mounts: Sequence[VolumeMount] = ...,
         user: str | None = None,
         labels: Mapping[str, str] | None = None,
-        network: str = "none",
+        network: Network = "none",
         limits: ResourceLimits | None = None,
         timeout: int | None = None,
         remove_after_exit: bool = True,
@@ -101,15 +124,27 @@ class TaskContext:
 
 @final
 class ContainerHandle:
-    container_id: str
-    def __new__(cls, container_id: str) -> ContainerHandle: ...
+    def __new__(cls, manager: PodmanManager, container_id: str) -> ContainerHandle: ...
+    @property
+    def container_id(self) -> str: ...
+    def __enter__(self) -> ContainerHandle: ...
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc_value: BaseException | None,
+        traceback: types.TracebackType | None,
+    ) -> bool: ...
 
 @final
 class ContainerRunResult:
-    exit_code: int
-    started_at: datetime.datetime
-    finished_at: datetime.datetime
-    container_id: str
+    @property
+    def exit_code(self) -> int: ...
+    @property
+    def started_at(self) -> datetime.datetime: ...
+    @property
+    def finished_at(self) -> datetime.datetime: ...
+    @property
+    def container_id(self) -> str: ...
 
 @final
 class PodmanManager:
@@ -122,7 +157,9 @@ class PodmanManager:
     def worker_id(self) -> str: ...
     def ping(self) -> str: ...
     def inspect_image(self, image: str) -> dict[str, object]: ...
-    def ensure_image_available(self, image: str, pull_policy: str = "if-not-present") -> str: ...
+    def ensure_image_available(
+        self, image: str, *, pull_policy: PullPolicy = "if-not-present"
+    ) -> str: ...
     def run(self, spec: ContainerSpec, sink: LogSink | None = None) -> ContainerRunResult: ...
     def create(self, spec: ContainerSpec) -> ContainerHandle: ...
     def start(self, handle: ContainerHandle, sink: LogSink | None = None) -> None: ...
@@ -131,6 +168,7 @@ class PodmanManager:
         self,
         handle: ContainerHandle,
         argv: Sequence[str],
+        *,
         sink: LogSink | None = None,
         environment: Mapping[str, str] | None = None,
         workdir: str | None = None,
@@ -139,8 +177,8 @@ class PodmanManager:
     def copy_to(
         self, handle: ContainerHandle, host_path: str | os.PathLike[str], container_path: str
     ) -> None: ...
-    def stop(self, handle: ContainerHandle, grace_seconds: int = 10) -> None: ...
-    def remove(self, handle: ContainerHandle, force: bool = True) -> None: ...
+    def stop(self, handle: ContainerHandle, *, grace_seconds: int = 10) -> None: ...
+    def remove(self, handle: ContainerHandle, *, force: bool = True) -> None: ...
     def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, object]]: ...
     def reap(self, labels: Mapping[str, str]) -> int: ...
 
@@ -160,11 +198,11 @@ class CreaterepoAdapter:
         manager: PodmanManager,
         image: str,
         *,
-        pull_policy: str = "if-not-present",
+        pull_policy: PullPolicy = "if-not-present",
         createrepo_update: bool = True,
         createrepo_skip_stat: bool = False,
         limits: ResourceLimits | None = None,
-        selinux_label: str | None = None,
+        selinux_label: SelinuxLabel | None = None,
         log_cap_bytes: int | None = None,
         timeout: int | None = None,
     ) -> CreaterepoAdapter: ...
@@ -198,7 +236,7 @@ class FileSink:
     def write_stdout(self, data: bytes) -> None: ...
     def write_stderr(self, data: bytes) -> None: ...
     def finish(self) -> None: ...
-    def state(self) -> dict[str, object]: ...
+    def state(self) -> FileSinkState: ...
 
 @final
 class LoggingSink:
@@ -256,8 +294,8 @@ class BuildArchAdapter:
         manager: PodmanManager,
         image: str,
         *,
-        buildroot_mode: Literal["tag", "image"] = "tag",
-        pull_policy: str = "if-not-present",
+        buildroot_mode: BuildrootMode = "tag",
+        pull_policy: PullPolicy = "if-not-present",
         vendor: str = "Koji",
         packager: str = "Koji",
         distribution: str = "Koji",
@@ -267,7 +305,7 @@ class BuildArchAdapter:
         buildhost: str | None = None,
         rpmdb_path: str | None = None,
         limits: ResourceLimits | None = None,
-        selinux_label: str | None = None,
+        selinux_label: SelinuxLabel | None = None,
         image_external_repo: str | None = None,
         cache: bool = True,
         cache_max_images: int = 8,
@@ -280,7 +318,7 @@ class BuildArchAdapter:
     @property
     def image(self) -> str: ...
     @property
-    def buildroot_mode(self) -> str: ...
+    def buildroot_mode(self) -> BuildrootMode: ...
     def run(
         self,
         ctx: TaskContext,

@@ -19,7 +19,7 @@ use crate::core::buildroot::{
 };
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::spec::{IdMap, ResourceLimits, SelinuxLabel};
+use crate::core::spec::{IdMap, SelinuxLabel};
 use crate::core::task;
 
 /// Builds a source RPM into binary RPMs in Podman containers, as kojid's buildArch task does
@@ -44,7 +44,6 @@ impl PyBuildArchAdapter {
         userns_base = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         manager: &PyPodmanManager,
         image: String,
         buildroot_mode: &str,
@@ -57,7 +56,7 @@ impl PyBuildArchAdapter {
         install_group: &str,
         buildhost: Option<String>,
         rpmdb_path: Option<String>,
-        limits: Option<Py<PyResourceLimits>>,
+        limits: Option<PyRef<'_, PyResourceLimits>>,
         selinux_label: Option<String>,
         image_external_repo: Option<String>,
         cache: bool,
@@ -68,10 +67,7 @@ impl PyBuildArchAdapter {
         image_arches: Option<Vec<String>>,
         userns_base: Option<u32>,
     ) -> PyResult<Self> {
-        let limits = match limits {
-            Some(l) => (&*l.borrow(py)).into(),
-            None => ResourceLimits::default(),
-        };
+        let limits = limits.map(|l| l.0.clone()).unwrap_or_default();
         if rpmbuild_timeout == 0 {
             return Err(Error::invalid("rpmbuild_timeout must be at least 1 second").into());
         }

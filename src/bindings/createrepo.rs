@@ -16,7 +16,7 @@ use crate::core::createrepo::{self, ExternalRepo, KojiExternalRepo};
 use crate::core::createrepo_run::{self, CreaterepoOptions, CreaterepoOutcome, RepoInputs};
 use crate::core::error::Error;
 use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::spec::{ResourceLimits, SelinuxLabel};
+use crate::core::spec::SelinuxLabel;
 
 /// Runs kojid's `createrepo` task (createrepo_c, then mergerepo_c for external repos) in one
 /// container of `image` per call, with kojid's flags, logs and edge cases.
@@ -54,7 +54,7 @@ impl PyCreaterepoAdapter {
             pull_policy: PullPolicy::parse(pull_policy)?,
             update: createrepo_update,
             skip_stat: createrepo_skip_stat,
-            limits: limits.map_or_else(ResourceLimits::default, |l| (&*l).into()),
+            limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
             selinux_label: selinux_label
                 .as_deref()
                 .map(SelinuxLabel::parse)

@@ -37,7 +37,8 @@ pyo3::create_exception!(
     koji_adjutant,
     BuildError,
     AdjutantError,
-    "A buildArch step failed. Attributes: log (the log to read), exit_code, task_id, arch."
+    "A buildArch step failed. Attributes: log (the log to read, or None) and exit_code (the \
+     step's exit status, or None)."
 );
 pyo3::create_exception!(
     koji_adjutant,

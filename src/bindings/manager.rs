@@ -68,7 +68,7 @@ impl PyPodmanManager {
 
     /// Makes `image` available under `pull_policy` ("always", "if-not-present", "never");
     /// returns the image ID. Raises ImageError when it is missing or cannot be pulled.
-    #[pyo3(signature = (image, pull_policy = "if-not-present"))]
+    #[pyo3(signature = (image, *, pull_policy = "if-not-present"))]
     fn ensure_image_available(
         &self,
         py: Python<'_>,
@@ -101,21 +101,21 @@ impl PyPodmanManager {
         spec: &PyContainerSpec,
         sink: Option<&Bound<'_, PyAny>>,
     ) -> PyResult<PyContainerRunResult> {
-        let spec = spec.to_core(py)?;
+        let spec = spec.to_core()?;
         let mut sink = sink_from(sink)?;
         let client = &self.client;
         let result = block_on(py, |cancel| async move {
             client.run(&spec, sink.as_mut(), &cancel).await
         })?;
-        Ok(result.into())
+        Ok(PyContainerRunResult(result))
     }
 
     /// Creates (does not start) a container.
     fn create(&self, py: Python<'_>, spec: &PyContainerSpec) -> PyResult<PyContainerHandle> {
-        let spec = spec.to_core(py)?;
+        let spec = spec.to_core()?;
         let client = &self.client;
         let id = block_on(py, |_| async move { client.create(&spec).await })?;
-        Ok(PyContainerHandle { container_id: id })
+        Ok(PyContainerHandle::new(Arc::clone(&self.client), id))
     }
 
     /// Starts a created container; its output goes to `sink` while it runs. `wait` returns
@@ -129,19 +129,19 @@ impl PyPodmanManager {
     ) -> PyResult<()> {
         let sink = sink_from(sink)?;
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         block_on(py, |_| client.start(id, sink))
     }
 
     /// Blocks until the container exits; returns its exit code.
     fn wait(&self, py: Python<'_>, handle: &PyContainerHandle) -> PyResult<i64> {
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         block_on(py, |cancel| async move { client.wait(id, &cancel).await })
     }
 
     /// Runs `argv` once in the running container; returns its exit code.
-    #[pyo3(signature = (handle, argv, sink = None, environment = None, workdir = None, user = None))]
+    #[pyo3(signature = (handle, argv, *, sink = None, environment = None, workdir = None, user = None))]
     #[allow(clippy::too_many_arguments)]
     fn exec(
         &self,
@@ -160,7 +160,7 @@ impl PyPodmanManager {
             user,
         };
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         block_on(py, |cancel| async move {
             client.exec(id, &argv, &opts, sink.as_mut(), &cancel).await
         })
@@ -175,25 +175,25 @@ impl PyPodmanManager {
         container_path: String,
     ) -> PyResult<()> {
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         block_on(py, |_| async move {
             client.copy_to(id, &host_path, &container_path).await
         })
     }
 
     /// Stops the container, killing it after `grace_seconds`.
-    #[pyo3(signature = (handle, grace_seconds = 10))]
+    #[pyo3(signature = (handle, *, grace_seconds = 10))]
     fn stop(&self, py: Python<'_>, handle: &PyContainerHandle, grace_seconds: u64) -> PyResult<()> {
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         block_on(py, |_| client.stop(id, grace_seconds))
     }
 
     /// Removes the container (killing it first when `force`); a missing one is not an error.
-    #[pyo3(signature = (handle, force = true))]
+    #[pyo3(signature = (handle, *, force = true))]
     fn remove(&self, py: Python<'_>, handle: &PyContainerHandle, force: bool) -> PyResult<()> {
         let client = &self.client;
-        let id = &handle.container_id;
+        let id = handle.id();
         // Removal is cleanup: it is not cancelled by a signal (the signal is still raised).
         block_on(py, |_| async move { client.remove(id, force).await })
     }

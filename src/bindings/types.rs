@@ -1,12 +1,19 @@
-//! Python value types of the container layer: frozen, compared by value, `repr` as a call.
+//! Python value types of the container layer. Each wraps the core type it stands for (fields
+//! are the core's, read through getters), is frozen, compares by value and has a `repr` as a
+//! call.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::SystemTime;
 
 use pyo3::prelude::*;
+use pyo3::types::PyType;
 
-use crate::core::podman::RunResult;
+use crate::bindings::block::block_on;
+use crate::bindings::manager::PyPodmanManager;
+use crate::core::podman::{PodmanClient, RunResult};
 use crate::core::spec::{self, NetworkMode, SelinuxLabel};
 
 /// A host path bind-mounted into the container.
@@ -14,17 +21,11 @@ use crate::core::spec::{self, NetworkMode, SelinuxLabel};
     name = "VolumeMount",
     module = "koji_adjutant",
     frozen,
-    get_all,
     eq,
     skip_from_py_object
 )]
 #[derive(Debug, Clone, PartialEq)]
-pub struct PyVolumeMount {
-    pub source: PathBuf,
-    pub target: PathBuf,
-    pub read_only: bool,
-    pub selinux_label: Option<String>,
-}
+pub struct PyVolumeMount(pub spec::VolumeMount);
 
 #[pymethods]
 impl PyVolumeMount {
@@ -34,42 +35,44 @@ impl PyVolumeMount {
         source: PathBuf,
         target: PathBuf,
         read_only: bool,
-        selinux_label: Option<String>,
+        selinux_label: Option<&str>,
     ) -> PyResult<Self> {
-        if let Some(label) = &selinux_label {
-            SelinuxLabel::parse(label)?;
-        }
-        Ok(PyVolumeMount {
+        Ok(PyVolumeMount(spec::VolumeMount {
             source,
             target,
             read_only,
-            selinux_label,
-        })
+            selinux_label: selinux_label.map(SelinuxLabel::parse).transpose()?,
+        }))
+    }
+
+    #[getter]
+    fn source(&self) -> PathBuf {
+        self.0.source.clone()
+    }
+
+    #[getter]
+    fn target(&self) -> PathBuf {
+        self.0.target.clone()
+    }
+
+    #[getter]
+    fn read_only(&self) -> bool {
+        self.0.read_only
+    }
+
+    #[getter]
+    fn selinux_label(&self) -> Option<&'static str> {
+        self.0.selinux_label.map(SelinuxLabel::as_str)
     }
 
     fn __repr__(&self) -> String {
         format!(
             "VolumeMount(source={:?}, target={:?}, read_only={}, selinux_label={})",
-            self.source.display().to_string(),
-            self.target.display().to_string(),
-            py_bool(self.read_only),
-            py_opt_str(&self.selinux_label)
+            self.0.source.display().to_string(),
+            self.0.target.display().to_string(),
+            py_bool(self.0.read_only),
+            py_opt_str(&self.selinux_label().map(str::to_owned))
         )
-    }
-}
-
-impl PyVolumeMount {
-    pub fn to_core(&self) -> PyResult<spec::VolumeMount> {
-        Ok(spec::VolumeMount {
-            source: self.source.clone(),
-            target: self.target.clone(),
-            read_only: self.read_only,
-            selinux_label: self
-                .selinux_label
-                .as_deref()
-                .map(SelinuxLabel::parse)
-                .transpose()?,
-        })
     }
 }
 
@@ -78,46 +81,46 @@ impl PyVolumeMount {
     name = "ResourceLimits",
     module = "koji_adjutant",
     frozen,
-    get_all,
     eq,
     skip_from_py_object
 )]
 #[derive(Debug, Clone, PartialEq)]
-pub struct PyResourceLimits {
-    pub memory_bytes: Option<u64>,
-    pub cpus: Option<f64>,
-    pub pids: Option<i64>,
-}
+pub struct PyResourceLimits(pub spec::ResourceLimits);
 
 #[pymethods]
 impl PyResourceLimits {
     #[new]
-    #[pyo3(signature = (memory_bytes = None, cpus = None, pids = Some(4096)), text_signature = "(memory_bytes=None, cpus=None, pids=4096)")]
+    #[pyo3(signature = (memory_bytes = None, cpus = None, pids = Some(spec::DEFAULT_PIDS_LIMIT)), text_signature = "(memory_bytes=None, cpus=None, pids=4096)")]
     fn new(memory_bytes: Option<u64>, cpus: Option<f64>, pids: Option<i64>) -> Self {
-        PyResourceLimits {
+        PyResourceLimits(spec::ResourceLimits {
             memory_bytes,
             cpus,
             pids,
-        }
+        })
+    }
+
+    #[getter]
+    fn memory_bytes(&self) -> Option<u64> {
+        self.0.memory_bytes
+    }
+
+    #[getter]
+    fn cpus(&self) -> Option<f64> {
+        self.0.cpus
+    }
+
+    #[getter]
+    fn pids(&self) -> Option<i64> {
+        self.0.pids
     }
 
     fn __repr__(&self) -> String {
         format!(
             "ResourceLimits(memory_bytes={}, cpus={}, pids={})",
-            py_opt(&self.memory_bytes),
-            py_opt(&self.cpus),
-            py_opt(&self.pids)
+            py_opt(&self.0.memory_bytes),
+            py_opt(&self.0.cpus),
+            py_opt(&self.0.pids)
         )
-    }
-}
-
-impl From<&PyResourceLimits> for spec::ResourceLimits {
-    fn from(l: &PyResourceLimits) -> Self {
-        spec::ResourceLimits {
-            memory_bytes: l.memory_bytes,
-            cpus: l.cpus,
-            pids: l.pids,
-        }
     }
 }
 
@@ -127,25 +130,11 @@ impl From<&PyResourceLimits> for spec::ResourceLimits {
     name = "ContainerSpec",
     module = "koji_adjutant",
     frozen,
-    get_all,
+    eq,
     skip_from_py_object
 )]
-#[derive(Debug)]
-pub struct PyContainerSpec {
-    pub image: String,
-    pub command: Vec<String>,
-    pub environment: BTreeMap<String, String>,
-    pub workdir: Option<String>,
-    pub mounts: Vec<Py<PyVolumeMount>>,
-    pub user: Option<String>,
-    pub labels: BTreeMap<String, String>,
-    pub network: String,
-    pub limits: Py<PyResourceLimits>,
-    pub timeout: Option<u64>,
-    pub remove_after_exit: bool,
-    pub cap_add: Vec<String>,
-    pub task_id: Option<i64>,
-}
+#[derive(Debug, Clone, PartialEq)]
+pub struct PyContainerSpec(pub spec::ContainerSpec);
 
 #[pymethods]
 impl PyContainerSpec {
@@ -155,110 +144,192 @@ impl PyContainerSpec {
         remove_after_exit = true, cap_add = Vec::new(), task_id = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
-        py: Python<'_>,
         image: String,
         command: Vec<String>,
         environment: Option<BTreeMap<String, String>>,
         workdir: Option<String>,
-        mounts: Vec<Py<PyVolumeMount>>,
+        mounts: Vec<PyRef<'_, PyVolumeMount>>,
         user: Option<String>,
         labels: Option<BTreeMap<String, String>>,
         network: &str,
-        limits: Option<Py<PyResourceLimits>>,
+        limits: Option<PyRef<'_, PyResourceLimits>>,
         timeout: Option<u64>,
         remove_after_exit: bool,
         cap_add: Vec<String>,
         task_id: Option<i64>,
     ) -> PyResult<Self> {
-        NetworkMode::parse(network)?;
-        let network = network.to_owned();
-        let limits = match limits {
-            Some(l) => l,
-            None => Py::new(
-                py,
-                PyResourceLimits::new(None, None, Some(spec::DEFAULT_PIDS_LIMIT)),
-            )?,
-        };
-        Ok(PyContainerSpec {
-            image,
-            command,
+        Ok(PyContainerSpec(spec::ContainerSpec {
             environment: environment.unwrap_or_default(),
             workdir,
-            mounts,
+            mounts: mounts.iter().map(|m| m.0.clone()).collect(),
             user,
             labels: labels.unwrap_or_default(),
-            network,
-            limits,
+            network: NetworkMode::parse(network)?,
+            limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
             timeout,
             remove_after_exit,
             cap_add,
             task_id,
-        })
+            ..spec::ContainerSpec::new(image, command)
+        }))
+    }
+
+    #[getter]
+    fn image(&self) -> &str {
+        &self.0.image
+    }
+
+    #[getter]
+    fn command(&self) -> Vec<String> {
+        self.0.command.clone()
+    }
+
+    #[getter]
+    fn environment(&self) -> BTreeMap<String, String> {
+        self.0.environment.clone()
+    }
+
+    #[getter]
+    fn workdir(&self) -> Option<&str> {
+        self.0.workdir.as_deref()
+    }
+
+    #[getter]
+    fn mounts(&self) -> Vec<PyVolumeMount> {
+        self.0.mounts.iter().cloned().map(PyVolumeMount).collect()
+    }
+
+    #[getter]
+    fn user(&self) -> Option<&str> {
+        self.0.user.as_deref()
+    }
+
+    #[getter]
+    fn labels(&self) -> BTreeMap<String, String> {
+        self.0.labels.clone()
+    }
+
+    #[getter]
+    fn network(&self) -> &'static str {
+        self.0.network.as_str()
+    }
+
+    #[getter]
+    fn limits(&self) -> PyResourceLimits {
+        PyResourceLimits(self.0.limits.clone())
+    }
+
+    #[getter]
+    fn timeout(&self) -> Option<u64> {
+        self.0.timeout
+    }
+
+    #[getter]
+    fn remove_after_exit(&self) -> bool {
+        self.0.remove_after_exit
+    }
+
+    #[getter]
+    fn cap_add(&self) -> Vec<String> {
+        self.0.cap_add.clone()
+    }
+
+    #[getter]
+    fn task_id(&self) -> Option<i64> {
+        self.0.task_id
     }
 
     fn __repr__(&self) -> String {
         format!(
             "ContainerSpec(image={:?}, command={:?}, network={:?}, user={}, mounts={}, task_id={})",
-            self.image,
-            self.command,
-            self.network,
-            py_opt_str(&self.user),
-            self.mounts.len(),
-            py_opt(&self.task_id)
+            self.0.image,
+            self.0.command,
+            self.0.network.as_str(),
+            py_opt_str(&self.0.user),
+            self.0.mounts.len(),
+            py_opt(&self.0.task_id)
         )
     }
 }
 
 impl PyContainerSpec {
-    pub fn to_core(&self, py: Python<'_>) -> PyResult<spec::ContainerSpec> {
-        let mounts = self
-            .mounts
-            .iter()
-            .map(|m| m.borrow(py).to_core())
-            .collect::<PyResult<Vec<_>>>()?;
-        let spec = spec::ContainerSpec {
-            image: self.image.clone(),
-            command: self.command.clone(),
-            environment: self.environment.clone(),
-            workdir: self.workdir.clone(),
-            mounts,
-            user: self.user.clone(),
-            labels: self.labels.clone(),
-            network: NetworkMode::parse(&self.network)?,
-            limits: (&*self.limits.borrow(py)).into(),
-            timeout: self.timeout,
-            remove_after_exit: self.remove_after_exit,
-            cap_add: self.cap_add.clone(),
-            task_id: self.task_id,
-            init: false,
-            scratch_volumes: Vec::new(),
-            userns: None,
-        };
-        spec.validate()?;
-        Ok(spec)
+    /// The core spec, validated.
+    pub fn to_core(&self) -> PyResult<spec::ContainerSpec> {
+        self.0.validate()?;
+        Ok(self.0.clone())
     }
 }
 
-/// A created container.
+/// A created container of one `PodmanManager`. As a context manager it removes the container
+/// (killing it if it still runs) when the block ends, however it ends.
 #[pyclass(
     name = "ContainerHandle",
     module = "koji_adjutant",
     frozen,
-    get_all,
     eq,
     hash,
     skip_from_py_object
 )]
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct PyContainerHandle {
-    pub container_id: String,
+    container_id: String,
+    client: Arc<PodmanClient>,
+}
+
+impl PyContainerHandle {
+    pub fn new(client: Arc<PodmanClient>, container_id: String) -> Self {
+        PyContainerHandle {
+            container_id,
+            client,
+        }
+    }
+
+    pub fn id(&self) -> &str {
+        &self.container_id
+    }
+}
+
+/// Two handles are equal when they name the same container.
+impl PartialEq for PyContainerHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.container_id == other.container_id
+    }
+}
+
+impl Hash for PyContainerHandle {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.container_id.hash(state);
+    }
 }
 
 #[pymethods]
 impl PyContainerHandle {
+    /// A handle on an existing container `container_id` of `manager`'s service.
     #[new]
-    fn new(container_id: String) -> Self {
-        PyContainerHandle { container_id }
+    fn py_new(manager: PyRef<'_, PyPodmanManager>, container_id: String) -> Self {
+        PyContainerHandle::new(Arc::clone(&manager.client), container_id)
+    }
+
+    #[getter]
+    fn container_id(&self) -> &str {
+        &self.container_id
+    }
+
+    fn __enter__(slf: Py<Self>) -> Py<Self> {
+        slf
+    }
+
+    /// Removes the container; an exception of the block propagates.
+    fn __exit__(
+        &self,
+        py: Python<'_>,
+        _exc_type: Option<&Bound<'_, PyType>>,
+        _exc_value: Option<&Bound<'_, PyAny>>,
+        _traceback: Option<&Bound<'_, PyAny>>,
+    ) -> PyResult<bool> {
+        let client = &self.client;
+        let id = &self.container_id;
+        block_on(py, |_| async move { client.remove(id, true).await })?;
+        Ok(false)
     }
 
     fn __repr__(&self) -> String {
@@ -271,40 +342,44 @@ impl PyContainerHandle {
     name = "ContainerRunResult",
     module = "koji_adjutant",
     frozen,
-    get_all,
     skip_from_py_object
 )]
 #[derive(Debug, Clone)]
-pub struct PyContainerRunResult {
-    pub exit_code: i64,
-    pub started_at: SystemTime,
-    pub finished_at: SystemTime,
-    pub container_id: String,
-}
+pub struct PyContainerRunResult(pub RunResult);
 
 #[pymethods]
 impl PyContainerRunResult {
+    #[getter]
+    fn exit_code(&self) -> i64 {
+        self.0.exit_code
+    }
+
+    #[getter]
+    fn started_at(&self) -> SystemTime {
+        self.0.started_at
+    }
+
+    #[getter]
+    fn finished_at(&self) -> SystemTime {
+        self.0.finished_at
+    }
+
+    #[getter]
+    fn container_id(&self) -> &str {
+        &self.0.container_id
+    }
+
     fn __repr__(&self) -> String {
         let secs = self
+            .0
             .finished_at
-            .duration_since(self.started_at)
+            .duration_since(self.0.started_at)
             .map(|d| d.as_secs_f64())
             .unwrap_or(0.0);
         format!(
             "ContainerRunResult(exit_code={}, container_id={:?}, duration={secs:.3}s)",
-            self.exit_code, self.container_id
+            self.0.exit_code, self.0.container_id
         )
-    }
-}
-
-impl From<RunResult> for PyContainerRunResult {
-    fn from(r: RunResult) -> Self {
-        PyContainerRunResult {
-            exit_code: r.exit_code,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            container_id: r.container_id,
-        }
     }
 }
 

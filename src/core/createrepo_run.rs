@@ -6,11 +6,12 @@
 //! 1. Everything that can be checked is checked first ([`prepare`]): the task context, the
 //!    repo on disk ([`createrepo::validate`]), the container spec and the log options. A bad
 //!    request fails with a typed error before anything is pulled, created or written.
-//! 2. ONE container per task, started with a command that only waits (`sleep infinity`); each
-//!    planned command is then `exec`ed in it with its own cwd, environment and log. The host
-//!    steps between the commands (copying the old repodata, the premerge rename, the
-//!    `EMPTY_REPO` marker) are plain file operations done here, on the host: the work dir is
-//!    mounted at its host path, so the container sees their result at once.
+//! 2. One container per planned command (`createrepo_c`, then `mergerepo_c` when external
+//!    repos are merged), each made from the same template ([`container_spec`]) with the
+//!    command's own argv, cwd, environment and log, and run to completion. The host steps
+//!    between the commands (copying the old repodata, the premerge rename, the `EMPTY_REPO`
+//!    marker) are plain file operations done here, on the host: the work dir is mounted at its
+//!    host path, so the next container sees their result.
 //! 3. The container is removed on every path: success, a failed command, a failing sink,
 //!    cancellation (kojid's signal handlers) and timeout. Cleanup never masks the error.
 //!
@@ -50,8 +51,8 @@ use crate::core::task::TaskContext;
 /// Python logger `koji_adjutant.createrepo`.
 const LOG_TARGET: &str = "koji_adjutant::createrepo";
 
-/// The container only waits; the work is done by `exec`.
-const IDLE_COMMAND: [&str; 2] = ["sleep", "infinity"];
+/// The template's command until a planned command replaces it (so the template validates).
+const PLACEHOLDER_COMMAND: [&str; 1] = ["true"];
 
 /// Podman's own timeout for the container is the task's plus this margin: a backstop should
 /// this process die, never the primary limit (which ends the run with a clear error).
@@ -206,8 +207,9 @@ fn split_arch_dir(arch_dir: &Path) -> Result<(PathBuf, String)> {
     }
 }
 
-/// The task's container: the plan's mounts at their host paths, no network unless an
-/// external repo needs it, no capabilities, labelled with the task.
+/// The template of the task's containers (each planned command sets its own argv, cwd and
+/// environment): the plan's mounts at their host paths, no network unless an external repo
+/// needs it, no capabilities, labelled with the task.
 pub fn container_spec(
     plan: &CreaterepoPlan,
     ctx: &TaskContext,
@@ -216,7 +218,7 @@ pub fn container_spec(
 ) -> ContainerSpec {
     let mut spec = ContainerSpec::new(
         opts.image.clone(),
-        IDLE_COMMAND.iter().map(|s| s.to_string()).collect(),
+        PLACEHOLDER_COMMAND.iter().map(|s| s.to_string()).collect(),
     );
     spec.mounts = plan
         .mounts
@@ -247,8 +249,8 @@ pub fn container_spec(
     spec
 }
 
-/// Runs one createrepo task: prepare, make the image available, then the plan's steps in one
-/// container, which is removed on every path. `sink` gets every command's output (besides the
+/// Runs one createrepo task: prepare, make the image available, then the plan's steps, each
+/// command in its own container, which is removed on every path. `sink` gets every command's output (besides the
 /// logs); it is finished once, at the end.
 pub async fn run(
     client: &PodmanClient,
@@ -663,7 +665,7 @@ mod tests {
         let spec = &prepared.spec;
         let (uid, gid) = owner_of(&ctx.work_dir);
         assert_eq!(spec.user.as_deref(), Some(format!("{uid}:{gid}").as_str()));
-        assert_eq!(spec.command, ["sleep", "infinity"]);
+        assert_eq!(spec.command, PLACEHOLDER_COMMAND);
         assert_eq!(spec.network, NetworkMode::None);
         assert_eq!(spec.task_id, Some(11234));
         assert!(spec.cap_add.is_empty());
