@@ -1338,6 +1338,105 @@ mod tests {
         assert!(crate::core::spec::IdMap::new(u32::MAX - 10).is_err());
     }
 
+    fn body_of(client: &PodmanClient, spec: &ContainerSpec) -> serde_json::Value {
+        serde_json::from_slice(&client.create_body(spec).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_plain_spec_is_already_locked_down() {
+        let client = PodmanClient::new("/run/none.sock", "w1").unwrap();
+        let body = body_of(&client, &ContainerSpec::new("img:1", vec!["true".into()]));
+        assert_eq!(body["image"], "img:1");
+        assert_eq!(body["command"], serde_json::json!(["true"]));
+        assert_eq!(body["no_new_privileges"], true);
+        assert_eq!(body["cap_drop"], serde_json::json!(["ALL"]));
+        assert!(body.get("cap_add").is_none());
+        assert_eq!(body["netns"]["nsmode"], "none");
+        // Only the pids limit is on by default (a fork bomb must not take the builder down).
+        assert_eq!(
+            body["resource_limits"]["pids"]["limit"],
+            crate::core::spec::DEFAULT_PIDS_LIMIT
+        );
+        assert!(body["resource_limits"]["memory"].is_null());
+        assert!(body["resource_limits"]["cpu"].is_null());
+        assert_eq!(body["labels"][crate::core::spec::LABEL_TASK_ID], "none");
+        assert_eq!(body["stop_timeout"], 10);
+        for absent in ["work_dir", "user", "timeout", "env", "mounts"] {
+            let empty = body.get(absent).is_none_or(|v| {
+                v.as_object().is_some_and(|o| o.is_empty())
+                    || v.as_array().is_some_and(|a| a.is_empty())
+            });
+            assert!(empty, "{absent} in a plain spec: {body}");
+        }
+        // rlimits are the service's hard limits (podman refuses more), soft = hard.
+        for (i, (kind, value)) in [
+            ("nofile", client.rlimits.nofile),
+            ("nproc", client.rlimits.nproc),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            assert_eq!(body["r_limits"][i]["type"], kind);
+            assert_eq!(body["r_limits"][i]["soft"], value);
+            assert_eq!(body["r_limits"][i]["hard"], value);
+        }
+    }
+
+    #[test]
+    fn each_option_of_a_spec_reaches_the_create_request() {
+        let client = PodmanClient::new("/run/none.sock", "w1").unwrap();
+        let mut spec = ContainerSpec::new("img:1", vec!["rpmbuild".into(), "-bb".into()]);
+        spec.network = NetworkMode::Bridge;
+        spec.user = Some("1000:135".into());
+        spec.workdir = Some("/builddir".into());
+        spec.environment.insert("HOME".into(), "/builddir".into());
+        spec.labels
+            .insert("io.koji.adjutant.role".into(), "build".into());
+        // A label cannot claim another task or worker: the spec's own values win.
+        spec.labels
+            .insert(crate::core::spec::LABEL_WORKER_ID.into(), "other".into());
+        spec.task_id = Some(42);
+        spec.timeout = Some(3600);
+        spec.mounts.push(VolumeMount {
+            source: "/work/42".into(),
+            target: "/out".into(),
+            read_only: false,
+            selinux_label: None,
+        });
+        spec.limits = ResourceLimits {
+            memory_bytes: Some(2 << 30),
+            cpus: Some(1.25),
+            pids: None,
+        };
+        let body = body_of(&client, &spec);
+        assert_eq!(body["netns"]["nsmode"], "bridge");
+        assert_eq!(body["user"], "1000:135");
+        assert_eq!(body["work_dir"], "/builddir");
+        assert_eq!(body["env"]["HOME"], "/builddir");
+        assert_eq!(body["labels"]["io.koji.adjutant.role"], "build");
+        assert_eq!(body["labels"][crate::core::spec::LABEL_TASK_ID], "42");
+        assert_eq!(body["labels"][crate::core::spec::LABEL_WORKER_ID], "w1");
+        assert_eq!(body["timeout"], 3600);
+        assert_eq!(
+            body["mounts"][0]["options"],
+            serde_json::json!(["rbind", "rw"])
+        );
+        assert_eq!(body["mounts"][0]["type"], "bind");
+        // Memory and swap are the same number: no swap beyond the limit.
+        assert_eq!(body["resource_limits"]["memory"]["limit"], 2i64 << 30);
+        assert_eq!(body["resource_limits"]["memory"]["swap"], 2i64 << 30);
+        assert_eq!(body["resource_limits"]["cpu"]["period"], 100_000);
+        assert_eq!(body["resource_limits"]["cpu"]["quota"], 125_000);
+        assert!(body["resource_limits"]["pids"].is_null());
+        // No limit at all: no resource_limits object.
+        spec.limits = ResourceLimits {
+            memory_bytes: None,
+            cpus: None,
+            pids: None,
+        };
+        assert!(body_of(&client, &spec).get("resource_limits").is_none());
+    }
+
     #[test]
     fn sockets_are_paths_or_unix_urls() {
         assert_eq!(socket_path("unix:///run/p.sock").unwrap(), "/run/p.sock");
