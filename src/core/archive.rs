@@ -194,12 +194,6 @@ impl Read for ChunkReader {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
     use crate::core::buildroot::header::tests::TempDir;

@@ -1210,7 +1210,6 @@ pub fn render_result(upload_path: &str, files: &[String]) -> Result<(String, Vec
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;

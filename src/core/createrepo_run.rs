@@ -590,7 +590,6 @@ fn ms(since: Instant) -> u128 {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used, clippy::panic, clippy::indexing_slicing)] // tests may fail loudly
 mod tests {
     use super::*;
     use std::os::unix::fs::symlink;

@@ -187,6 +187,14 @@ fn validate_response(
     })
 }
 
+/// An image call that failed: the image and podman's message.
+fn image_error(image: &str, err: &podman_api::Error) -> Error {
+    Error::Image {
+        image: image.to_string(),
+        message: podman_message(err),
+    }
+}
+
 /// Podman's own message for an error, without the crate's "error 500 -" decoration.
 fn podman_message(err: &podman_api::Error) -> String {
     match err {
@@ -279,31 +287,8 @@ impl PodmanClient {
         match self.podman.images().get(image).inspect().await {
             Ok(info) => Ok(info.id),
             Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(e) => Err(Error::Image {
-                image: image.to_string(),
-                message: podman_message(&e),
-            }),
+            Err(e) => Err(image_error(image, &e)),
         }
-    }
-
-    /// The architecture a local image was built for (`amd64`, `arm64`, ...).
-    pub async fn image_arch(&self, image: &str) -> Result<String> {
-        let info = self
-            .podman
-            .images()
-            .get(image)
-            .inspect()
-            .await
-            .map_err(|e| Error::Image {
-                image: image.to_string(),
-                message: podman_message(&e),
-            })?;
-        info.architecture
-            .filter(|a| !a.is_empty())
-            .ok_or_else(|| Error::Image {
-                image: image.to_string(),
-                message: "the image does not say which architecture it is for".into(),
-            })
     }
 
     async fn pull(&self, image: &str) -> Result<()> {
@@ -315,10 +300,7 @@ impl PodmanClient {
         let mut pulled = false;
         while let Some(report) = reports.next().await {
             // Pull errors arrive in-band with HTTP 200: check every report.
-            let report = report.map_err(|e| Error::Image {
-                image: image.to_string(),
-                message: podman_message(&e),
-            })?;
+            let report = report.map_err(|e| image_error(image, &e))?;
             if let Some(message) = report.error {
                 return Err(Error::Image {
                     image: image.to_string(),
@@ -1025,10 +1007,7 @@ impl PodmanClient {
             .await
         {
             Ok(value) => Ok(value),
-            Err(e) => Err(Error::Image {
-                image: image.to_string(),
-                message: podman_message(&e),
-            }),
+            Err(e) => Err(image_error(image, &e)),
         }
     }
 
@@ -1040,10 +1019,7 @@ impl PodmanClient {
             .get(image)
             .inspect()
             .await
-            .map_err(|e| Error::Image {
-                image: image.to_string(),
-                message: podman_message(&e),
-            })?;
+            .map_err(|e| image_error(image, &e))?;
         Ok(ImageInfo {
             id: info.id.unwrap_or_default(),
             digest: info.digest.unwrap_or_default(),

@@ -210,12 +210,6 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::super::config::{BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation};
     use super::super::plan::plan;

@@ -391,12 +391,6 @@ fn package_from_header(header: &Header, lead_kind: u16) -> std::result::Result<P
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 pub(crate) mod tests {
     use super::*;
     use std::path::PathBuf;

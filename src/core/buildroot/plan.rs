@@ -726,12 +726,6 @@ fn repo_access(repo: &RepoLocation) -> Result<(String, Vec<VolumeMount>)> {
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 pub(crate) mod tests {
     use super::super::header::PackageKind;
     use super::*;

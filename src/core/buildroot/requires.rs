@@ -91,12 +91,6 @@ pub fn install_arguments(deps: &[Dependency], source: &str, log: &str) -> Result
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::*;
 

@@ -95,12 +95,6 @@ pub fn check_result_package(path: &Path, kind: PackageKind, log: &Path) -> Resul
 }
 
 #[cfg(test)]
-#[allow(
-    clippy::unwrap_used,
-    clippy::expect_used,
-    clippy::panic,
-    clippy::indexing_slicing
-)]
 mod tests {
     use super::super::header::tests::{build_rpm, TempDir};
     use super::*;
