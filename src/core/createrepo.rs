@@ -4,7 +4,7 @@
 //! [`validate`] reads (and only reads) the repo directory the hub's `repo_init` wrote,
 //! `<topdir>/repos/<tag>/<repo_id>/<arch>/` with `pkglist`, `blocklist`, `toplink` (a relative
 //! symlink to the topdir) and `../groups/comps.xml`, and rejects anything that would let the
-//! container see more than it needs. [`plan`] turns the result into ordered [`Step`]s: host-side
+//! container see more than it needs. [`plan`] turns the result into ordered [`Action`]s: host-side
 //! file operations and the exact `createrepo_c` / `mergerepo_c` argv kojid uses. Running them in
 //! a container is the runner's job; nothing here starts a process.
 //!
@@ -249,11 +249,11 @@ impl ContainerCommand {
     }
 }
 
-/// One step of a plan, run in order. Every step except `Run` is done by the runner on the
-/// host, with host paths; the work dir is mounted at the same path, so these are also the
-/// paths the container commands see.
+/// One action of a plan, run in order (buildArch's execs are [`super::buildroot::Step`]s).
+/// Every action except `Run` is done by the runner on the host, with host paths; the work dir
+/// is mounted at the same path, so these are also the paths the container commands see.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Step {
+pub enum Action {
     /// Create the directory (and missing parents).
     CreateDir {
         path: PathBuf,
@@ -283,7 +283,7 @@ pub struct CreaterepoPlan {
     pub mounts: Vec<VolumeMount>,
     /// True only when an external repo that applies to this arch is fetched over http(s).
     pub network_needed: bool,
-    pub steps: Vec<Step>,
+    pub steps: Vec<Action>,
     /// Host directory whose files are uploaded once the steps succeeded.
     pub repodata_dir: PathBuf,
 }
@@ -292,7 +292,7 @@ impl CreaterepoPlan {
     #[cfg(test)]
     pub fn commands(&self) -> impl Iterator<Item = &ContainerCommand> {
         self.steps.iter().filter_map(|step| match step {
-            Step::Run(command) => Some(command),
+            Action::Run(command) => Some(command),
             _ => None,
         })
     }
@@ -300,7 +300,9 @@ impl CreaterepoPlan {
     /// Where the EMPTY_REPO marker is written, if it is.
     pub fn empty_repo_marker(&self) -> Option<&Path> {
         self.steps.iter().find_map(|step| match step {
-            Step::WriteFile { path, .. } if path.file_name() == Some(EMPTY_REPO_FILE.as_ref()) => {
+            Action::WriteFile { path, .. }
+                if path.file_name() == Some(EMPTY_REPO_FILE.as_ref()) =>
+            {
                 Some(path.as_path())
             }
             _ => None,
@@ -311,7 +313,7 @@ impl CreaterepoPlan {
     #[cfg(test)]
     pub fn old_repodata_copy(&self) -> Option<(&Path, &Path, &[String])> {
         self.steps.iter().find_map(|step| match step {
-            Step::CopyOldRepodata { from, to, remove } => {
+            Action::CopyOldRepodata { from, to, remove } => {
                 Some((from.as_path(), to.as_path(), remove.as_slice()))
             }
             _ => None,
@@ -1027,33 +1029,33 @@ fn check_work_dir(work_dir: &Path, repo_id: u64, mounts: &[VolumeMount]) -> Resu
 pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
     let out_dir = repo.out_dir();
     let repodata_dir = out_dir.join("repodata");
-    let mut steps = vec![Step::CreateDir {
+    let mut steps = vec![Action::CreateDir {
         path: out_dir.clone(),
     }];
     if let Some(old) = &repo.old_repodata {
         // Unlike kojid, EMPTY_REPO is removed too: createrepo_c --update keeps every file of
         // the old repodata that repomd.xml does not list, so an old empty repo's marker would
         // survive into a repo that has packages.
-        steps.push(Step::CopyOldRepodata {
+        steps.push(Action::CopyOldRepodata {
             from: old.clone(),
             to: repodata_dir.clone(),
             remove: vec![PKGORIGINS_FILE.to_string(), EMPTY_REPO_FILE.to_string()],
         });
     }
-    steps.push(Step::Run(createrepo_command(repo)));
+    steps.push(Action::Run(createrepo_command(repo)));
     match &repo.merge {
         Some(merge) => {
             let premerge = repo.premerge_dir();
-            steps.push(Step::Rename {
+            steps.push(Action::Rename {
                 from: out_dir.clone(),
                 to: premerge.clone(),
             });
-            steps.push(Step::CreateDir {
+            steps.push(Action::CreateDir {
                 path: out_dir.clone(),
             });
-            steps.push(Step::Run(mergerepo_command(repo, merge, &premerge)));
+            steps.push(Action::Run(mergerepo_command(repo, merge, &premerge)));
         }
-        None if repo.pkglist_empty => steps.push(Step::WriteFile {
+        None if repo.pkglist_empty => steps.push(Action::WriteFile {
             path: repodata_dir.join(EMPTY_REPO_FILE),
             contents: EMPTY_REPO_CONTENTS.to_string(),
         }),
@@ -1354,7 +1356,7 @@ mod tests {
         assert_eq!(plan.empty_repo_marker(), Some(marker.as_path()));
         assert_eq!(
             plan.steps.last(),
-            Some(&Step::WriteFile {
+            Some(&Action::WriteFile {
                 path: marker,
                 contents: "This repo is empty because its tag has no content for this arch\n"
                     .into()
@@ -1362,7 +1364,7 @@ mod tests {
         );
         assert_eq!(
             plan.steps.first(),
-            Some(&Step::CreateDir {
+            Some(&Action::CreateDir {
                 path: k.work.join("repo")
             })
         );
@@ -1476,8 +1478,8 @@ mod tests {
         assert!(remove.contains(&"EMPTY_REPO".to_string()));
         assert!(remove.contains(&"pkgorigins.gz".to_string()));
         // The copy happens before createrepo_c runs.
-        assert!(matches!(plan.steps[1], Step::CopyOldRepodata { .. }));
-        assert!(matches!(plan.steps[2], Step::Run(_)));
+        assert!(matches!(plan.steps[1], Action::CopyOldRepodata { .. }));
+        assert!(matches!(plan.steps[2], Action::Run(_)));
         let first = &argv(&plan)[0];
         assert_eq!(
             first[first.len() - 3..],
@@ -1552,11 +1554,11 @@ mod tests {
         assert_eq!(
             plan.steps[2..4],
             [
-                Step::Rename {
+                Action::Rename {
                     from: out.clone(),
                     to: premerge.clone()
                 },
-                Step::CreateDir { path: out.clone() },
+                Action::CreateDir { path: out.clone() },
             ]
         );
         let merge = plan.commands().nth(1).unwrap();

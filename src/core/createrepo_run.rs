@@ -39,7 +39,7 @@ use tracing::{debug, warn};
 
 use crate::core::cancel::{cancel_pair, Cancel};
 use crate::core::createrepo::{
-    self, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest, ExternalRepo, Step,
+    self, Action, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest, ExternalRepo,
 };
 use crate::core::error::{Error, Result, SinkFailure};
 use crate::core::logsink::{FileSink, FileSinkOptions};
@@ -388,7 +388,7 @@ async fn run_steps(
             return Err(Error::Interrupted);
         }
         match step {
-            Step::Run(command) => {
+            Action::Run(command) => {
                 let log = run_command(client, command, prepared, &mut *sink, cancel).await?;
                 logs.push(log);
             }
@@ -478,19 +478,19 @@ impl OutputSink for CommandSink<'_> {
 
 /// Does one non-`Run` step of the plan on the host. Everything it creates gets `owner` and
 /// the modes kojid's outputs have.
-fn host_step(step: &Step, owner: (u32, u32)) -> Result<()> {
+fn host_step(step: &Action, owner: (u32, u32)) -> Result<()> {
     match step {
-        Step::CreateDir { path } => create_dir(path, owner),
-        Step::CopyOldRepodata { from, to, remove } => copy_old_repodata(from, to, remove, owner),
-        Step::Rename { from, to } => fs::rename(from, to).map_err(|e| {
+        Action::CreateDir { path } => create_dir(path, owner),
+        Action::CopyOldRepodata { from, to, remove } => copy_old_repodata(from, to, remove, owner),
+        Action::Rename { from, to } => fs::rename(from, to).map_err(|e| {
             Error::io(
                 format!("renaming {} to {}", from.display(), to.display()),
                 e,
             )
         }),
-        Step::WriteFile { path, contents } => write_file(path, contents.as_bytes(), owner),
+        Action::WriteFile { path, contents } => write_file(path, contents.as_bytes(), owner),
         // Commands run in the container; the caller never hands one here.
-        Step::Run(command) => Err(Error::invalid(format!(
+        Action::Run(command) => Err(Error::invalid(format!(
             "{:?} is not a host step",
             command.argv
         ))),
@@ -760,11 +760,11 @@ mod tests {
         }
         symlink("/etc/passwd", old.join("sneaky")).unwrap();
         let out = s.0.join("work/repo");
-        host_step(&Step::CreateDir { path: out.clone() }, owner).unwrap();
+        host_step(&Action::CreateDir { path: out.clone() }, owner).unwrap();
         let to = out.join("repodata");
         let remove = vec!["EMPTY_REPO".to_string(), "pkgorigins.gz".to_string()];
         host_step(
-            &Step::CopyOldRepodata {
+            &Action::CopyOldRepodata {
                 from: old.clone(),
                 to: to.clone(),
                 remove,
@@ -787,7 +787,7 @@ mod tests {
 
         let marker = to.join("EMPTY_REPO");
         host_step(
-            &Step::WriteFile {
+            &Action::WriteFile {
                 path: marker.clone(),
                 contents: "empty\n".into(),
             },
@@ -799,7 +799,7 @@ mod tests {
 
         let moved = s.0.join("work/repo_7_premerge");
         host_step(
-            &Step::Rename {
+            &Action::Rename {
                 from: out.clone(),
                 to: moved.clone(),
             },
