@@ -24,6 +24,8 @@ $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "maturin>=1.9.4,<2" "pytest>=8" ruff mypy defusedxml python-dateutil requests six rpm
+	@# provenance: signing (the `provenance` extra), and the schema checks of its tests
+	$(VENV)/bin/pip install -q "securesystemslib[crypto]>=1.0" "jsonschema>=4" "spdx-tools>=0.8"
 	@# koji's requests-gssapi needs Kerberos headers to build and only serves GSSAPI logins,
 	@# which nothing here uses: install the client library without it.
 	$(VENV)/bin/pip install -q --no-deps "koji>=1.35"

@@ -188,6 +188,15 @@ class FakeManager:
         self.containers = [c for c in self.containers if c not in gone]
         return len(gone)
 
+    def inspect_image(self, image: str) -> dict[str, Any]:
+        return {
+            "Id": image,
+            "Digest": "sha256:" + "d" * 64,
+            "Architecture": "amd64",
+            "RootFS": {"Type": "layers", "Layers": ["sha256:" + "e" * 64]},
+            "Config": {"Cmd": ["/bin/bash"]},
+        }
+
 
 @dataclasses.dataclass
 class BuildScript:
@@ -252,10 +261,29 @@ class FakeBuildArchAdapter:
             srpms=[Path(p) for p in srpms],
             logs=[result / n for n in ("root.log", "build.log", "state.log")],
             buildroot=script.final,
+            lock_rpms=[lock_entry(e) for e in script.final],
             unknown_rpms=[],
             buildroot_arch=kw.get("buildroot_arch") or arch,
             cache_hit=False,
+            image_id="f" * 64,
+            image_digest="sha256:" + "d" * 64,
+            result_dir=result,
         )
+
+
+def lock_entry(entry: dict[str, Any]) -> dict[str, Any]:
+    """The adapter's lock_rpms item of a buildroot list entry (mock's rpms item, no url)."""
+    epoch = entry["epoch"]
+    return {
+        "name": entry["name"],
+        "epoch": None if epoch is None else str(epoch),
+        "version": entry["version"],
+        "release": entry["release"],
+        "arch": entry["arch"],
+        "sigmd5": entry["payloadhash"],
+        "license": "MIT",
+        "signature": None,
+    }
 
 
 @pytest.fixture
@@ -756,7 +784,11 @@ def test_build_arch_success_is_kojids_conversation(
         "rpms": [f"{rel}/{rpm.name}"],
         "srpms": [f"{rel}/{hello.srpm.name}"],
         "logs": [f"{rel}/{n}" for n in ("build.log", "root.log", "state.log")]
-        + [f"{rel}/noarch_rpmdiff.json"],
+        + [f"{rel}/noarch_rpmdiff.json"]
+        + [
+            f"{rel}/{n}"
+            for n in ("buildroot_lock.json", "sbom.spdx.json", "provenance.intoto.json")
+        ],
         "brootid": hub.buildroots[0].id,
     }
     expected = list(KOJID_BUILD_ARCH_CALLS)

@@ -118,6 +118,9 @@ class AdjutantConfig:
     #: First host uid/gid of the 65536 ids that container ids 0-65535 map to in every buildArch
     #: container (a user namespace: container root is not host root); ``None``: no mapping.
     userns_base: int | None = USERNS_BASE
+    #: PEM (PKCS#8) private key that signs each buildArch's ``provenance.intoto.json`` (a DSSE
+    #: envelope); ``None``: the envelope carries no signature (docs/provenance.md).
+    provenance_signing_key: str | None = None
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -280,6 +283,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "image_external_repo": _optional(_text),
     "reap_on_start": _bool,
     "userns_base": _optional(_userns_base),
+    "provenance_signing_key": _optional(_abs_path),
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}

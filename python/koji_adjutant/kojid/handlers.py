@@ -29,14 +29,16 @@ of the build fail it, with kojid's messages where kojid has one.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import os
 import shutil
 import socket
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable
+from datetime import datetime, timezone
+from typing import IO, Any, Callable
 
 import koji
 import koji.tasks
@@ -189,8 +191,10 @@ class BuildArchMixin(AdjutantTaskMixin):
 
     def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
         """Build ``work/<pkg>`` for ``arch`` in a container buildroot of tag ``root``."""
+        started = datetime.now(timezone.utc)
         runtime = self.adjutant_runtime()
         config = runtime.config
+        signer = self.provenance_signer(config)
         if opts is None:
             opts = {}
         repo_id = opts.get("repo_id")
@@ -246,6 +250,7 @@ class BuildArchMixin(AdjutantTaskMixin):
         result = self.run_build(
             runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir, repomd_sha256
         )
+        finished = datetime.now(timezone.utc)
         # 15. the buildroot after the build
         broot.update_list(result.buildroot)
         if len(result.unknown_rpms):
@@ -254,7 +259,162 @@ class BuildArchMixin(AdjutantTaskMixin):
                 len(result.unknown_rpms),
                 image.image,
             )
-        return self.upload_results(broot, result, keep_srpm)
+        # (adjutant) the lockfile, SBOM and provenance, uploaded with the logs
+        provenance = self.write_provenance(
+            runtime,
+            image,
+            broot,
+            result,
+            request=pkg,
+            srpm=srpm,
+            arch=arch,
+            keep_srpm=bool(keep_srpm),
+            repo=repo,
+            repomd_sha256=repomd_sha256,
+            started=started,
+            finished=finished,
+            signer=signer,
+        )
+        return self.upload_results(broot, result, keep_srpm, extra_logs=provenance)
+
+    def provenance_signer(self, config: AdjutantConfig) -> Any:
+        """The signer of the provenance (``provenance_signing_key``), or None. A key that
+        cannot be used is a problem of this builder: the task is refused, before any hub
+        call, so that a builder with a working key takes it."""
+        if config.provenance_signing_key is None:
+            return None
+        from koji_adjutant.provenance.attestation import SigningError, load_signer
+
+        try:
+            return load_signer(config.provenance_signing_key)
+        except SigningError as exc:
+            raise RefuseTask(f"koji-adjutant: {exc}") from None
+
+    def write_provenance(  # type: ignore[no-untyped-def]
+        self,
+        runtime,
+        image: ImageChoice,
+        broot,
+        result,
+        *,
+        request: str,
+        srpm: str,
+        arch: str,
+        keep_srpm: bool,
+        repo: str,
+        repomd_sha256: str | None,
+        started: datetime,
+        finished: datetime,
+        signer: Any,
+    ) -> list[str]:
+        """Write buildroot_lock.json, sbom.spdx.json and provenance.intoto.json into the
+        result dir (no container mounts it); returns their paths. Failing to is failing the
+        task: every buildArch has them (docs/provenance.md)."""
+        from koji_adjutant import provenance as prov
+
+        config = runtime.config
+        try:
+            repo_info = broot.repo_info
+            repo_arch = koji.canonArch(broot.br_arch)
+            digest = repomd_sha256 or self.repomd_sha256(repo_info, repo_arch)
+            repo_facts = prov.RepoFacts(
+                id=int(repo_info["id"]),
+                tag_name=str(repo_info["tag_name"]),
+                arch=repo_arch,
+                url=self.public_repo_url(repo_info, repo_arch),
+                tag_id=repo_info.get("tag_id"),
+                create_event=repo_info.get("create_event"),
+                repomd_sha256=digest,
+                used=repo,
+            )
+            if repo_facts.used == repo_facts.url:
+                repo_facts = dataclasses.replace(repo_facts, used=None)
+            try:
+                inspected = runtime.manager.inspect_image(result.image_id)
+                image_facts = prov.ImageFacts.from_inspect(
+                    image.image, inspected, source=image.source
+                )
+            except koji_adjutant.AdjutantError as exc:
+                self.logger.warning("cannot inspect image %s: %s", result.image_id, exc)
+                image_facts = prov.ImageFacts(
+                    image.image, result.image_id, result.image_digest, source=image.source
+                )
+            options = self.options
+            facts = prov.facts_from_result(
+                result,
+                task_id=self.id,
+                srpm_request=request,
+                srpm=srpm,
+                arch=arch,
+                keep_srpm=keep_srpm,
+                repo=repo_facts,
+                open_repo_file=self.repo_file_opener(repo_info, repo_arch),
+                image=image_facts,
+                build_config=broot.config,
+                buildroot_mode=config.buildroot_mode,
+                started=started,
+                finished=finished,
+                worker_id=config.worker_id,
+                kojid_options={
+                    name: getattr(options, name, None)
+                    for name in (
+                        "vendor",
+                        "packager",
+                        "distribution",
+                        "mockhost",
+                        "rpmbuild_timeout",
+                    )
+                },
+                buildhost=socket.getfqdn(),
+                hub=getattr(options, "server", None),
+            )
+            paths = prov.write_files(facts, broot.resultdir(), signer=signer)
+        except (OSError, ValueError, koji.GenericError, prov.RepoListError) as exc:
+            broot.expire()
+            raise koji.BuildError(
+                f"koji-adjutant: cannot write the build's provenance: {exc}"
+            ) from None
+        unlocated = [p.nevra for p in facts.packages if not p.url]
+        if unlocated:
+            self.logger.warning(
+                "%d buildroot RPMs are not in repo %s: %s",
+                len(unlocated),
+                repo_facts.id,
+                ", ".join(unlocated[:5]),
+            )
+        return [os.fspath(p) for p in paths]
+
+    def public_repo_url(self, repo_info: Mapping[str, Any], br_arch: str) -> str:
+        """The repo's arch dir as users reach it: kojid's ``topurl``, else a ``file://`` URL
+        of the topdir."""
+        relpath = koji.PathInfo(topdir="").repo(repo_info["id"], repo_info["tag_name"])
+        topurl = (getattr(self.options, "topurl", None) or "").split()
+        if topurl:
+            return f"{topurl[0].rstrip('/')}{relpath}/{br_arch}"
+        return "file://" + os.path.join(self.options.topdir, relpath.lstrip("/"), br_arch)
+
+    def repo_file_opener(
+        self, repo_info: Mapping[str, Any], br_arch: str
+    ) -> Callable[[str], IO[bytes]]:
+        """Opens a file of the repo's arch dir: on the local topdir when this builder sees
+        it, else over kojid's ``topurl`` (as kojid fetches repo files)."""
+        relpath = os.path.join(
+            koji.PathInfo(topdir="").repo(repo_info["id"], repo_info["tag_name"]).lstrip("/"),
+            br_arch,
+        )
+        topdir = getattr(self.options, "topdir", None)
+        topurl = getattr(self.options, "topurl", None)
+
+        def open_file(name: str) -> IO[bytes]:
+            local = os.path.join(topdir or "", relpath, name)
+            if topdir and os.path.isfile(local):
+                return open(local, "rb")
+            handle: IO[bytes] = koji.openRemoteFile(
+                os.path.join(relpath, name), topurl=topurl, topdir=topdir
+            )
+            return handle
+
+        return open_file
 
     def srpm_in_workdir(self, fn: str) -> str:
         """The SRPM inside the task's work dir, where the adapter reads it (kojid's localPath
@@ -380,8 +540,11 @@ class BuildArchMixin(AdjutantTaskMixin):
         broot.expire()
         raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
 
-    def upload_results(self, broot, result, keep_srpm) -> dict[str, Any]:  # type: ignore[no-untyped-def]
-        """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED."""
+    def upload_results(  # type: ignore[no-untyped-def]
+        self, broot, result, keep_srpm, extra_logs: Sequence[str] = ()
+    ) -> dict[str, Any]:
+        """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED.
+        ``extra_logs`` (the provenance files) are uploaded and listed after the logs."""
         import koji.rpmdiff  # needs rpm's bindings, which kojid always has
 
         rpm_files = sorted((os.fspath(p) for p in result.rpms), key=os.path.basename)
@@ -398,6 +561,9 @@ class BuildArchMixin(AdjutantTaskMixin):
             koji.dump_json(noarch_hash_path, rpmdiff_hash, indent=2, sort_keys=True)
             self.uploadFile(noarch_hash_path)  # type: ignore[attr-defined]
             log_files.append(log_name)
+        for path in extra_logs:
+            self.uploadFile(path)  # type: ignore[attr-defined]
+            log_files.append(os.path.basename(path))
         uploadpath = broot.getUploadPath()
         for path in rpm_files:
             self.uploadFile(path)  # type: ignore[attr-defined]
