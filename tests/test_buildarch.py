@@ -10,6 +10,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import threading
 import time
 import uuid
@@ -103,6 +104,7 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
         "adj-whoami",
         "adj-lingerer",
         "adj-plantee",
+        "adj-failwithdeps",
     )
     srpms = {n: kt.build_srpm(kt.spec_path(n), srpm_dir) for n in names}
     payload = kt.build_package(kt.spec_path("adj-evilpayload"), rpms).rpms[0]
@@ -278,7 +280,9 @@ def test_noarch_build_gives_kojids_result_and_a_root_made_from_the_repo_alone(
 
 def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, koji, task):
     ctx, srpm = task("adj-greeter")
-    result = run(adapter, koji, ctx, srpm)
+    finals: list[list[dict[str, object]]] = []
+    usages: list[dict[str, object]] = []
+    result = run(adapter, koji, ctx, srpm, on_buildroot_final=finals.append, on_usage=usages.append)
     names = sorted(p.name for p in result.rpms)
     assert names == sorted(
         [
@@ -293,6 +297,43 @@ def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, k
     assert installed == sorted([*koji.distro.groups["build"], "adj-libgreet", "adj-libgreet-devel"])
     binary = next(p for p in result.rpms if p.name.startswith("adj-greeter-2.0"))
     assert header(binary, "%{ARCH} %{SOURCERPM}") == f"x86_64 adj-greeter-2.0-1{DIST}.src.rpm"
+    # kojid's updateBuildRootList after the build: the list with the BuildRequires
+    assert finals == [result.buildroot]
+    _check_kojids_logs_and_usage(result, usages)
+
+
+def _check_kojids_logs_and_usage(result: BuildArchResult, usages: list[dict[str, object]]):
+    """The logs kojid uploads from mock besides root.log and build.log, in mock's formats, and
+    what the containers used."""
+    logs = {p.name: p for p in result.logs}
+    assert {"buildroot_config.log", "hw_info.log", "installed_pkgs.log"} <= set(logs)
+    assert all(p.parent == result.result_dir for p in result.logs)
+    # mock's package_state format, the packages as the hub lists them before the build
+    lines = logs["installed_pkgs.log"].read_text().splitlines()
+    line = "{name}-{epoch}{version}-{release}.{arch} {buildtime} {size} {payloadhash} installed"
+    expected = {
+        line.format(**{**e, "epoch": "" if e["epoch"] is None else f"{e['epoch']}:"})
+        for e in result.buildroot
+    }
+    assert sorted(lines) == sorted(expected)
+    hw_info = logs["hw_info.log"].read_text()
+    for section in ("CPU info:\n", "\n\nMemory:\n", "\n\nStorage:\n", "Container limits:\n"):
+        assert section in hw_info
+    assert "pids: 4096" in hw_info
+    config = logs["buildroot_config.log"].read_text()
+    assert f"repo {REPO_ID} of tag {TAG}" in config and result.image_id in config
+    assert "## Files written into the bootstrap container" in config
+    assert "### /etc/koji-adjutant/dnf.conf" in config and "\nHOME=/builddir\n" in config
+    # dnf's own logs of the installs (taken out after each root step)
+    assert any(name.startswith("dnf") for name in logs)
+    # what the containers used, from their cgroups: in the result, the callback and state.log
+    assert usages == [result.usage]
+    build = result.usage["build"]
+    assert isinstance(build, dict)
+    assert build["peak_memory_bytes"] > 1024 * 1024 and build["cpu_seconds"] > 0.0
+    assert isinstance(build["bytes_written"], int)
+    state = state_log(result.result_dir)
+    assert "Usage of the build container: peak memory " in state
 
 
 def test_tag_macros_reach_the_header_and_rpmbuild_runs_unprivileged_without_capabilities(
@@ -505,6 +546,119 @@ def test_logs_exist_after_a_failure_and_container_log_goes_to_the_log_dir(
     text = container_log.read_text()
     assert " stdout | " in text or " stderr | " in text
     assert container_log.stat().st_mode & 0o044 == 0o044
+
+
+def test_a_failed_build_reports_its_root_keeps_it_and_its_logs_are_whole_lines(
+    manager, image, koji, task, cache_dir, tmp_path
+):
+    adapter = BuildArchAdapter(
+        manager, image, cache=True, cache_dir=cache_dir, keep_failed_root=3600
+    )
+    ctx, srpm = task("adj-failwithdeps")
+    ready: list[list[dict[str, object]]] = []
+    finals: list[list[dict[str, object]]] = []
+    usages: list[dict[str, object]] = []
+    kept = f"localhost/koji-adjutant-kept:{ctx.task_id}"
+    try:
+        with pytest.raises(BuildError, match=r"build\.log"):
+            run(
+                adapter,
+                koji,
+                ctx,
+                srpm,
+                "noarch",
+                on_buildroot_ready=ready.append,
+                on_buildroot_final=finals.append,
+                on_usage=usages.append,
+            )
+        result_dir = ctx.work_dir / "result"
+        # kojid's updateBuildRootList after the failed build: the root as it is then, with
+        # the BuildRequires the initial list did not have
+        [initial], [final] = ready, finals
+        assert "adj-libgreet-devel" not in {e["name"] for e in initial}
+        assert {"adj-libgreet", "adj-libgreet-devel"} <= {e["name"] for e in final}
+        # dnf's logs of the install reached the result dir although the build failed
+        assert any(p.name.startswith("dnf") for p in result_dir.iterdir())
+        for name in ("buildroot_config.log", "hw_info.log", "installed_pkgs.log"):
+            assert (result_dir / name).stat().st_size > 0, name
+        # build.log merges the streams by lines (container.log keeps the exact bytes)
+        build_log = (result_dir / "build.log").read_text()
+        assert re.search(r"^ADJ-MIX: out-a out-b$", build_log, re.M), build_log
+        assert re.search(r"^ADJ-MIX: err-line$", build_log, re.M), build_log
+        assert usages and usages[0]["build"]
+        # the failed root is kept as an image, with the build's work in it
+        state = state_log(result_dir)
+        assert f"{kept} for 60 min" in state and f"koji-adjutant shell {ctx.task_id}" in state
+        [image_info] = manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)})
+        labels = image_info["labels"]
+        assert labels["io.koji.adjutant.kept.worker_id"] == WORKER_ID
+        assert int(labels["io.koji.adjutant.kept.until"]) > time.time() + 3000
+        # nothing made from it counts as a task's container (the reaper goes by those)
+        assert labels.get("io.koji.adjutant.worker_id", "") == ""
+        # koji-adjutant shell runs a command in it as the build user, without a network
+        shell = _cli_shell(
+            manager,
+            ctx.task_id,
+            tmp_path,
+            "sh",
+            "-c",
+            "cat $(find /builddir -name marker); id -u; ls /sys/class/net",
+        )
+        assert shell.returncode == 0, shell.stderr
+        assert shell.stdout.split() == ["kept-marker", "1000", "lo"], shell.stdout
+        # not expired yet: kept
+        assert manager.remove_expired_kept_roots() == 0
+        assert manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)})
+    finally:
+        manager.remove_image(kept)
+    missing = _cli_shell(manager, ctx.task_id, tmp_path, "true")
+    assert missing.returncode == 2 and "no kept buildroot for task" in missing.stderr
+
+
+def test_a_kept_root_in_a_user_namespace_expires(manager, image, koji, task, cache_dir, tmp_path):
+    adapter = BuildArchAdapter(
+        manager,
+        image,
+        cache=True,
+        cache_dir=cache_dir,
+        userns_base=USERNS_BASE,
+        keep_failed_root=1,
+    )
+    ctx, srpm = task("adj-failbuild")
+    kept = f"localhost/koji-adjutant-kept:{ctx.task_id}"
+    try:
+        with pytest.raises(BuildError):
+            run(adapter, koji, ctx, srpm, "noarch")
+        [image_info] = manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)})
+        assert image_info["labels"]["io.koji.adjutant.kept.userns_base"] == str(USERNS_BASE)
+        # the shell gets the build's mapping: files keep their owners
+        shell = _cli_shell(manager, ctx.task_id, tmp_path, "stat", "-c", "%u", "/builddir")
+        assert (shell.returncode, shell.stdout.strip()) == (0, "1000"), shell.stderr
+        time.sleep(1.5)
+        assert manager.remove_expired_kept_roots() >= 1
+        assert manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)}) == []
+    finally:
+        manager.remove_image(kept)
+
+
+def _cli_shell(
+    manager: PodmanManager, task_id: int, tmp_path: Path, *command: str
+) -> subprocess.CompletedProcess[str]:
+    """``koji-adjutant shell TASK_ID -- COMMAND`` with this test's service and worker."""
+    env = {
+        **os.environ,
+        "KOJI_ADJUTANT_CONFIG": str(tmp_path / "none.conf"),
+        "KOJI_ADJUTANT_PODMAN_SOCKET": manager.socket,
+        "KOJI_ADJUTANT_WORKER_ID": WORKER_ID,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "koji_adjutant.cli", "shell", str(task_id), "--", *command],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+        check=False,
+    )
 
 
 # == the cache ================================================================================

@@ -181,6 +181,9 @@ class PodmanManager:
     def remove(self, handle: ContainerHandle, *, force: bool = True) -> None: ...
     def list_containers(self, labels: Mapping[str, str]) -> list[dict[str, object]]: ...
     def reap(self, labels: Mapping[str, str]) -> int: ...
+    def list_images(self, labels: Mapping[str, str]) -> list[dict[str, object]]: ...
+    def remove_image(self, image: str) -> bool: ...
+    def remove_expired_kept_roots(self) -> int: ...
 
 @final
 class CreaterepoResult:
@@ -278,6 +281,7 @@ class BuildArchResult:
     cache_hit: bool
     image_id: str
     image_digest: str
+    usage: dict[str, object]
     def kojid_result(
         self,
         brootid: int,
@@ -314,6 +318,7 @@ class BuildArchAdapter:
         log_cap_bytes: int | None = None,
         image_arches: Sequence[str] | None = None,
         userns_base: int | None = None,
+        keep_failed_root: int = 0,
     ) -> BuildArchAdapter: ...
     @property
     def image(self) -> str: ...
@@ -335,4 +340,6 @@ class BuildArchAdapter:
         repomd_sha256: str | None = None,
         sink: LogSink | None = None,
         on_buildroot_ready: Callable[[list[dict[str, object]]], object] | None = None,
+        on_buildroot_final: Callable[[list[dict[str, object]]], object] | None = None,
+        on_usage: Callable[[dict[str, object]], object] | None = None,
     ) -> BuildArchResult: ...

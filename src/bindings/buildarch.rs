@@ -11,7 +11,7 @@ use crate::bindings::context::PyTaskContext;
 use crate::bindings::manager::PyPodmanManager;
 use crate::bindings::sinks::sink_from;
 use crate::bindings::types::PyResourceLimits;
-use crate::core::buildarch::{self, BuildArchConfig, BuildHooks};
+use crate::core::buildarch::{self, BuildArchConfig, BuildHooks, TaskUsage};
 use crate::core::buildroot::cache::CacheConfig;
 use crate::core::buildroot::result::kojid_result;
 use crate::core::buildroot::{
@@ -41,7 +41,7 @@ impl PyBuildArchAdapter {
         rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
         cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None,
-        userns_base = None))]
+        userns_base = None, keep_failed_root = 0))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         manager: &PyPodmanManager,
@@ -66,6 +66,7 @@ impl PyBuildArchAdapter {
         log_cap_bytes: Option<u64>,
         image_arches: Option<Vec<String>>,
         userns_base: Option<u32>,
+        keep_failed_root: u64,
     ) -> PyResult<Self> {
         let limits = limits.map(|l| l.0.clone()).unwrap_or_default();
         if rpmbuild_timeout == 0 {
@@ -103,6 +104,8 @@ impl PyBuildArchAdapter {
                 log_cap_bytes,
                 image_arches,
                 userns: userns_base.map(IdMap::new).transpose()?,
+                keep_failed_root: (keep_failed_root > 0)
+                    .then(|| std::time::Duration::from_secs(keep_failed_root)),
             },
         })
     }
@@ -119,10 +122,16 @@ impl PyBuildArchAdapter {
 
     /// Builds `srpm_path` (inside `ctx.work_dir`) for `arch` from the tag repo `repo` (a local
     /// `<topdir>/repos/<tag>/<repo_id>/<arch>` dir or its URL; a URL repo needs
-    /// `repomd_sha256`, the SHA-256 of its `repodata/repomd.xml`). `on_buildroot_ready(packages)`
-    /// is called after init, before the build. Raises BuildError (with `.log`) on failure.
+    /// `repomd_sha256`, the SHA-256 of its `repodata/repomd.xml`). Callbacks, where kojid talks
+    /// to the hub: `on_buildroot_ready(packages)` after init, before the build;
+    /// `on_buildroot_final(packages)` after the build step, and after a failure that came
+    /// after `on_buildroot_ready` (kojid's `updateBuildRootList`, sent whatever the outcome);
+    /// `on_usage(usage)` with what the containers used (`{"build": {...} | None,
+    /// "bootstrap": ...}`), on every path but cancellation. Raises BuildError (with `.log`) on
+    /// failure.
     #[pyo3(signature = (ctx, srpm_path, arch, *, repo, repo_id, tag_name, build_config, keep_srpm = false,
-        topdir = None, buildroot_arch = None, repomd_sha256 = None, sink = None, on_buildroot_ready = None))]
+        topdir = None, buildroot_arch = None, repomd_sha256 = None, sink = None, on_buildroot_ready = None,
+        on_buildroot_final = None, on_usage = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -140,6 +149,8 @@ impl PyBuildArchAdapter {
         repomd_sha256: Option<String>,
         sink: Option<&Bound<'_, PyAny>>,
         on_buildroot_ready: Option<Py<PyAny>>,
+        on_buildroot_final: Option<Py<PyAny>>,
+        on_usage: Option<Py<PyAny>>,
     ) -> PyResult<PyBuildArchResult> {
         let build_config: BuildConfig = pythonize::depythonize(build_config)
             .map_err(|e| Error::invalid(format!("build_config: {e}")))?;
@@ -157,7 +168,9 @@ impl PyBuildArchAdapter {
         let ctx = ctx.to_core();
         let mut sink = sink_from(sink)?;
         let mut hooks = PyHooks {
-            callback: on_buildroot_ready,
+            ready: on_buildroot_ready,
+            final_list: on_buildroot_final,
+            usage: on_usage,
         };
         let client = &self.client;
         let config = &self.config;
@@ -181,6 +194,9 @@ impl PyBuildArchAdapter {
             cache_hit: outcome.cache_hit,
             image_id: outcome.image.id,
             image_digest: outcome.image.digest,
+            usage: pythonize::pythonize(py, &outcome.usage)
+                .map_err(|e| Error::invalid(format!("usage: {e}")))?
+                .unbind(),
         })
     }
 
@@ -232,26 +248,42 @@ fn repo_location(repo: &str, topdir: Option<PathBuf>) -> Result<RepoLocation> {
     Ok(RepoLocation::Local { arch_dir, topdir })
 }
 
+/// The Python callbacks of one run; an exception raised by one fails the run with it.
 struct PyHooks {
-    callback: Option<Py<PyAny>>,
+    ready: Option<Py<PyAny>>,
+    final_list: Option<Py<PyAny>>,
+    usage: Option<Py<PyAny>>,
+}
+
+/// Calls `callback` (if any) with `value` as Python data.
+fn call_with<T: serde::Serialize + ?Sized>(callback: &Option<Py<PyAny>>, value: &T) -> Result<()> {
+    let Some(callback) = callback else {
+        return Ok(());
+    };
+    Python::attach(|py| {
+        let value = pythonize::pythonize(py, value).map_err(|e| {
+            Error::Sink(Box::new(pyo3::exceptions::PyValueError::new_err(
+                e.to_string(),
+            )))
+        })?;
+        callback
+            .call1(py, (value,))
+            .map(|_| ())
+            .map_err(|e| Error::Sink(Box::new(e)))
+    })
 }
 
 impl BuildHooks for PyHooks {
     fn buildroot_ready(&mut self, _arch: &str, packages: &[BuildrootRpm]) -> Result<()> {
-        let Some(callback) = &self.callback else {
-            return Ok(());
-        };
-        Python::attach(|py| {
-            let listed = pythonize::pythonize(py, packages).map_err(|e| {
-                Error::Sink(Box::new(pyo3::exceptions::PyValueError::new_err(
-                    e.to_string(),
-                )))
-            })?;
-            callback
-                .call1(py, (listed,))
-                .map(|_| ())
-                .map_err(|e| Error::Sink(Box::new(e)))
-        })
+        call_with(&self.ready, packages)
+    }
+
+    fn buildroot_final(&mut self, packages: &[BuildrootRpm]) -> Result<()> {
+        call_with(&self.final_list, packages)
+    }
+
+    fn usage(&mut self, usage: &TaskUsage) -> Result<()> {
+        call_with(&self.usage, usage)
     }
 }
 
@@ -279,6 +311,8 @@ pub struct PyBuildArchResult {
     pub cache_hit: bool,
     pub image_id: String,
     pub image_digest: String,
+    /// What the task's containers used (see `BuildArchAdapter.run`'s `on_usage`).
+    pub usage: Py<PyAny>,
 }
 
 fn names(paths: &[PathBuf]) -> Vec<String> {

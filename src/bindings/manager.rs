@@ -11,6 +11,7 @@ use pyo3::types::PyDict;
 use crate::bindings::block::block_on;
 use crate::bindings::sinks::sink_from;
 use crate::bindings::types::{PyContainerHandle, PyContainerRunResult, PyContainerSpec};
+use crate::core::buildroot::kept;
 use crate::core::error::Error;
 use crate::core::podman::{self, ExecOptions, PodmanClient, PullPolicy};
 
@@ -225,6 +226,43 @@ impl PyPodmanManager {
     fn reap(&self, py: Python<'_>, labels: BTreeMap<String, String>) -> PyResult<usize> {
         let client = &self.client;
         block_on(py, |_| async move { client.reap(&labels).await })
+    }
+
+    /// Local images carrying all of `labels`, as dicts (id, size, created, labels).
+    fn list_images<'py>(
+        &self,
+        py: Python<'py>,
+        labels: BTreeMap<String, String>,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let client = &self.client;
+        let listed = block_on(
+            py,
+            |_| async move { client.images_with_labels(&labels).await },
+        )?;
+        listed
+            .into_iter()
+            .map(|img| {
+                let d = PyDict::new(py);
+                d.set_item("id", img.id)?;
+                d.set_item("size", img.size)?;
+                d.set_item("created", img.created)?;
+                d.set_item("labels", img.labels)?;
+                Ok(d)
+            })
+            .collect()
+    }
+
+    /// Removes a local image; False when a container still uses it (a missing one is not an
+    /// error).
+    fn remove_image(&self, py: Python<'_>, image: String) -> PyResult<bool> {
+        let client = &self.client;
+        block_on(py, |_| async move { client.remove_image(&image).await })
+    }
+
+    /// Removes this worker's kept failed buildroots whose time is up; returns the count.
+    fn remove_expired_kept_roots(&self, py: Python<'_>) -> PyResult<usize> {
+        let client = &self.client;
+        block_on(py, |_| async move { kept::remove_expired(client).await })
     }
 
     fn __repr__(&self) -> String {

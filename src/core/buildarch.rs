@@ -10,19 +10,31 @@
 //! install its checked BuildRequires; build as the unprivileged user with no network
 //! (build.log); list the packages again; take the results out through podman's archive
 //! endpoint and check their headers; remove both containers on every path.
+//!
+//! Logs besides root.log and build.log, as kojid uploads them from mock: `buildroot_config.log`
+//! (the buildroot's effective configuration, written before any container exists),
+//! `hw_info.log` (mock's hw_info sections, from inside the build container),
+//! `installed_pkgs.log` (mock's package_state format, just before the build) and dnf's logs
+//! (taken out again after every root step, so they reach the hub while the task runs and
+//! after a failure). After a failure past the initial package list, the list is read again
+//! for the hub (kojid's `updateBuildRootList` after a failed build) and the root is kept as
+//! an image for inspection ([`kept`]). Every task that made a container ends with what its
+//! containers used (cgroup figures) in state.log and in kojid's log.
 
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
-use std::time::{Instant, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
-use tracing::warn;
+use tracing::{info, warn};
 
+use crate::core::accounting::Usage;
 use crate::core::archive::Extraction;
 use crate::core::buildroot::arch::image_arches_from;
-use crate::core::buildroot::cache::{self, CacheConfig, Cached};
+use crate::core::buildroot::cache::{self, CacheConfig, Cached, Source};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
+use crate::core::buildroot::kept;
 use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
 use crate::core::buildroot::plan::{plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
 use crate::core::buildroot::requires::install_arguments;
@@ -34,7 +46,7 @@ use crate::core::buildroot::{
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
-use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions};
+use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions, LineMerged};
 use crate::core::podman::{ExecOptions, ImageInfo, PodmanClient, PullPolicy};
 use crate::core::shell;
 use crate::core::sink::{NullSink, OutputSink, Stream};
@@ -92,11 +104,33 @@ pub struct BuildArchConfig {
     pub image_arches: Option<Vec<String>>,
     /// One user namespace mapping for both containers of a task; `None`: none.
     pub userns: Option<IdMap>,
+    /// How long a failed build's root is kept for inspection; `None`: not kept.
+    pub keep_failed_root: Option<Duration>,
 }
 
-/// Called between init and build, where kojid reports the buildroot to the hub.
+/// Where the caller reports to the hub while the task runs.
 pub trait BuildHooks: Send {
+    /// After init, before the build: kojid's `setBuildRootList`, then `BUILDING`.
     fn buildroot_ready(&mut self, buildroot_arch: &str, packages: &[BuildrootRpm]) -> Result<()>;
+
+    /// The buildroot's packages after the build step, or after a failure that came after
+    /// `buildroot_ready`: kojid's `updateBuildRootList`, which it sends whatever the outcome.
+    fn buildroot_final(&mut self, _packages: &[BuildrootRpm]) -> Result<()> {
+        Ok(())
+    }
+
+    /// What the task's containers used, once they are done (every path but cancellation).
+    fn usage(&mut self, _usage: &TaskUsage) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// What the containers of one task used (`None`: that container was never made, or its
+/// cgroup could not be read).
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct TaskUsage {
+    pub build: Option<Usage>,
+    pub bootstrap: Option<Usage>,
 }
 
 /// What a successful build produced.
@@ -116,17 +150,21 @@ pub struct BuildArchOutcome {
     pub cache_hit: bool,
     /// The bootstrap image (tag mode) or the buildroot image (image mode).
     pub image: ImageInfo,
+    pub usage: TaskUsage,
 }
 
 /// The task's log files: root.log and build.log as mock writes them, state.log for the
 /// adapter's own steps, and container.log with every byte of container output but the data
 /// the runner captures from stdout (package lists, the root's tar for the cache).
 struct TaskLogs {
-    root: FileSink,
-    build: FileSink,
+    root: LineMerged<FileSink>,
+    build: LineMerged<FileSink>,
     state: FileSink,
     container: FileSink,
+    /// Every log of the task in the result dir, in the order made (what kojid uploads).
     paths: Vec<PathBuf>,
+    dir: PathBuf,
+    options: FileSinkOptions,
 }
 
 impl TaskLogs {
@@ -135,11 +173,11 @@ impl TaskLogs {
             cap_bytes: cap,
             ..Default::default()
         };
-        let root = FileSink::create(result_dir.join("root.log"), plain)?;
-        let build = FileSink::create(result_dir.join("build.log"), plain)?;
+        let root = LineMerged::new(FileSink::create(result_dir.join("root.log"), plain)?);
+        let build = LineMerged::new(FileSink::create(result_dir.join("build.log"), plain)?);
         let state = FileSink::create(result_dir.join("state.log"), plain)?;
         let container = FileSink::create(container_log, FileSinkOptions::container_log(cap))?;
-        let paths = [&root, &build, &state]
+        let paths = [root.inner(), build.inner(), &state]
             .iter()
             .map(|s| s.path().to_path_buf())
             .collect();
@@ -149,40 +187,69 @@ impl TaskLogs {
             state,
             container,
             paths,
+            dir: result_dir.to_path_buf(),
+            options: plain,
         })
     }
 
-    fn note(&mut self, target: Option<LogTarget>, line: &str) -> Result<()> {
-        let text = format!("{} {line}\n", format_timestamp(SystemTime::now()));
-        self.sink(target)
-            .write(Stream::Stdout, text.as_bytes())
-            .map_err(Error::Sink)
+    /// Writes the whole log `name` (a new file in the result dir).
+    fn write_log(&mut self, name: &str, content: &[u8]) -> Result<PathBuf> {
+        let mut sink = FileSink::create(self.dir.join(name), self.options)?;
+        sink.write(Stream::Stdout, content).map_err(Error::Sink)?;
+        sink.finish().map_err(Error::Sink)?;
+        let path = sink.path().to_path_buf();
+        self.paths.push(path.clone());
+        Ok(path)
     }
 
-    fn sink(&mut self, target: Option<LogTarget>) -> &mut FileSink {
+    /// Puts `file`, a log taken out of a container into a scratch dir, in place of the log
+    /// of its name (a rename: an uploader sees a new file and reads it again).
+    fn replace_log(&mut self, file: &Path, name: &str) -> Result<()> {
+        let dest = self.dir.join(name);
+        std::fs::rename(file, &dest)
+            .map_err(|e| Error::io(format!("moving {} into place", dest.display()), e))?;
+        if !self.paths.contains(&dest) {
+            self.paths.push(dest);
+        }
+        Ok(())
+    }
+
+    /// A timestamped line of the adapter's own in state.log, root.log or build.log.
+    fn note(&mut self, target: Option<LogTarget>, line: &str) -> Result<()> {
+        let text = format!("{} {line}\n", format_timestamp(SystemTime::now()));
         match target {
-            None => &mut self.state,
-            Some(LogTarget::RootLog) => &mut self.root,
-            Some(LogTarget::BuildLog) => &mut self.build,
+            None => self.state.write(Stream::Stdout, text.as_bytes()),
+            Some(target) => self
+                .merged(target)
+                .write_lines(Stream::Stdout, text.as_bytes()),
+        }
+        .map_err(Error::Sink)
+    }
+
+    fn merged(&mut self, target: LogTarget) -> &mut LineMerged<FileSink> {
+        match target {
+            LogTarget::RootLog => &mut self.root,
+            LogTarget::BuildLog => &mut self.build,
         }
     }
 
     fn path(&self, target: LogTarget) -> PathBuf {
         match target {
-            LogTarget::RootLog => self.root.path().to_path_buf(),
-            LogTarget::BuildLog => self.build.path().to_path_buf(),
+            LogTarget::RootLog => self.root.inner().path().to_path_buf(),
+            LogTarget::BuildLog => self.build.inner().path().to_path_buf(),
         }
     }
 
     fn finish(mut self) {
-        for sink in [
-            &mut self.root,
-            &mut self.build,
-            &mut self.state,
-            &mut self.container,
-        ] {
-            if let Err(e) = sink.finish() {
-                warn!(target: LOG_TARGET, "finishing {}: {e}", sink.path().display());
+        let results = [
+            ("root.log", self.root.finish()),
+            ("build.log", self.build.finish()),
+            ("state.log", self.state.finish()),
+            ("container.log", self.container.finish()),
+        ];
+        for (name, result) in results {
+            if let Err(e) = result {
+                warn!(target: LOG_TARGET, "finishing {name}: {e}");
             }
         }
     }
@@ -191,7 +258,7 @@ impl TaskLogs {
 /// The sink of one step: its log, container.log and the caller's sink; stdout optionally
 /// captured (bounded) for parsing instead.
 struct StepSink<'a, 'c> {
-    log: &'a mut FileSink,
+    log: &'a mut LineMerged<FileSink>,
     container: &'a mut FileSink,
     extra: &'a mut dyn OutputSink,
     capture: Option<&'a mut (dyn Write + Send + 'c)>,
@@ -337,6 +404,15 @@ pub async fn run(
             &format!("Ignoring tag setting {ignored}: it does not apply to container buildroots"),
         )?;
     }
+    logs.write_log(
+        "buildroot_config.log",
+        config_report(config, &plan, &image, &repomd).as_bytes(),
+    )?;
+    match kept::remove_expired(client).await {
+        Ok(0) => {}
+        Ok(n) => logs.note(None, &format!("Removed {n} expired kept buildroot(s)"))?,
+        Err(e) => warn!(target: LOG_TARGET, "cannot look for expired kept buildroots: {e}"),
+    }
     let key = cache::key(&plan, &image.id, &repomd);
     let cached = if config.cache.enabled {
         cache::lookup(client, &key).await?
@@ -356,10 +432,25 @@ pub async fn run(
         bootstrap_id: None,
         scratch_dir,
         rounds: 0,
+        ready: false,
+        last_listed: Vec::new(),
+        baseline: Vec::new(),
     };
-    let outcome = task
+    let mut outcome = task
         .work(&key, cached.as_ref(), hooks, &result_dir, image)
         .await;
+    if !cancel.is_cancelled() {
+        if let Err(e) = &outcome {
+            task.after_failure(hooks, e).await;
+        }
+        let usage = task.usage().await;
+        if let Err(e) = hooks.usage(&usage) {
+            warn!(target: LOG_TARGET, "the usage callback failed: {e}");
+        }
+        if let Ok(o) = &mut outcome {
+            o.usage = usage;
+        }
+    }
     task.remove_containers().await;
     let Task { mut logs, .. } = task;
     let outcome = match outcome {
@@ -375,9 +466,15 @@ pub async fn run(
     let log_paths = logs.paths.clone();
     logs.finish();
     outcome.map(|mut o| {
-        o.logs.splice(0..0, log_paths);
+        o.logs = log_paths;
         o
     })
+}
+
+/// A root ready to be saved as an image (see `Task::snapshot`).
+enum Snapshot {
+    Container(String),
+    Tar(PathBuf),
 }
 
 struct Task<'a> {
@@ -396,6 +493,12 @@ struct Task<'a> {
     /// Host directory for the rebuilt SRPMs whose requirements are read.
     scratch_dir: PathBuf,
     rounds: usize,
+    /// `buildroot_ready` was called: the hub has a list to update.
+    ready: bool,
+    /// The packages as last listed (for installed_pkgs.log).
+    last_listed: Vec<InstalledRpm>,
+    /// Image mode: the image's own packages (see `classify`).
+    baseline: Vec<String>,
 }
 
 impl Task<'_> {
@@ -439,6 +542,8 @@ impl Task<'_> {
             .collect();
         self.client.put_files(&build_id, &files).await?;
         self.client.start(&build_id, Box::new(NullSink)).await?;
+        self.baseline = baseline.clone();
+        self.hw_info().await?;
 
         let listed = self.packages().await?;
         let (initial, unknown) = self.classify(listed, &baseline);
@@ -453,6 +558,7 @@ impl Task<'_> {
             )?;
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
+        self.ready = true;
 
         let mut previous = initial;
         let mut dynamic = false;
@@ -493,6 +599,9 @@ impl Task<'_> {
             }
         }
 
+        let installed_log = installed_pkgs_log(&self.last_listed);
+        self.logs
+            .write_log("installed_pkgs.log", installed_log.as_bytes())?;
         let build = self.plan.build_step(dynamic);
         self.checked(&build, true).await?;
         // kojid reads the rpmdb again after the build (updateBuildRootList), whatever ran
@@ -500,19 +609,131 @@ impl Task<'_> {
         let lock = installed.iter().map(InstalledRpm::locked).collect();
         let listed = installed.into_iter().map(|i| i.rpm).collect();
         let final_list = self.classify(listed, &baseline).0;
-        let (rpms, srpms, extra_logs) = self.collect(result_dir).await?;
+        self.ready = false;
+        hooks.buildroot_final(&final_list)?;
+        let (rpms, srpms) = self.collect(result_dir).await?;
         Ok(BuildArchOutcome {
             result_dir: result_dir.to_path_buf(),
             rpms,
             srpms,
-            logs: extra_logs,
+            logs: Vec::new(),
             buildroot: final_list,
             lock,
             unknown_rpms: unknown,
             buildroot_arch: self.plan.buildroot_arch.clone(),
             cache_hit: cached.is_some(),
             image,
+            usage: TaskUsage::default(),
         })
+    }
+
+    /// mock's hw_info.log, from inside the build container, with the container's limits.
+    async fn hw_info(&mut self) -> Result<()> {
+        let mut report = Vec::new();
+        let step = self.plan.hw_info.clone();
+        let code = self.exec(&step, Some(&mut Bounded(&mut report))).await?;
+        if code != 0 {
+            self.logs.note(
+                None,
+                &format!("hw_info.log is incomplete: its commands exited with status {code}"),
+            )?;
+        }
+        let limits = &self.config.limits;
+        let limit = |v: Option<String>| v.unwrap_or_else(|| "unlimited".to_owned());
+        report.extend_from_slice(
+            format!(
+                "\n\nContainer limits:\nmemory: {}\ncpus: {}\npids: {}\n",
+                limit(limits.memory_bytes.map(|b| format!("{b} bytes"))),
+                limit(limits.cpus.map(|c| c.to_string())),
+                limit(limits.pids.map(|p| p.to_string())),
+            )
+            .as_bytes(),
+        );
+        self.logs.write_log("hw_info.log", &report)?;
+        Ok(())
+    }
+
+    /// What a failed task still owes: the root's list for the hub (when the hub was given
+    /// one), dnf's logs, and the root itself kept for inspection. Each part is best effort:
+    /// its own failure is logged, never put in place of the build's error.
+    async fn after_failure(&mut self, hooks: &mut dyn BuildHooks, error: &Error) {
+        if self.build_id.is_none() {
+            return;
+        }
+        if self.ready {
+            self.ready = false;
+            let listed = self.packages().await;
+            let result = listed.and_then(|listed| {
+                let baseline = self.baseline.clone();
+                hooks.buildroot_final(&self.classify(listed, &baseline).0)
+            });
+            if let Err(e) = result {
+                let _ = self.logs.note(
+                    None,
+                    &format!("Could not report the buildroot's packages after the failure: {e}"),
+                );
+            }
+        }
+        self.sync_dnf_logs().await;
+        if let (Some(keep), Error::Build { .. }) = (self.config.keep_failed_root, error) {
+            self.keep_root(keep).await;
+        }
+    }
+
+    /// Saves the failed root (with its `/builddir`) as an image kept for `keep`.
+    async fn keep_root(&mut self, keep: Duration) {
+        let started = Instant::now();
+        let _ = self.logs.note(None, "Start: keep the failed buildroot");
+        let task_id = self.plan.task_id;
+        let base = self.config.userns.map(|m| m.host_base);
+        let kept = match self.snapshot().await {
+            Ok(Snapshot::Container(id)) => {
+                kept::keep(self.client, Source::Container(&id), task_id, keep, base).await
+            }
+            Ok(Snapshot::Tar(tar)) => {
+                let kept = kept::keep(self.client, Source::Tar(&tar), task_id, keep, base).await;
+                let _ = std::fs::remove_file(&tar);
+                kept
+            }
+            Err(e) => Err(e),
+        };
+        let line = match kept {
+            Ok(image) => format!(
+                "Finish: keep the failed buildroot ({:.2} s): {image} for {} min; \
+                 `koji-adjutant shell {task_id}` opens a shell in it",
+                started.elapsed().as_secs_f64(),
+                keep.as_secs() / 60
+            ),
+            Err(e) => {
+                warn!(target: LOG_TARGET, task_id, "cannot keep the failed buildroot: {e}");
+                format!("Could not keep the failed buildroot: {e}")
+            }
+        };
+        let _ = self.logs.note(None, &line);
+    }
+
+    /// What the task's containers used, noted in state.log and kojid's log.
+    async fn usage(&mut self) -> TaskUsage {
+        let mut usage = TaskUsage::default();
+        for (role, id, slot) in [
+            ("build", self.build_id.clone(), &mut usage.build),
+            ("bootstrap", self.bootstrap_id.clone(), &mut usage.bootstrap),
+        ] {
+            let Some(id) = id else { continue };
+            match self.client.usage(&id).await {
+                Ok(Some(used)) => {
+                    let line = format!("Usage of the {role} container: {}", used.describe());
+                    info!(target: LOG_TARGET, task_id = self.plan.task_id, "{line}");
+                    let _ = self.logs.note(None, &line);
+                    *slot = Some(used);
+                }
+                Ok(None) => {}
+                Err(e) => {
+                    warn!(target: LOG_TARGET, "cannot read the {role} container's usage: {e}")
+                }
+            }
+        }
+        usage
     }
 
     /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
@@ -658,22 +879,34 @@ impl Task<'_> {
         Ok(baseline)
     }
 
-    /// Stores the freshly installed root as the cache image of `key`: a commit of the build
-    /// container, or, in a user namespace, a tar of the root read through the bootstrap
-    /// container into the scratch dir and imported.
+    /// Stores the freshly installed root as the cache image of `key`.
     async fn store_root(&mut self, key: &str, baseline: &[String]) -> Result<String> {
-        let build_id = self.build_id.clone().unwrap_or_default();
-        if self.config.userns.is_none() {
-            return cache::store(
-                self.client,
-                cache::Source::Container(&build_id),
-                key,
-                baseline,
-            )
-            .await;
+        match self.snapshot().await? {
+            Snapshot::Container(id) => {
+                cache::store(self.client, Source::Container(&id), key, baseline).await
+            }
+            Snapshot::Tar(tar) => {
+                let stored = cache::store(self.client, Source::Tar(&tar), key, baseline).await;
+                let _ = std::fs::remove_file(&tar);
+                stored
+            }
         }
-        let tar = self.scratch_dir.join("buildroot.tar");
-        let stored = async {
+    }
+
+    /// The build container's root, ready to be saved as an image: the container itself (to
+    /// commit), or, in a user namespace (where podman 4.3's commit fails), a tar of the root
+    /// read through the bootstrap container into the scratch dir.
+    async fn snapshot(&mut self) -> Result<Snapshot> {
+        let build_id = self
+            .build_id
+            .clone()
+            .ok_or_else(|| Error::container("snapshot", "no build container"))?;
+        if self.config.userns.is_none() {
+            return Ok(Snapshot::Container(build_id));
+        }
+        self.rounds += 1;
+        let tar = self.scratch_dir.join(format!("root-{}.tar", self.rounds));
+        let written = async {
             let mut file = std::fs::OpenOptions::new()
                 .write(true)
                 .create_new(true)
@@ -684,16 +917,20 @@ impl Task<'_> {
             let code = self.exec(&step, Some(&mut file)).await?;
             if code != 0 {
                 return Err(Error::container(
-                    "cache store",
+                    "snapshot",
                     format!("tar of the root exited with status {code}; see root.log"),
                 ));
             }
-            drop(file);
-            cache::store(self.client, cache::Source::Tar(&tar), key, baseline).await
+            Ok(())
         }
         .await;
-        let _ = std::fs::remove_file(&tar);
-        stored
+        match written {
+            Ok(()) => Ok(Snapshot::Tar(tar)),
+            Err(e) => {
+                let _ = std::fs::remove_file(&tar);
+                Err(e)
+            }
+        }
     }
 
     /// Splits a package list into what Koji can know (the tag repo's RPMs, and in image mode
@@ -827,7 +1064,39 @@ impl Task<'_> {
     /// The buildroot's packages with what a lockfile records of each.
     async fn installed(&mut self) -> Result<Vec<InstalledRpm>> {
         let listed = self.query(&self.plan.package_list.clone()).await?;
-        parse_package_list(&listed)
+        let installed = parse_package_list(&listed)?;
+        self.last_listed = installed.clone();
+        Ok(installed)
+    }
+
+    /// Takes dnf's logs out of the root again, in place of the previous copies; returns
+    /// their paths. A failure is logged: the logs are not worth a build.
+    async fn sync_dnf_logs(&mut self) -> Vec<PathBuf> {
+        self.rounds += 1;
+        let dest = self.scratch_dir.join(format!("logs-{}", self.rounds));
+        let taken = match std::fs::create_dir(&dest) {
+            Ok(()) => {
+                self.take("/var/log", is_dnf_log, &dest, Some(DNF_LOG_LIMIT))
+                    .await
+            }
+            Err(e) => Err(Error::io(format!("creating {}", dest.display()), e)),
+        };
+        let mut paths = Vec::new();
+        let result = taken.and_then(|got| {
+            for file in got.files {
+                self.logs.replace_log(&file.path, &file.name)?;
+                paths.push(self.logs.dir.join(&file.name));
+            }
+            Ok(())
+        });
+        if let Err(e) = result {
+            warn!(target: LOG_TARGET, "cannot take dnf's logs: {e}");
+            let _ = self
+                .logs
+                .note(None, &format!("Could not take dnf's logs: {e}"));
+        }
+        let _ = std::fs::remove_dir_all(&dest);
+        paths
     }
 
     async fn exec(&mut self, step: &Step, capture: Option<&mut (dyn Write + Send)>) -> Result<i64> {
@@ -895,6 +1164,10 @@ impl Task<'_> {
             }
             None => run.await?,
         };
+        self.logs
+            .merged(step.log)
+            .end_lines()
+            .map_err(Error::Sink)?;
         self.logs.note(
             None,
             &format!(
@@ -903,6 +1176,10 @@ impl Task<'_> {
                 started.elapsed().as_secs_f64()
             ),
         )?;
+        if step.user == RunAs::Root && !step.capture_stdout {
+            // dnf wrote its logs into the root: the hub sees them while the task runs.
+            self.sync_dnf_logs().await;
+        }
         Ok(code)
     }
 
@@ -974,10 +1251,7 @@ impl Task<'_> {
 
     /// The results, taken out through the archive endpoint into the result dir and checked
     /// by header; the package manager's logs of the root.
-    async fn collect(
-        &mut self,
-        result_dir: &Path,
-    ) -> Result<(Vec<PathBuf>, Vec<PathBuf>, Vec<PathBuf>)> {
+    async fn collect(&mut self, result_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let build_log = self.logs.path(LogTarget::BuildLog);
         let mut rpms = Vec::new();
         for file in self
@@ -995,13 +1269,7 @@ impl Task<'_> {
                 srpms.push(file.path);
             }
         }
-        let logs = self
-            .take("/var/log", is_dnf_log, result_dir, Some(DNF_LOG_LIMIT))
-            .await?
-            .files
-            .into_iter()
-            .map(|f| f.path)
-            .collect();
+        self.sync_dnf_logs().await;
         rpms.sort();
         srpms.sort();
         if rpms.is_empty() {
@@ -1014,7 +1282,7 @@ impl Task<'_> {
                 exit_code: None,
             });
         }
-        Ok((rpms, srpms, logs))
+        Ok((rpms, srpms))
     }
 
     /// Removes the bootstrap container, then the build container (whose root it mounted).
@@ -1026,6 +1294,109 @@ impl Task<'_> {
             self.client.remove_logged(&id).await;
         }
     }
+}
+
+/// mock's installed_pkgs.log: `nevra buildtime size pkgid installed` per package (the pkgid
+/// of an RPM is its SIGMD5, Koji's payloadhash).
+fn installed_pkgs_log(installed: &[InstalledRpm]) -> String {
+    let mut out = String::new();
+    for InstalledRpm { rpm, .. } in installed {
+        let epoch = rpm.epoch.map(|e| format!("{e}:")).unwrap_or_default();
+        out.push_str(&format!(
+            "{}-{epoch}{}-{}.{} {} {} {} installed\n",
+            rpm.name, rpm.version, rpm.release, rpm.arch, rpm.buildtime, rpm.size, rpm.payloadhash
+        ));
+    }
+    out
+}
+
+/// buildroot_config.log: what the buildroot is made of and how its containers run, as
+/// mock_config.log shows mock's configuration.
+fn config_report(
+    config: &BuildArchConfig,
+    plan: &BuildrootPlan,
+    image: &ImageInfo,
+    repomd: &str,
+) -> String {
+    let mut out = String::new();
+    let mut line = |text: String| {
+        out.push_str(&text);
+        out.push('\n');
+    };
+    line(format!("# The buildroot of task {}", plan.task_id));
+    line(format!("mode: {}", plan.mode.as_str()));
+    line(format!(
+        "{}: {} (id {}, digest {}, arch {})",
+        match plan.mode {
+            BuildrootMode::Tag => "bootstrap image",
+            BuildrootMode::Image => "buildroot image",
+        },
+        config.image,
+        image.id,
+        if image.digest.is_empty() {
+            "none"
+        } else {
+            &image.digest
+        },
+        image.architecture
+    ));
+    line(format!(
+        "repo: {} (repo {} of tag {}, repomd.xml sha256 {repomd})",
+        plan.repo_baseurl, plan.repo_id, plan.tag_name
+    ));
+    line(format!(
+        "arch: buildroot {}, %_host_cpu {}, rpmbuild --target {}",
+        plan.buildroot_arch, plan.target_arch, plan.rpmbuild_target
+    ));
+    let limits = &config.limits;
+    line(format!(
+        "limits: memory {}, cpus {}, pids {}; rpmbuild timeout {} s",
+        limits
+            .memory_bytes
+            .map_or("unlimited".into(), |b| format!("{b} bytes")),
+        limits.cpus.map_or("unlimited".into(), |c| c.to_string()),
+        limits.pids.map_or("unlimited".into(), |p| p.to_string()),
+        plan.rpmbuild_timeout
+    ));
+    line(format!(
+        "network: build container none; bootstrap container {}",
+        if plan.repo_network {
+            "bridge (URL repo)"
+        } else {
+            "none"
+        }
+    ));
+    line(match config.userns {
+        Some(map) => format!(
+            "user namespace: container ids 0-{} are host ids {}-{}",
+            map.size - 1,
+            map.host_base,
+            map.host_base + (map.size - 1)
+        ),
+        None => "user namespace: none".to_owned(),
+    });
+    for (title, files) in [
+        ("bootstrap container", &plan.bootstrap_files),
+        ("build container", &plan.build_files),
+    ] {
+        line(String::new());
+        line(format!("## Files written into the {title}"));
+        for file in files {
+            line(format!("### {} (mode {:o})", file.dest, file.mode));
+            line(file.content.trim_end().to_owned());
+        }
+    }
+    line(String::new());
+    line("## Environment of build steps".to_owned());
+    for (key, value) in &plan.environment {
+        line(format!("{key}={}", shell::quote(value)));
+    }
+    line(String::new());
+    line("## Root steps that make a fresh root (bootstrap container, as root)".to_owned());
+    for step in &plan.init_steps {
+        line(format!("{}: {}", step.name, shell::format_cmd(&step.argv)));
+    }
+    out
 }
 
 fn is_binary_rpm(name: &str) -> bool {

@@ -738,6 +738,96 @@ impl OutputSink for Tee {
     }
 }
 
+/// Merges a container's two streams into one log by whole lines, as mock's logging does:
+/// a chunk of one stream never lands inside an unfinished line of the other. Each stream's
+/// unfinished line waits (bytes unchanged) until its newline arrives, until it reaches
+/// `max_line_bytes` (then it is written with a newline added), or until
+/// [`LineMerged::end_lines`] at the end of a command. The exact interleaving stays in
+/// container.log.
+#[derive(Debug)]
+pub struct LineMerged<S> {
+    inner: S,
+    max_line_bytes: usize,
+    stdout: Vec<u8>,
+    stderr: Vec<u8>,
+}
+
+impl<S: OutputSink> LineMerged<S> {
+    pub const DEFAULT_MAX_LINE_BYTES: usize = 64 * 1024;
+
+    pub fn new(inner: S) -> Self {
+        LineMerged {
+            inner,
+            max_line_bytes: Self::DEFAULT_MAX_LINE_BYTES,
+            stdout: Vec::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    pub fn inner(&self) -> &S {
+        &self.inner
+    }
+
+    /// Writes each stream's unfinished line, ended by a newline (stdout first): the command
+    /// that wrote them has ended.
+    pub fn end_lines(&mut self) -> Result<(), SinkFailure> {
+        for stream in [Stream::Stdout, Stream::Stderr] {
+            let mut line = std::mem::take(self.pending(stream));
+            if !line.is_empty() {
+                line.push(b'\n');
+                self.inner.write(stream, &line)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes `text`, which ends with a newline, as lines of its own (the unfinished lines
+    /// first).
+    pub fn write_lines(&mut self, stream: Stream, text: &[u8]) -> Result<(), SinkFailure> {
+        self.end_lines()?;
+        self.inner.write(stream, text)
+    }
+
+    fn pending(&mut self, stream: Stream) -> &mut Vec<u8> {
+        match stream {
+            Stream::Stdout => &mut self.stdout,
+            Stream::Stderr => &mut self.stderr,
+        }
+    }
+}
+
+impl<S: OutputSink> OutputSink for LineMerged<S> {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
+        let max = self.max_line_bytes;
+        let mut pending = std::mem::take(self.pending(stream));
+        pending.extend_from_slice(data);
+        // Everything up to the last newline is whole lines: one write.
+        let whole = pending
+            .iter()
+            .rposition(|&b| b == b'\n')
+            .map_or(0, |i| i + 1);
+        let mut rest = pending.split_off(whole);
+        let mut result = if pending.is_empty() {
+            Ok(())
+        } else {
+            self.inner.write(stream, &pending)
+        };
+        if result.is_ok() && rest.len() >= max {
+            rest.push(b'\n');
+            result = self.inner.write(stream, &rest);
+            rest.clear();
+        }
+        *self.pending(stream) = rest;
+        result
+    }
+
+    fn finish(&mut self) -> Result<(), SinkFailure> {
+        let ended = self.end_lines();
+        let finished = self.inner.finish();
+        ended.and(finished)
+    }
+}
+
 /// Turns chunks of output into lines of text, per stream, for a sink that logs lines.
 ///
 /// Lines are returned without their `\n` (nor a `\r` before it), with invalid UTF-8 replaced
@@ -855,37 +945,11 @@ fn lossy_string(bytes: Vec<u8>) -> String {
 )]
 mod tests {
     use super::*;
-    use std::sync::atomic::{AtomicU64, Ordering};
     use std::time::Duration;
 
     const MIB: usize = 1024 * 1024;
 
-    /// A directory under the system temp dir, removed when dropped.
-    struct ScratchDir(PathBuf);
-
-    impl ScratchDir {
-        fn new(name: &str) -> Self {
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            let dir = std::env::temp_dir().join(format!(
-                "koji-adjutant-logsink-{name}-{}-{}",
-                std::process::id(),
-                COUNTER.fetch_add(1, Ordering::Relaxed)
-            ));
-            let _ = fs::remove_dir_all(&dir);
-            fs::create_dir_all(&dir).unwrap();
-            ScratchDir(dir)
-        }
-
-        fn join(&self, name: &str) -> PathBuf {
-            self.0.join(name)
-        }
-    }
-
-    impl Drop for ScratchDir {
-        fn drop(&mut self) {
-            let _ = fs::remove_dir_all(&self.0);
-        }
-    }
+    use crate::core::testutil::Scratch as ScratchDir;
 
     fn splitmix(state: &mut u64) -> u64 {
         *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -1736,5 +1800,46 @@ mod tests {
                 fs::remove_file(&path).unwrap();
             }
         }
+    }
+
+    /// Both streams in one buffer, in the order written.
+    #[derive(Default)]
+    struct Joined {
+        text: Vec<u8>,
+        finished: bool,
+    }
+
+    impl OutputSink for Joined {
+        fn write(&mut self, _: Stream, data: &[u8]) -> Result<(), SinkFailure> {
+            self.text.extend_from_slice(data);
+            Ok(())
+        }
+
+        fn finish(&mut self) -> Result<(), SinkFailure> {
+            self.finished = true;
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn merged_streams_never_splice_a_line_of_one_into_the_other() {
+        let mut merged = LineMerged::new(Joined::default());
+        merged.write(Stream::Stdout, b"+ echo hel").unwrap();
+        merged.write(Stream::Stderr, b"warning: x\nwarn").unwrap();
+        merged.write(Stream::Stdout, b"lo\nhello\npart").unwrap();
+        merged.write(Stream::Stderr, b"ing: y\n").unwrap();
+        merged.end_lines().unwrap();
+        merged.write_lines(Stream::Stdout, b"note\n").unwrap();
+        assert_eq!(
+            String::from_utf8(merged.inner().text.clone()).unwrap(),
+            "warning: x\n+ echo hello\nhello\nwarning: y\npart\nnote\n"
+        );
+        // Bytes are kept as they are, invalid UTF-8 included; a line at the cap is cut.
+        let mut merged = LineMerged::new(Joined::default());
+        merged.max_line_bytes = 4;
+        merged.write(Stream::Stdout, b"\xff\xfeabcdef").unwrap();
+        merged.finish().unwrap();
+        assert_eq!(merged.inner().text, b"\xff\xfeabcdef\n");
+        assert!(merged.inner().finished);
     }
 }

@@ -6,6 +6,7 @@ pub mod error;
 pub mod sink;
 
 pub use error::{Error, Result};
+pub mod accounting;
 pub mod archive;
 pub mod buildarch;
 pub mod buildroot;
@@ -19,3 +20,5 @@ pub mod runtime;
 pub mod shell;
 pub mod spec;
 pub mod task;
+#[cfg(test)]
+pub mod testutil;

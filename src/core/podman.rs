@@ -19,6 +19,7 @@ use podman_api::{models, Podman};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
+use crate::core::accounting;
 use crate::core::archive::{self, Extraction};
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result};
@@ -999,6 +1000,24 @@ impl PodmanClient {
         .await
     }
 
+    /// What a running container has used so far, from its cgroup (see [`accounting`]);
+    /// `None` when podman does not name its cgroup (it has stopped).
+    ///
+    /// [`accounting`]: crate::core::accounting
+    pub async fn usage(&self, id: &str) -> Result<Option<accounting::Usage>> {
+        let info: serde_json::Value = self
+            .raw
+            .get_json(Self::ep(format!("/containers/{}/json", encode(id))))
+            .await
+            .map_err(|e| Error::container("inspect", podman_message(&e)))?;
+        let path = info
+            .pointer("/State/CgroupPath")
+            .and_then(serde_json::Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned);
+        Ok(path.map(|p| accounting::read_usage(Path::new(accounting::CGROUP_ROOT), &p)))
+    }
+
     /// podman's inspect of a local image, as podman returns it (`podman image inspect`).
     pub async fn inspect_image(&self, image: &str) -> Result<serde_json::Value> {
         match self
@@ -1060,7 +1079,22 @@ impl PodmanClient {
 
     /// Local images carrying the label `key=value`.
     pub async fn images_with_label(&self, key: &str, value: &str) -> Result<Vec<ImageSummary>> {
-        let filters = serde_json::json!({"label": [format!("{key}={value}")]}).to_string();
+        let mut labels = BTreeMap::new();
+        labels.insert(key.to_owned(), value.to_owned());
+        self.images_with_labels(&labels).await
+    }
+
+    /// Local images carrying all of `labels` (at least one: never every image).
+    pub async fn images_with_labels(
+        &self,
+        labels: &BTreeMap<String, String>,
+    ) -> Result<Vec<ImageSummary>> {
+        // podman 4.3 lists no image at all for two label filters: filter by one, check the
+        // others here.
+        let Some((key, value)) = labels.iter().next() else {
+            return Err(Error::invalid("listing images needs at least one label"));
+        };
+        let filters = serde_json::json!({ "label": [format!("{key}={value}")] }).to_string();
         let listed: Vec<serde_json::Value> = self
             .raw
             .get_json(Self::ep(format!(
@@ -1088,6 +1122,11 @@ impl PodmanClient {
                             .collect()
                     })
                     .unwrap_or_default(),
+            })
+            .filter(|img: &ImageSummary| {
+                labels
+                    .iter()
+                    .all(|(k, v)| img.labels.get(k).is_some_and(|have| have == v))
             })
             .collect())
     }

@@ -134,21 +134,31 @@ pub async fn store(
     let mut labels = BTreeMap::new();
     labels.insert(CACHE_LABEL.to_owned(), "1".to_owned());
     labels.insert(KEY_LABEL.to_owned(), key.to_owned());
+    if !baseline.is_empty() {
+        labels.insert(BASELINE_LABEL.to_owned(), baseline.join(" "));
+    }
+    save_root(client, source, REPO, key.get(..32).unwrap_or(key), labels).await
+}
+
+/// Saves a root as the local image `repo:tag` with `labels`; returns the image ID.
+pub async fn save_root(
+    client: &PodmanClient,
+    source: Source<'_>,
+    repo: &str,
+    tag: &str,
+    mut labels: BTreeMap<String, String>,
+) -> Result<String> {
     // A commit keeps the committed container's labels in the image, and a container made from
-    // it inherits them: blank the task's own, so nothing made from a cached root counts as
+    // it inherits them: blank the task's own, so nothing made from a saved root counts as
     // that task's or that worker's (the reaper removes containers by them).
     for label in [LABEL_TASK_ID, LABEL_WORKER_ID, "io.koji.adjutant.role"] {
         labels.insert(label.to_owned(), String::new());
     }
-    if !baseline.is_empty() {
-        labels.insert(BASELINE_LABEL.to_owned(), baseline.join(" "));
-    }
-    let tag = key.get(..32).unwrap_or(key);
     match source {
-        Source::Container(id) => client.commit(id, REPO, tag, &labels, false).await,
+        Source::Container(id) => client.commit(id, repo, tag, &labels, false).await,
         Source::Tar(path) => {
             client
-                .import_tar(path, &format!("{REPO}:{tag}"), &labels)
+                .import_tar(path, &format!("{repo}:{tag}"), &labels)
                 .await
         }
     }

@@ -57,6 +57,7 @@ pub mod arch;
 pub mod cache;
 pub mod config;
 pub mod header;
+pub mod kept;
 pub mod pkglist;
 pub mod plan;
 pub mod requires;

@@ -213,6 +213,9 @@ pub struct BuildrootPlan {
     pub image_package_list: Step,
     /// The buildroot's packages, queried as the build user.
     pub package_list: Step,
+    /// CPU, memory and storage as mock's hw_info plugin reports them, seen from inside the
+    /// build container (as the build user, fixed environment).
+    pub hw_info: Step,
     pub rebuild_srpm_step: Step,
     /// The input SRPM inside the build container (mounted read-only).
     pub srpm_path: String,
@@ -224,6 +227,14 @@ pub struct BuildrootPlan {
     pub ignored_extra: Vec<String>,
     dnf_argv: Vec<String>,
 }
+
+/// mock's hw_info sections (`lscpu`, `free`, `df -H` of the root), with the kernel's own
+/// files where a root lacks the tool.
+const HW_INFO_SCRIPT: &str = "echo 'CPU info:'; \
+if command -v lscpu >/dev/null 2>&1; then lscpu; else cat /proc/cpuinfo; fi; \
+printf '\\n\\nMemory:\\n'; \
+if command -v free >/dev/null 2>&1; then free; else cat /proc/meminfo; fi; \
+printf '\\n\\nStorage:\\n'; df -H /";
 
 /// Plan the buildroot of one task from its inputs and the SRPM's header.
 pub fn plan(
@@ -395,6 +406,18 @@ pub fn plan(
             package_list_query(rpmdb_path),
             RunAs::Builder,
             kit.environment.clone(),
+        ),
+        hw_info: StepKit::query(
+            "report hardware",
+            vec![
+                "bash".to_owned(),
+                "--noprofile".to_owned(),
+                "--norc".to_owned(),
+                "-c".to_owned(),
+                HW_INFO_SCRIPT.to_owned(),
+            ],
+            RunAs::Builder,
+            root_environment(),
         ),
         rebuild_srpm_step,
         srpm_path,
