@@ -24,6 +24,8 @@ $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
 	$(VENV)/bin/pip install -q "maturin>=1.9.4,<2" "pytest>=8" ruff mypy defusedxml python-dateutil requests six rpm
+	@# serve: /metrics (the `serve` extra)
+	$(VENV)/bin/pip install -q "prometheus_client>=0.17"
 	@# provenance: signing (the `provenance` extra), and the schema checks of its tests
 	$(VENV)/bin/pip install -q "securesystemslib[crypto]>=1.0" "jsonschema>=4" "spdx-tools>=0.8"
 	@# koji's requests-gssapi needs Kerberos headers to build and only serves GSSAPI logins,
@@ -37,6 +39,18 @@ venv: $(VENV)/.ready ## Create the virtualenv with the build and test dependenci
 .PHONY: develop
 develop: venv ## Build the extension (release) into the virtualenv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
+
+# glibc 2.34 and newer: EL9, Fedora 35+, Debian 12, Ubuntu 22.04 (docs/deploy.md)
+WHEEL_COMPAT ?= manylinux_2_34
+DIST ?= dist
+
+.PHONY: wheel
+wheel: venv ## Build the release wheel (abi3; manylinux_2_34, else linux) into dist/
+	@mkdir -p $(DIST)
+	$(VENV)/bin/maturin build --release --strip --quiet --out $(DIST) --compatibility $(WHEEL_COMPAT) \
+	  || { echo "make wheel: $(WHEEL_COMPAT) is not possible with this toolchain; building a" \
+	         "linux-tagged wheel (for this host's glibc or newer, see docs/deploy.md)" >&2; \
+	       $(VENV)/bin/maturin build --release --strip --quiet --out $(DIST) --compatibility linux; }
 
 .PHONY: image
 image: host-deps | $(BUILD_DIR) ## Build the dev task image (reused when present)
