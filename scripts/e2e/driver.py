@@ -14,8 +14,11 @@ koji's source tree and the repository's tests/ dir are on PYTHONPATH.
 from __future__ import annotations
 
 import gzip
+import json
 import os
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -40,6 +43,13 @@ TARGET = "e2e"
 ARCH = "x86_64"
 TIMEOUT = 900
 PODMAN_SOCKET = os.environ["E2E_PODMAN_SOCKET"]
+ROOT = Path(__file__).resolve().parents[2]
+#: kojid's topurl (run.sh serves the topdir next to the hub)
+TOPURL = HUB.rsplit("/", 1)[0] + "/kojifiles"
+#: The project's virtualenv, which has the schema checkers (jsonschema, spdx-tools); kojid's
+#: own venv has only the wheel.
+PROJECT_PYTHON = Path(os.environ.get("VENV") or ROOT / ".venv").resolve() / "bin" / "python"
+PROVENANCE_FILES = ("buildroot_lock.json", "sbom.spdx.json", "provenance.intoto.json")
 koji.pathinfo.topdir = str(E2E / "topdir")  # the hub's KojiDir (the driver reads repodata)
 
 
@@ -190,6 +200,7 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
         {"build.log", "root.log", "state.log", "noarch_rpmdiff.json"} <= logs,
         f"buildArch logs: {sorted(logs)}",
     )
+    check_provenance(session, child["id"], result)
     broot = session.getBuildroot(result["brootid"])
     check(broot["task_id"] == child["id"], "buildroot belongs to the buildArch task")
     check(koji.BR_STATES[broot["state"]] == "EXPIRED", "buildroot EXPIRED")
@@ -214,6 +225,62 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
         )
         tagged = session.listTagged(DEST_TAG)
         check([b["nvr"] for b in tagged] == ["adj-hello-1.0-1.e2e"], "build tagged")
+
+
+_SCHEMA_CHECK = """
+import json, sys
+import jsonschema
+from spdx_tools.spdx.parser.parse_anything import parse_file
+from spdx_tools.spdx.validation.document_validator import validate_full_spdx_document
+schema, lock, sbom = sys.argv[1:]
+jsonschema.Draft6Validator(json.load(open(schema))).validate(json.load(open(lock)))
+messages = validate_full_spdx_document(parse_file(sbom))
+sys.exit("\\n".join(m.validation_message for m in messages) or 0)
+"""
+
+
+def check_provenance(session: koji.ClientSession, task_id: int, result: dict[str, Any]) -> None:
+    """The lockfile, SBOM and provenance of a buildArch: uploaded, listed, valid by their
+    schemas, and what ``koji-adjutant verify`` accepts (unsigned here: UNAUTHENTICATED)."""
+    from koji_adjutant.provenance.verify import verify
+
+    names = [os.path.basename(p) for p in result["logs"]]
+    check(names[-3:] == list(PROVENANCE_FILES), f"provenance files listed last: {names[-3:]}")
+    out = Path(tempfile.mkdtemp(prefix="e2e-provenance-", dir=E2E))
+    for name in (*PROVENANCE_FILES, *(os.path.basename(p) for p in result["rpms"])):
+        (out / name).write_bytes(session.downloadTaskOutput(task_id, name))
+    lock = json.loads((out / "buildroot_lock.json").read_text())
+    names = sorted(r["name"] for r in lock["buildroot"]["rpms"])
+    check(names == sorted(BUILD_GROUP.read_text().split()), "the lockfile lists the build group")
+    check(
+        all(r["url"].startswith(f"{TOPURL}/repos/{BUILD_TAG}/") for r in lock["buildroot"]["rpms"]),
+        "every locked package has its URL in the Koji repo",
+    )
+    checked = subprocess.run(
+        [
+            str(PROJECT_PYTHON),
+            "-c",
+            _SCHEMA_CHECK,
+            str(ROOT / "tests" / "data" / "buildroot-lock-schema-1.1.0.json"),
+            str(out / "buildroot_lock.json"),
+            str(out / "sbom.spdx.json"),
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    check(
+        checked.returncode == 0,
+        f"lockfile valid by mock's schema, SBOM valid SPDX 2.3 {checked.stderr[-2000:]}",
+    )
+    rpm = out / os.path.basename(result["rpms"][0])
+    verdict = verify(rpm, out / "provenance.intoto.json", out / "buildroot_lock.json")
+    lines = "\n".join(c.line() for c in verdict.checks)
+    check(verdict.word == "UNAUTHENTICATED", f"verify: subject and lockfile ok, unsigned\n{lines}")
+    with open(rpm, "ab") as handle:
+        handle.write(b"tampered")
+    verdict = verify(rpm, out / "provenance.intoto.json", out / "buildroot_lock.json")
+    check(verdict.word == "REJECTED", "verify rejects a tampered RPM")
 
 
 def main() -> None:
