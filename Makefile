@@ -40,17 +40,19 @@ venv: $(VENV)/.ready ## Create the virtualenv with the build and test dependenci
 develop: venv ## Build the extension (release) into the virtualenv
 	VIRTUAL_ENV=$(CURDIR)/$(VENV) $(VENV)/bin/maturin develop --release --quiet
 
-# glibc 2.34 and newer: EL9, Fedora 35+, Debian 12, Ubuntu 22.04 (docs/deploy.md)
+# glibc 2.34 and newer: EL9, Fedora 35+, Debian 12, Ubuntu 22.04 (docs/deploy.md); older
+# glibc: WHEEL_COMPAT=manylinux_2_28 WHEEL_ARGS=--zig (pip install ziglang into the venv)
 WHEEL_COMPAT ?= manylinux_2_34
+WHEEL_ARGS ?=
 DIST ?= dist
 
 .PHONY: wheel
 wheel: venv ## Build the release wheel (abi3; manylinux_2_34, else linux) into dist/
 	@mkdir -p $(DIST)
-	$(VENV)/bin/maturin build --release --strip --quiet --out $(DIST) --compatibility $(WHEEL_COMPAT) \
+	$(VENV)/bin/maturin build --release --quiet --out $(DIST) --compatibility $(WHEEL_COMPAT) $(WHEEL_ARGS) \
 	  || { echo "make wheel: $(WHEEL_COMPAT) is not possible with this toolchain; building a" \
 	         "linux-tagged wheel (for this host's glibc or newer, see docs/deploy.md)" >&2; \
-	       $(VENV)/bin/maturin build --release --strip --quiet --out $(DIST) --compatibility linux; }
+	       $(VENV)/bin/maturin build --release --quiet --out $(DIST) --compatibility linux; }
 
 .PHONY: image
 image: host-deps | $(BUILD_DIR) ## Build the dev task image (reused when present)
