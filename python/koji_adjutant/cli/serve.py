@@ -324,8 +324,8 @@ _TASK_PATH = re.compile(r"/tasks/(?P<id>[^/]+)/?")
 
 def make_handler(monitor: Monitor) -> type[http.server.BaseHTTPRequestHandler]:
     class Handler(http.server.BaseHTTPRequestHandler):
-        server_version = "koji-adjutant"
-        sys_version = ""
+        def version_string(self) -> str:
+            return "koji-adjutant"
 
         def log_message(self, format: str, *args: Any) -> None:
             logger.debug("%s %s", self.address_string(), format % args)
