@@ -28,6 +28,7 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
+import koji_adjutant
 import pytest
 from conftest import WORKER_ID
 from koji_adjutant import ContainerSpec, PodmanManager, ResourceLimits, records
@@ -203,6 +204,36 @@ def test_doctor_on_a_healthy_builder_finds_no_problem(
     assert as_json["ok"] is True
     assert {c["status"] for c in as_json["checks"]} <= {"ok", "warning"}
     assert "container start" not in {c["check"] for c in as_json["checks"]}
+
+
+def test_doctor_reads_a_running_kojids_interpreter_and_limits(
+    conf: Path, kojid_conf: Path, tmp_path: Path
+) -> None:
+    """kojid's interpreter and hard limits are the ones that matter, not the doctor's."""
+    script = tmp_path / "kojid"
+    script.write_text("import time\ntime.sleep(120)\n")
+    kojid = subprocess.Popen(["prlimit", "--nofile=2048:2048", "--", sys.executable, script])
+    try:
+        for _ in range(50):  # prlimit execs the interpreter
+            if Path(f"/proc/{kojid.pid}/cmdline").read_bytes().startswith(sys.executable.encode()):
+                break
+            time.sleep(0.1)
+        args = [a for a in doctor_args(kojid_conf, "--no-run") if a != sys.executable]
+        args.remove("--kojid-python")
+        done = cli(*args, config=conf)
+        checks = lines_of(done.stdout)
+        assert checks["kojid python"] == (
+            f"ok       kojid python: {sys.executable} imports koji_adjutant.kojid"
+            f" ({koji_adjutant.__version__})"
+        )
+        assert re.search(
+            rf"ok +rlimits: containers get nofile 2048, nproc \d+"
+            rf" \(from kojid \(pid {kojid.pid}\)\)",
+            checks["rlimits"],
+        ), checks["rlimits"]
+    finally:
+        kojid.kill()
+        kojid.wait()
 
 
 def _fault(tmp_path: Path, kojid_conf: Path, fault: str) -> tuple[dict[str, str], list[str]]:

@@ -92,8 +92,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     parser.add_argument(
         "--kojid-python",
         metavar="PATH",
-        help="kojid's interpreter (default: the first line of /usr/sbin/kojid, else"
-        " /usr/bin/python3)",
+        help="kojid's interpreter (default: the running kojid's, else the first line of"
+        " /usr/sbin/kojid, else /usr/bin/python3)",
     )
     parser.add_argument(
         "--kojid-conf", default=DEFAULT_KOJID_CONF, metavar="PATH", help="(default: %(default)s)"
@@ -292,15 +292,18 @@ def service_pid(socket: str) -> int | None:
 
 
 def _kojid_pid() -> int | None:
+    """A running kojid: ``kojid ...`` or ``python... /path/kojid ...``."""
     for entry in os.listdir("/proc"):
         if not entry.isdigit() or int(entry) == os.getpid():
             continue
         try:
             with open(f"/proc/{entry}/cmdline", "rb") as handle:
-                argv = handle.read().split(b"\0")[:2]
+                argv = [os.path.basename(a) for a in handle.read().split(b"\0")[:2]]
         except OSError:
             continue
-        if any(os.path.basename(a) == b"kojid" for a in argv):
+        if argv[0] == b"kojid" or (
+            len(argv) == 2 and argv[0].startswith(b"python") and argv[1] == b"kojid"
+        ):
             return int(entry)
     return None
 
@@ -529,10 +532,34 @@ def _kojid_shebang(kojid: str) -> str | None:
     return words[0]
 
 
+def _running_kojid_python() -> str | None:
+    """The interpreter of the running kojid, if any (what really imports the plugin): its
+    argv[0], which is the shebang's interpreter or the one a unit runs it with (a venv's
+    python, which /proc/<pid>/exe would resolve to the base interpreter)."""
+    pid = _kojid_pid()
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            argv = [a.decode("utf-8", "replace") for a in handle.read().split(b"\0")]
+    except OSError:
+        return None
+    if len(argv) < 2 or os.path.basename(argv[0]) == "kojid":
+        return None
+    if os.sep in argv[0]:
+        return argv[0]
+    return shutil.which(argv[0])
+
+
 def check_kojid_python(ctx: Context) -> Finding:
     from koji_adjutant import __version__
 
-    python = ctx.args.kojid_python or _kojid_shebang(ctx.args.kojid) or "/usr/bin/python3"
+    python = (
+        ctx.args.kojid_python
+        or _running_kojid_python()
+        or _kojid_shebang(ctx.args.kojid)
+        or "/usr/bin/python3"
+    )
     if os.sep in python:
         python = os.path.abspath(python)  # it runs from / (not to import from the cwd)
     code = "import koji_adjutant, koji_adjutant.kojid; print(koji_adjutant.__version__)"
