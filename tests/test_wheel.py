@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -24,7 +25,7 @@ KOJI_DEPS = ("defusedxml", "python-dateutil", "requests", "six")
 pytestmark = pytest.mark.slow
 
 
-def _run(argv: list[str | Path], **kwargs: object) -> subprocess.CompletedProcess[str]:
+def _run(argv: list[str | Path], **kwargs: Any) -> subprocess.CompletedProcess[str]:
     done = subprocess.run(
         [str(a) for a in argv], capture_output=True, text=True, check=False, **kwargs
     )
@@ -65,9 +66,12 @@ def test_the_wheel_installs_in_a_clean_venv_and_kojid_loads_the_plugin(tmp_path:
     _run([sys.executable, "-m", "venv", target])
     assert "include-system-site-packages = false" in (target / "pyvenv.cfg").read_text()
     python = target / "bin" / "python"
-    pip = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    pip: list[str | Path] = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
     _run([*pip, "--no-index", wheel])  # nothing but the wheel: it has no dependencies
-    away = {"cwd": tmp_path, "env": {"PATH": os.environ["PATH"], "HOME": str(tmp_path)}}
+    away: dict[str, Any] = {
+        "cwd": tmp_path,
+        "env": {"PATH": os.environ["PATH"], "HOME": str(tmp_path)},
+    }
 
     found = _run([python, "-c", "import koji_adjutant, sys; print(koji_adjutant.__file__)"], **away)
     assert found.stdout.strip().startswith(str(target / "lib")), found.stdout
@@ -96,7 +100,7 @@ def test_the_wheel_installs_in_a_clean_venv_and_kojid_loads_the_plugin(tmp_path:
         "import koji_adjutant.kojid.handlers as h; print(h.__file__)\n"
     )
     env = {
-        **away["env"],  # type: ignore[dict-item]
+        **away["env"],
         "KOJI_ADJUTANT_CONFIG": str(tmp_path / "no-such.conf"),
         "KOJI_ADJUTANT_REAP_ON_START": "no",  # loading must not need a podman service
     }

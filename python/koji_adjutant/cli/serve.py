@@ -433,8 +433,8 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"error: cannot listen on {args.listen}:{args.port}: {exc}", file=sys.stderr)
         return 2
-    host, port = server.server_address[:2]
-    shown = f"[{host}]" if ":" in str(host) else host
+    host, port = str(server.server_address[0]), int(server.server_address[1])
+    shown = f"[{host}]" if ":" in host else host
     print(f"listening on http://{shown}:{port} (worker {config.worker_id})", flush=True)
 
     def stop(signum: int, frame: object) -> None:

@@ -223,7 +223,7 @@ def cache_entries(
     for container in containers:
         image_id = str(container.get("ImageID") or "")
         users[image_id] = users.get(image_id, 0) + 1
-    entries = []
+    entries: list[dict[str, Any]] = []
     for image in api.images({LABEL_CACHE: "1"}):
         labels = labels_of(image)
         key = labels.get(LABEL_CACHE_KEY, "")
