@@ -75,9 +75,14 @@ bench: host-deps develop image ## Run the benchmarks (ratios measured side by si
 	  KOJI_ADJUTANT_PODMAN_SOCKET=$(BUILD_DIR)/podman.sock PYTHONPATH=tests $(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
 .PHONY: e2e
-e2e: host-deps develop image ## End-to-end against a real hub + kojid from KOJI_SRC (plugin and patch)
+e2e: host-deps develop image upstream-tests ## End-to-end against a real hub + kojid from KOJI_SRC (plugin and patch)
 	@test -n "$(KOJI_SRC)" || { echo "usage: make e2e KOJI_SRC=<koji checkout>"; exit 2; }
 	@KOJI_SRC=$(KOJI_SRC) IMAGE=$(IMAGE) VENV=$(VENV) scripts/e2e/run.sh
+
+.PHONY: upstream-tests
+upstream-tests: develop ## koji's tests/test_builder on the patched kojid, without and with the wheel (KOJI_SRC=...)
+	@test -n "$(KOJI_SRC)" || { echo "usage: make upstream-tests KOJI_SRC=<koji checkout>"; exit 2; }
+	@KOJI_SRC=$(KOJI_SRC) VENV=$(VENV) BUILD_DIR=$(BUILD_DIR) scripts/upstream-tests.sh
 
 .PHONY: lint
 lint: venv ## cargo fmt/clippy, ruff, and stubtest for the hand-written stub

@@ -6,7 +6,8 @@ and add ``plugins = adjutant`` to ``[kojid]`` in ``/etc/kojid/kojid.conf``; sett
 
 kojid loads plugins after registering its own handlers, and every task handler class found in
 a plugin replaces the handler of its methods: the two classes below subclass kojid's own
-BuildArchTask and CreaterepoTask (reached through ``__main__``, which is kojid itself).
+BuildArchTask and CreaterepoTask (reached through ``__main__``, which is kojid itself); a
+third runs ``saveFailedTree`` for the failed roots koji-adjutant keeps.
 """
 
 from koji_adjutant.kojid import kojid_handlers as _kojid_handlers
@@ -16,3 +17,4 @@ import __main__ as _kojid
 _handlers = _kojid_handlers(_kojid)
 AdjutantBuildArchTask = _handlers["AdjutantBuildArchTask"]
 AdjutantCreaterepoTask = _handlers["AdjutantCreaterepoTask"]
+AdjutantSaveFailedTreeTask = _handlers["AdjutantSaveFailedTreeTask"]

@@ -18,8 +18,10 @@ mod _core {
     use crate::bindings::createrepo::{PyCreaterepoAdapter, PyCreaterepoResult};
     #[pymodule_export]
     use crate::bindings::errors::{
-        AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError,
+        AdjutantError, BuildError, ContainerError, ImageError, LogSinkError, RepoError, TaskRefused,
     };
+    #[pymodule_export]
+    use crate::bindings::header::read_package;
     #[pymodule_export]
     use crate::bindings::manager::PyPodmanManager;
     #[pymodule_export]

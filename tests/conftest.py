@@ -44,6 +44,9 @@ def manager(podman_socket: str) -> Iterator[PodmanManager]:
     except Exception as exc:  # the service is down: same rule as a missing socket
         _unavailable(f"podman service does not answer: {exc}")
     yield mgr
+    # failed roots kept by this session's builds (tests that keep one remove it themselves)
+    for kept in mgr.list_images({"io.koji.adjutant.kept.worker_id": WORKER_ID}):
+        mgr.remove_image(str(kept["id"]))
     left = mgr.list_containers({LABEL_WORKER: WORKER_ID})
     mgr.reap({LABEL_WORKER: WORKER_ID})
     assert not left, f"containers left behind by the tests: {left}"

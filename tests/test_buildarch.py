@@ -29,6 +29,7 @@ from koji_adjutant import (
     InvalidSpec,
     PodmanManager,
     TaskContext,
+    TaskRefused,
 )
 from koji_adjutant.devdistro import DevDistro
 
@@ -489,8 +490,23 @@ def test_bad_inputs_are_typed_errors_before_any_container(adapter, koji, task, m
     shutil.copy(srpm, outside)
     with pytest.raises(InvalidSpec, match="outside the task's work dir"):
         run(adapter, koji, ctx, outside, "noarch")
-    with pytest.raises(BuildError, match="cannot build arch aarch64"):
+    # what this builder cannot build is refused (another builder may), before anything runs;
+    # check() says so before kojid makes the buildroot record
+    with pytest.raises(TaskRefused, match="cannot build arch aarch64"):
         run(adapter, koji, ctx, srpm, "aarch64")
+    with pytest.raises(TaskRefused, match="cannot build arch i686"):
+        adapter.check("i686", build_config=build_config())
+    for extra, why in [
+        ({"mock.package_manager": "dnf5"}, "dnf4"),
+        ({"mock.forcearch": "aarch64"}, "emulated builds"),
+        ({"mock.plugin_conf.sign_enable": True}, "sign plugin"),
+    ]:
+        with pytest.raises(TaskRefused, match=why):
+            adapter.check(ARCH, build_config=build_config(**extra))
+        with pytest.raises(TaskRefused, match=why):
+            run(adapter, koji, ctx, srpm, "noarch", build_config=build_config(**extra))
+    assert adapter.check(ARCH, build_config=build_config()) == ARCH
+    assert adapter.check("noarch", build_config=build_config()) == ARCH
     with pytest.raises(InvalidSpec, match="build_config"):
         run(adapter, koji, ctx, srpm, "noarch", build_config={"name": TAG})
     with pytest.raises(InvalidSpec, match="line break"):

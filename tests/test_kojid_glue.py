@@ -16,12 +16,14 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import hashlib
+import io
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,8 +40,10 @@ import pytest
 from conftest import LABEL_TASK, LABEL_WORKER, WORKER_ID, podman_cli
 from hubfake import HubFake
 from hubfake import server as hubfake_server
+from koji_adjutant import records
 from koji_adjutant.devdistro import DevDistro
 from koji_adjutant.kojid import compat, make_handlers, reaper
+from koji_adjutant.kojid import handlers as handlers_mod
 from koji_adjutant.kojid.handlers import Handlers
 from koji_adjutant.kojid.images import ImagePolicyError, select_image
 from koji_adjutant.kojid.logs import LiveUpload, LogWatcher, TaskLogUploads
@@ -207,6 +211,13 @@ class BuildScript:
     rpms: list[Path]
     srpms: list[Path]
     fail: str | None = None  # "init" or "build"
+    refuse: str | None = None  # check() raises TaskRefused with this message
+    usage: dict[str, Any] = dataclasses.field(
+        default_factory=lambda: {
+            "build": {"peak_memory_bytes": 5 << 20, "cpu_seconds": 1.5, "bytes_written": 4096},
+            "bootstrap": {"peak_memory_bytes": 9 << 20, "cpu_seconds": 0.5, "bytes_written": 0},
+        }
+    )
     steps: int = 4
     step_seconds: float = 0.15
     written: dict[str, bytes] = dataclasses.field(default_factory=dict)
@@ -227,7 +238,21 @@ class FakeBuildArchAdapter:
             handle.write(data)
         self.script.written[name] = self.script.written.get(name, b"") + data
 
+    def check(self, arch: str, *, build_config: Any, buildroot_arch: str | None = None) -> str:
+        self.script.calls.append({"check": arch, "buildroot_arch": buildroot_arch})
+        if self.script.refuse:
+            raise koji_adjutant.TaskRefused(self.script.refuse)
+        return buildroot_arch or arch
+
     def run(self, ctx: Any, srpm: str, arch: str, **kw: Any) -> Any:
+        """As the real adapter: the list after a failure past the initial list, and the
+        containers' usage, on every path."""
+        try:
+            return self._run(ctx, srpm, arch, **kw)
+        finally:
+            kw["on_usage"](self.script.usage)
+
+    def _run(self, ctx: Any, srpm: str, arch: str, **kw: Any) -> Any:
         script = self.script
         script.calls.append({"run": (ctx.task_id, srpm, arch), **kw})
         result = Path(ctx.work_dir) / "result"
@@ -247,6 +272,7 @@ class FakeBuildArchAdapter:
         for n in range(script.steps):
             self._log(result, "build.log", f"build line {n}\n" * 2000)
             time.sleep(script.step_seconds)
+        kw["on_buildroot_final"](script.final)
         if script.fail == "build":
             exc = koji_adjutant.BuildError(
                 f"error building package (arch {arch}), rpmbuild exited with status 1; see"
@@ -413,8 +439,9 @@ def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
     )
     # every other method keeps its handler
     assert tm.handlers["waitrepo"] is koji.tasks.WaitrepoTask
-    # loading the plugin (kojid start) removed this worker's containers
-    assert fakes.instances[-1].reaped == [{LABEL_WORKER: WORKER_ID}]
+    # loading the plugin (kojid start) made no Podman connection in kojid's process: the
+    # reaper runs in a process of its own (test_plugin_load_reaps_in_a_process_of_its_own)
+    assert fakes.instances == []
 
 
 def test_check_host_compares_tag_and_host_arches(
@@ -435,6 +462,39 @@ def test_plugin_loads_with_an_invalid_config(
     assert plugin.AdjutantBuildArchTask.Methods == ["buildArch"]
     assert "invalid value for memory_limit: 'lots'" in caplog.text
     assert fakes.instances == []  # nothing to reap with: no usable config
+
+
+@pytest.mark.podman
+def test_plugin_load_reaps_in_a_process_of_its_own_and_leaves_no_thread(
+    manager: Any, image: str, podman_socket: str, tmp_path: Path
+) -> None:
+    """kojid forks a child per task: its parent must not hold the core's runtime threads."""
+    leftover = manager.create(koji_adjutant.ContainerSpec(image, ["sleep", "600"], task_id=424242))
+    conf = tmp_path / "adjutant.conf"
+    conf.write_text(
+        f"[adjutant]\nworker_id = {WORKER_ID}\npodman_socket = {podman_socket}\n"
+        f"state_dir = {tmp_path / 'state'}\n"
+    )
+    code = (
+        f"import os, sys; sys.path.insert(0, {str(Path(__file__).parent)!r}); import kojidloader\n"
+        "from koji_adjutant.kojid import compat\n"
+        "before = len(os.listdir('/proc/self/task'))\n"
+        "kojidloader.load_plugin({'BuildArchTask': compat.BuildArchTaskBase,"
+        " 'CreaterepoTask': compat.CreaterepoTaskBase})\n"
+        "print(before, len(os.listdir('/proc/self/task')), 'koji_adjutant._core' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("KOJI_ADJUTANT_")}
+    env["KOJI_ADJUTANT_CONFIG"] = str(conf)
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=180
+    )
+    assert done.returncode == 0, done.stderr
+    before, after, _ = done.stdout.split()
+    assert before == after == "1", done.stdout  # only kojid's own thread, before and after
+    assert manager.list_containers({LABEL_TASK: "424242"}) == []
+    assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
+    [reaped] = records.read_records(str(tmp_path / "state"), kind="reaped")
+    assert reaped["container_id"] == leftover.container_id and reaped["task_id"] == 424242
 
 
 # == image policy ===========================================================================
@@ -817,7 +877,10 @@ def test_build_arch_success_is_kojids_conversation(
     assert list(rpmdiff) == [str(task_id)] and list(rpmdiff[str(task_id)]) == [rpm.name]
 
     # what the adapter was given
-    ctor, run = script.calls
+    ctor, check, run = script.calls
+    # asked before the buildroot record: can this image build it?
+    assert check == {"check": "noarch", "buildroot_arch": ARCH}
+    assert ctor["keep_failed_root"] == 4 * 3600 and ctor["yum_proxy"] is None
     assert ctor["image"] == IMAGE and ctor["vendor"] == "Koji" and ctor["cache"] is False
     assert ctor["rpmbuild_timeout"] == options.rpmbuild_timeout
     assert run["run"][2] == "noarch" and run["buildroot_arch"] == ARCH
@@ -831,6 +894,161 @@ def test_build_arch_success_is_kojids_conversation(
     assert run["repomd_sha256"] == hashlib.sha256(b"<repomd/>\n").hexdigest()
     # the work dir, lease included, is gone with the task
     assert not os.path.exists(os.path.join(options.workdir, rel))
+
+
+class _OwnBuildArch(compat.BuildArchTaskBase):
+    """Stands for kojid's own BuildArchTask (kojid is not on PyPI): its handler records the
+    call instead of running mock."""
+
+    ran: ClassVar[list[tuple[Any, ...]]] = []
+
+    def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
+        type(self).ran.append((pkg, root, arch, keep_srpm))
+        return {"handled by": "kojid's own buildArch"}
+
+
+class _OwnCreaterepo(compat.CreaterepoTaskBase):
+    ran: ClassVar[list[tuple[Any, ...]]] = []
+
+    def handler(self, repo_id, arch, oldrepo):  # type: ignore[no-untyped-def]
+        type(self).ran.append((repo_id, arch))
+        return ["own", []]
+
+
+@pytest.fixture
+def own_kojid() -> Handlers:
+    _OwnBuildArch.ran, _OwnCreaterepo.ran = [], []
+    return make_handlers(
+        {
+            "BuildArchTask": _OwnBuildArch,
+            "CreaterepoTask": _OwnCreaterepo,
+            "BuildRoot": compat.BuildRootBase,
+        }
+    )
+
+
+def test_a_builder_not_enabled_runs_kojids_own_handlers_without_touching_podman(
+    own_kojid: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
+    tmp_path: Path,
+) -> None:
+    conf(enabled="no", state_dir=tmp_path / "state")
+    task_id = build_task(hub, world, arch=ARCH)
+    hub.clear_calls()
+    kojidloader.run_task(own_kojid.build_arch, session, options, task_id)
+    assert hub.task(task_id).result == {"handled by": "kojid's own buildArch"}
+    assert _OwnBuildArch.ran == [(world.srpm_name, world.tag["id"], ARCH, False)]
+    assert hub_methods(hub) == ["getTaskInfo", "host.closeTask"]
+    repo = hub.add_repo(TAG, state=koji.REPO_INIT)
+    task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
+    kojidloader.run_task(own_kojid.createrepo, session, options, task["id"])
+    assert _OwnCreaterepo.ran == [(repo["id"], ARCH)]
+    # nothing of koji-adjutant ran: no Podman connection, no adapter, no record
+    assert FakeManager.instances == [] and script.calls == []
+    assert not (tmp_path / "state").exists()
+
+
+def test_a_tag_not_enabled_runs_kojids_own_handlers(
+    own_kojid: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
+) -> None:
+    hub.hub.db.tags[world.tag["id"]].extra["adjutant.enabled"] = False
+    task_id = build_task(hub, world, arch=ARCH)
+    hub.clear_calls()
+    kojidloader.run_task(own_kojid.build_arch, session, options, task_id)
+    assert hub.task(task_id).result == {"handled by": "kojid's own buildArch"}
+    # the decision is made on the build config the task reads anyway: no buildroot of ours
+    calls = hub_methods(hub)
+    assert "getBuildConfig" in calls and "host.newBuildRoot" not in calls
+    assert [c for c in script.calls if "run" in c or "check" in c] == []
+    repo = hub.add_repo(TAG, state=koji.REPO_INIT)
+    task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
+    kojidloader.run_task(own_kojid.createrepo, session, options, task["id"])
+    assert _OwnCreaterepo.ran == [(repo["id"], ARCH)]
+    # other spellings of "no"; absent or true: containers
+    assert [
+        handlers_mod.tag_enabled({"extra": {"adjutant.enabled": v}})
+        for v in ("no", "0", "False", 0, True, "yes")
+    ] == [False, False, False, False, True, True]
+    assert handlers_mod.tag_enabled({"extra": {}}) and handlers_mod.tag_enabled({"extra": None})
+
+
+def test_a_task_the_image_cannot_build_is_refused_before_any_buildroot_record(
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
+    tmp_path: Path,
+) -> None:
+    conf(state_dir=tmp_path / "state")
+    script.refuse = "the task image (x86_64) cannot build arch i686"
+    task_id = build_task(hub, world, arch=ARCH)
+    hub.clear_calls()
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    refuse = hub.calls[-1]
+    assert refuse.method == "host.refuseTask"
+    assert refuse.kwargs["msg"] == f"koji-adjutant: {script.refuse}"
+    assert "host.newBuildRoot" not in hub_methods(hub)
+    assert koji.TASK_STATES[hub.task(task_id).state] == "FREE"
+    [record] = records.read_records(str(tmp_path / "state"), kind="finished")
+    assert (record["task_id"], record["method"], record["outcome"]) == (
+        task_id,
+        "buildArch",
+        "refused",
+    )
+    assert script.refuse in record["reason"]
+
+
+def test_every_task_leaves_a_record_with_what_its_containers_used(
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    state = tmp_path / "state"
+    conf(state_dir=state)
+    ok = build_task(hub, world, arch=ARCH)
+    with caplog.at_level(logging.INFO, logger="koji"):
+        kojidloader.run_task(handlers.build_arch, session, options, ok)
+    script.fail = "build"
+    failed = build_task(hub, world, arch=ARCH)
+    kojidloader.run_task(handlers.build_arch, session, options, failed)
+    by_task = {r["task_id"]: r for r in records.read_records(str(state), kind="finished")}
+    assert by_task[ok]["outcome"] == "ok" and by_task[failed]["outcome"] == "failed"
+    for task_id in (ok, failed):
+        record = by_task[task_id]
+        # the build container's peak; CPU and writes of both containers
+        assert (record["peak_memory_bytes"], record["cpu_seconds"], record["bytes_written"]) == (
+            5 << 20,
+            2.0,
+            4096,
+        )
+        assert record["arch"] == ARCH and record["finished"] >= record["started"]
+    assert "rpmbuild exited with status 1" in by_task[failed]["reason"]
+    # the same numbers reach kojid's log
+    assert f"build container of task {ok} used: peak memory {5 << 20} bytes" in caplog.text
 
 
 def test_build_arch_keeps_kojids_weight_and_arch_without_noarch(
@@ -852,7 +1070,7 @@ def test_build_arch_keeps_kojids_weight_and_arch_without_noarch(
     assert not any(p.endswith(".src.rpm") for p in hub.uploads() if p.startswith("tasks/"))
     calls = [m for m in KOJID_BUILD_ARCH_CALLS if m != "getTaskInfo"]
     assert hub_methods(hub) == ["getTaskInfo", *calls, "host.closeTask"]
-    assert script.calls[1]["buildroot_arch"] is None
+    assert script.calls[2]["buildroot_arch"] is None
 
 
 def test_failed_build_updates_the_list_expires_and_uploads_the_logs(
@@ -1229,8 +1447,7 @@ def test_createrepo_failures_refuse_or_fail_like_kojid(
     kojidloader.run_task(handlers.createrepo, session, options, task["id"])
     assert hub.task(task["id"]).fault == (koji.GenericError.faultCode, str(error))
 
-    refuse = koji_adjutant.RepoError("No access to repos dir /mnt/koji/repos")
-    refuse.refuse = True  # type: ignore[attr-defined]
+    refuse = koji_adjutant.TaskRefused("No access to repos dir /mnt/koji/repos")
     FakeCreaterepoAdapter.error = refuse
     task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
     kojidloader.run_task(handlers.createrepo, session, options, task["id"])
@@ -1380,9 +1597,15 @@ def test_real_noarch_build_with_kept_srpm(
     result = task.result
     assert result["rpms"] == [f"{rel}/adj-hello-1.0-1{DIST}.noarch.rpm"]
     assert result["srpms"] == [f"{rel}/adj-hello-1.0-1{DIST}.src.rpm"]
-    assert {"build.log", "root.log", "state.log", "noarch_rpmdiff.json"} <= {
-        p.rsplit("/", 1)[1] for p in result["logs"]
-    }
+    assert {
+        "build.log",
+        "root.log",
+        "state.log",
+        "noarch_rpmdiff.json",
+        "buildroot_config.log",
+        "hw_info.log",
+        "installed_pkgs.log",
+    } <= {p.rsplit("/", 1)[1] for p in result["logs"]}
     assert hub_methods(hub) == [*KOJID_BUILD_ARCH_CALLS, "host.closeTask"]
     broot = hub.buildroot(result["brootid"])
     assert broot.state_history == ["INIT", "BUILDING", "EXPIRED"]
@@ -1411,6 +1634,7 @@ def test_real_failed_build(
     image: str,
     podman_socket: str,
     tmp_path: Path,
+    manager: Any,
 ) -> None:
     conf(podman_socket=podman_socket, task_image=image, network="none")
     real_world.srpm_name = _add_srpm(hub, "adj-failbuild", tmp_path)
@@ -1425,6 +1649,26 @@ def test_real_failed_build(
     assert any(c.method == "host.updateBuildRootList" for c in hub.calls)
     build_log = hub.upload_bytes(f"{upload_dir(task_id)}/build.log")
     assert b"adj-failbuild" in build_log or b"exit" in build_log
+    # the failed root was kept (keep_failed_root, 4 h by default); `koji save-failed-tree`
+    # gets its /builddir as koji's save_failed_tree plugin gets a mock root's
+    kept = f"localhost/koji-adjutant-kept:{task_id}"
+    try:
+        save = hub.add_task("saveFailedTree", [broot.id], host=HOST)
+        kojidloader.run_task(handlers.save_failed_tree, session, options, save["id"])
+        assert hub.task(save["id"]).fault is None, hub.task(save["id"]).fault
+        name = f"{upload_dir(save['id'])}/broot-{broot.id}.tar.gz"
+        with tarfile.open(fileobj=io.BytesIO(hub.upload_bytes(name)), mode="r:gz") as tar:
+            names = tar.getnames()
+            spec = next(m for m in tar.getmembers() if m.name.endswith("adj-failbuild.spec"))
+            assert spec.isreg() and b"adj-failbuild" in tar.extractfile(spec).read()  # type: ignore[union-attr]
+        assert all(n == "builddir" or n.startswith("builddir/") for n in names), names[:5]
+    finally:
+        manager.remove_image(kept)
+    # without a kept root the task fails, saying why
+    again = hub.add_task("saveFailedTree", [broot.id], host=HOST)
+    kojidloader.run_task(handlers.save_failed_tree, session, options, again["id"])
+    fault = hub.task(again["id"]).fault
+    assert fault is not None and "has no kept root on this builder" in fault[1]
 
 
 @pytest.mark.podman

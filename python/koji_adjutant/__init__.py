@@ -25,9 +25,11 @@ from koji_adjutant._core import (
     RepoError,
     ResourceLimits,
     TaskContext,
+    TaskRefused,
     TeeSink,
     VolumeMount,
     __version__,
+    read_package,
 )
 
 __all__ = [
@@ -51,7 +53,9 @@ __all__ = [
     "RepoError",
     "ResourceLimits",
     "TaskContext",
+    "TaskRefused",
     "TeeSink",
     "VolumeMount",
     "__version__",
+    "read_package",
 ]

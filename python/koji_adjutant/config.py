@@ -78,6 +78,9 @@ def _default_worker_id() -> str:
 class AdjutantConfig:
     """The ``[adjutant]`` settings, typed. Field names are the config keys."""
 
+    #: Run buildArch and createrepo in containers; ``False``: kojid's own handlers (mock, host
+    #: createrepo_c), unchanged. A tag's ``adjutant.enabled`` extra overrides it per tag.
+    enabled: bool = True
     #: Podman's REST API socket (a path or a ``unix://`` URL).
     podman_socket: str = "unix:///run/podman/podman.sock"
     #: ``tag``: buildroots installed from the tag's repo alone by the bootstrap image (mock's
@@ -121,6 +124,11 @@ class AdjutantConfig:
     #: PEM (PKCS#8) private key that signs each buildArch's ``provenance.intoto.json`` (a DSSE
     #: envelope); ``None``: the envelope carries no signature (docs/provenance.md).
     provenance_signing_key: str | None = None
+    #: Hours a failed buildArch's root is kept for ``koji-adjutant shell`` (kojid keeps failed
+    #: mock roots 4 hours); 0: not kept.
+    keep_failed_root: float = 4.0
+    #: Where the operator's records of finished tasks and reaped containers are kept.
+    state_dir: str = "/var/lib/koji-adjutant"
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -181,6 +189,16 @@ def _positive_float(raw: str) -> float:
         raise ValueError("expected a number greater than 0") from None
     if not math.isfinite(value) or value <= 0:
         raise ValueError("expected a number greater than 0")
+    return value
+
+
+def _non_negative_float(raw: str) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        raise ValueError("expected a number of 0 or more") from None
+    if not math.isfinite(value) or value < 0:
+        raise ValueError("expected a number of 0 or more")
     return value
 
 
@@ -262,6 +280,7 @@ def _image(raw: str) -> str:
 
 
 _PARSERS: dict[str, Callable[[str], object]] = {
+    "enabled": _bool,
     "podman_socket": _socket,
     "buildroot_mode": _choice(*BUILDROOT_MODES),
     "worker_id": _worker_id,
@@ -284,6 +303,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "reap_on_start": _bool,
     "userns_base": _optional(_userns_base),
     "provenance_signing_key": _optional(_abs_path),
+    "keep_failed_root": _non_negative_float,
+    "state_dir": _abs_path,
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}

@@ -41,7 +41,7 @@ impl PyBuildArchAdapter {
         rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
         cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None,
-        userns_base = None, keep_failed_root = 0))]
+        userns_base = None, keep_failed_root = 0, yum_proxy = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         manager: &PyPodmanManager,
@@ -67,6 +67,7 @@ impl PyBuildArchAdapter {
         image_arches: Option<Vec<String>>,
         userns_base: Option<u32>,
         keep_failed_root: u64,
+        yum_proxy: Option<String>,
     ) -> PyResult<Self> {
         let limits = limits.map(|l| l.0.clone()).unwrap_or_default();
         if rpmbuild_timeout == 0 {
@@ -88,6 +89,7 @@ impl PyBuildArchAdapter {
                     install_group: install_group.to_owned(),
                     buildhost,
                     rpmdb_path,
+                    yum_proxy,
                 },
                 limits,
                 selinux_label: selinux_label
@@ -118,6 +120,40 @@ impl PyBuildArchAdapter {
     #[getter]
     fn buildroot_mode(&self) -> &'static str {
         self.config.mode.as_str()
+    }
+
+    /// Whether this builder takes a buildArch task for `arch` of the tag whose
+    /// `getBuildConfig` is `build_config`; call it before the hub's buildroot record. Raises
+    /// TaskRefused when the image cannot build the arch (e.g. i686 on an x86_64 image) or the
+    /// tag asks for what is not done here (`mock.package_manager` dnf5, `mock.forcearch`,
+    /// mock's sign plugin): kojid refuses the task so another builder takes it. Makes the
+    /// image available (ImageError). Returns the buildroot arch (for noarch: one the image
+    /// and the tag share, or `buildroot_arch`).
+    #[pyo3(signature = (arch, *, build_config, buildroot_arch = None))]
+    fn check(
+        &self,
+        py: Python<'_>,
+        arch: String,
+        build_config: &Bound<'_, PyAny>,
+        buildroot_arch: Option<String>,
+    ) -> PyResult<String> {
+        let build_config: BuildConfig = pythonize::depythonize(build_config)
+            .map_err(|e| Error::invalid(format!("build_config: {e}")))?;
+        let client = &self.client;
+        let config = &self.config;
+        block_on(py, |_| {
+            let (arch, build_config, buildroot_arch) = (&arch, &build_config, &buildroot_arch);
+            async move {
+                buildarch::check(
+                    client,
+                    config,
+                    arch,
+                    build_config,
+                    buildroot_arch.as_deref(),
+                )
+                .await
+            }
+        })
     }
 
     /// Builds `srpm_path` (inside `ctx.work_dir`) for `arch` from the tag repo `repo` (a local

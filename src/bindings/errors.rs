@@ -45,8 +45,15 @@ pyo3::create_exception!(
     RepoError,
     AdjutantError,
     "A createrepo step failed or the repo on disk is not in the expected state. Attributes: \
-     log (the log of the failed command, or None), exit_code, and refuse (True when this \
-     builder cannot see the repos dir: kojid raises RefuseTask so another builder takes it)."
+     log (the log of the failed command, or None) and exit_code (or None)."
+);
+pyo3::create_exception!(
+    koji_adjutant,
+    TaskRefused,
+    AdjutantError,
+    "This builder cannot run the task as asked (its image cannot build the arch, the tag asks \
+     for what is not done here, the repos dir is not mounted): kojid raises RefuseTask, so the \
+     hub offers the task to another builder."
 );
 
 static INVALID_SPEC: PyOnceLock<Py<PyType>> = PyOnceLock::new();
@@ -117,36 +124,32 @@ fn to_pyerr(py: Python<'_>, err: Error) -> PyErr {
             }
             e
         }
-        e @ Error::Repo(_) => {
-            let refuse = crate::core::createrepo::is_refusal(&e);
-            repo_error(py, e.to_string(), None, None, refuse)
-        }
+        Error::Repo(message) => repo_error(py, message, None, None),
         Error::RepoCommand {
             message,
             log,
             exit_code,
-        } => repo_error(py, message, log, exit_code, false),
+        } => repo_error(py, message, log, exit_code),
+        Error::Refused(message) => TaskRefused::new_err(message),
         Error::Interrupted => PyKeyboardInterrupt::new_err("interrupted"),
         e @ Error::Io { .. } => AdjutantError::new_err(e.to_string()),
     }
 }
 
-/// A `RepoError` that always carries `log`, `exit_code` and `refuse`, so the kojid glue can
-/// read them without `getattr` defaults.
+/// A `RepoError` that always carries `log` and `exit_code`, so the kojid glue can read them
+/// without `getattr` defaults.
 fn repo_error(
     py: Python<'_>,
     message: String,
     log: Option<PathBuf>,
     exit_code: Option<i64>,
-    refuse: bool,
 ) -> PyErr {
     let e = RepoError::new_err(message);
     let value = e.value(py);
     let log = log.map(|p| p.to_string_lossy().into_owned());
     let set = value
         .setattr("log", log)
-        .and_then(|()| value.setattr("exit_code", exit_code))
-        .and_then(|()| value.setattr("refuse", refuse));
+        .and_then(|()| value.setattr("exit_code", exit_code));
     match set {
         Ok(()) => e,
         Err(set) => set,
@@ -250,19 +253,15 @@ mod tests {
                 "/w/createrepo.log"
             );
             assert_eq!(attr(&failed, "exit_code").extract::<i64>().unwrap(), 2);
-            assert!(!attr(&failed, "refuse").extract::<bool>().unwrap());
 
-            let refused: PyErr = Error::Repo(format!(
-                "{} /mnt/koji/repos",
-                crate::core::createrepo::REFUSE_PREFIX
-            ))
-            .into();
-            assert!(attr(&refused, "refuse").extract::<bool>().unwrap());
-            assert!(attr(&refused, "log").is_none());
+            let refused: PyErr =
+                Error::Refused("No access to repos dir /mnt/koji/repos".into()).into();
+            assert!(refused.is_instance_of::<TaskRefused>(py));
+            assert!(refused.is_instance_of::<AdjutantError>(py));
 
             let missing: PyErr =
                 Error::Repo("Repo directory missing: /mnt/koji/repos/f40/7/x86_64".into()).into();
-            assert!(!attr(&missing, "refuse").extract::<bool>().unwrap());
+            assert!(attr(&missing, "log").is_none());
             assert!(attr(&missing, "exit_code").is_none());
         });
     }

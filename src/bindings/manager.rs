@@ -182,6 +182,22 @@ impl PyPodmanManager {
         })
     }
 
+    /// Writes podman's tar of `path` in the container to `dest` (a new file, never a link);
+    /// returns its size. The archive's entries are not extracted.
+    fn export(
+        &self,
+        py: Python<'_>,
+        handle: &PyContainerHandle,
+        path: String,
+        dest: PathBuf,
+    ) -> PyResult<u64> {
+        let client = &self.client;
+        let id = handle.id();
+        block_on(py, |cancel| async move {
+            client.archive_to_file(id, &path, &dest, &cancel).await
+        })
+    }
+
     /// Stops the container, killing it after `grace_seconds`.
     #[pyo3(signature = (handle, *, grace_seconds = 10))]
     fn stop(&self, py: Python<'_>, handle: &PyContainerHandle, grace_seconds: u64) -> PyResult<()> {

@@ -6,6 +6,7 @@ pub mod buildarch;
 pub mod context;
 pub mod createrepo;
 pub mod errors;
+pub mod header;
 pub mod manager;
 pub mod sinks;
 pub mod types;

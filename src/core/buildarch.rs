@@ -36,13 +36,13 @@ use crate::core::buildroot::cache::{self, CacheConfig, Cached, Source};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
 use crate::core::buildroot::kept;
 use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
-use crate::core::buildroot::plan::{plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
+use crate::core::buildroot::plan::{check_task, plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
 use crate::core::buildroot::requires::install_arguments;
 use crate::core::buildroot::result::check_result_package;
 use crate::core::buildroot::{
-    BuildArchRequest, BuildrootMode, BuildrootOptions, BuildrootPlan, BuildrootRpm, ExtraValue,
-    LogTarget, RepoLocation, RunAs, Step, INSTALL_ROOT, MAX_BUILDREQUIRES_LOOPS, PAUSE_UID,
-    RPMS_DIR, SRPMS_DIR,
+    BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootPlan, BuildrootRpm,
+    ExtraValue, LogTarget, RepoLocation, RunAs, Step, INSTALL_ROOT, MAX_BUILDREQUIRES_LOOPS,
+    PAUSE_UID, RPMS_DIR, SRPMS_DIR,
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
@@ -326,6 +326,36 @@ fn repomd_digest(request: &BuildArchRequest) -> Result<String> {
     }
 }
 
+/// The arches `config`'s image builds: as configured, else from its architecture.
+fn image_arches(config: &BuildArchConfig, image: &ImageInfo) -> Vec<String> {
+    match &config.image_arches {
+        Some(arches) => arches.clone(),
+        None => image_arches_from(&image.architecture),
+    }
+}
+
+/// Whether this builder takes a buildArch task for `arch` of a tag with `build_config`
+/// (`Error::Refused` if not; see [`check_task`]), before the caller makes the hub's
+/// buildroot record. Makes the image available. Returns the buildroot arch.
+pub async fn check(
+    client: &PodmanClient,
+    config: &BuildArchConfig,
+    arch: &str,
+    build_config: &BuildConfig,
+    buildroot_arch: Option<&str>,
+) -> Result<String> {
+    client
+        .ensure_image(&config.image, config.pull_policy)
+        .await?;
+    let image = client.image_info(&config.image).await?;
+    check_task(
+        arch,
+        build_config,
+        buildroot_arch,
+        &image_arches(config, &image),
+    )
+}
+
 /// Runs one buildArch task. Every path removes the containers; logs are kept.
 pub async fn run(
     client: &PodmanClient,
@@ -352,10 +382,7 @@ pub async fn run(
         .ensure_image(&config.image, config.pull_policy)
         .await?;
     let image = client.image_info(&config.image).await?;
-    let image_arches = match &config.image_arches {
-        Some(arches) => arches.clone(),
-        None => image_arches_from(&image.architecture),
-    };
+    let image_arches = image_arches(config, &image);
     let mut options = config.options.clone();
     options.keep_srpm = request.keep_srpm;
     let plan = plan(

@@ -40,10 +40,6 @@ pub const EMPTY_REPO_CONTENTS: &str =
 /// list never survives into a repo that is not merged again.
 pub const PKGORIGINS_FILE: &str = "pkgorigins.gz";
 
-/// Prefix of the error raised when `<topdir>/repos` is not visible: kojid refuses the task
-/// (`RefuseTask`) so that another builder, with the filesystem mounted, takes it.
-pub const REFUSE_PREFIX: &str = "No access to repos dir";
-
 /// Above this many package directories, the `packages` directory of each volume is mounted
 /// instead (see [`validate`]): a bind mount per directory is the minimal exposure, but tens of
 /// thousands of mounts make container creation slow and can hit the kernel's mount limit.
@@ -327,8 +323,8 @@ impl CreaterepoPlan {
 /// Checks the request and the repo's on-disk state and computes the mounts. Reads files
 /// (pkglist, blocklist, symlinks) but writes nothing; every problem is reported before anything
 /// runs. Bad arguments are `Error::InvalidSpec`; a repo directory that is missing or wrong is
-/// `Error::Repo` (its message starts with [`REFUSE_PREFIX`] when kojid would refuse the task,
-/// see [`is_refusal`]).
+/// `Error::Repo`, except no `<topdir>/repos` at all: `Error::Refused` (kojid refuses the task
+/// so that another builder, with the file system mounted, takes it).
 pub fn validate(req: &CreaterepoRequest) -> Result<ValidatedRepo> {
     let args = parse_args(req)?;
     let arch_dir = check_repo_dirs(&args.topdir, &args.repo_dir, &req.arch)?;
@@ -464,8 +460,8 @@ fn parse_args(req: &CreaterepoRequest) -> Result<Args> {
 fn check_repo_dirs(topdir: &Path, repo_dir: &Path, arch: &str) -> Result<PathBuf> {
     let repos_dir = topdir.join("repos");
     if !repos_dir.is_dir() {
-        return Err(Error::Repo(format!(
-            "{REFUSE_PREFIX} {}",
+        return Err(Error::Refused(format!(
+            "No access to repos dir {}",
             repos_dir.display()
         )));
     }
@@ -556,12 +552,6 @@ fn finish_mounts(
         check_mountable(&mount.target).map_err(Error::Repo)?;
     }
     Ok(mounts)
-}
-
-/// True when the error means "this builder cannot see the repos": kojid raises `RefuseTask`
-/// so that the hub hands the task to another host instead of failing it.
-pub fn is_refusal(err: &Error) -> bool {
-    matches!(err, Error::Repo(message) if message.starts_with(REFUSE_PREFIX))
 }
 
 /// Arches name directories and appear in argv: a plain token such as `x86_64` or `ppc64le`.
@@ -1706,11 +1696,10 @@ mod tests {
                 k.s(k.top.join("repos/f40-build/8"))
             )
         );
-        assert!(!is_refusal(&Error::Repo(repo_missing)));
 
         fs::rename(k.top.join("repos"), k.top.join("repos.off")).unwrap();
         let err = validate(&k.request()).unwrap_err();
-        assert!(is_refusal(&err));
+        assert!(matches!(err, Error::Refused(_)), "{err:?}");
         assert_eq!(
             err.to_string(),
             format!("No access to repos dir {}", k.s(k.top.join("repos")))

@@ -48,6 +48,12 @@ pub enum Error {
         exit_code: Option<i64>,
     },
 
+    /// This builder cannot run the task as asked (its image cannot build the arch, the tag
+    /// asks for what is not done here, the repos dir is not mounted): kojid refuses the task
+    /// (`RefuseTask`), so the hub offers it to another builder, instead of failing it.
+    #[error("{0}")]
+    Refused(String),
+
     /// The caller asked to stop (a signal arrived while Rust waited). The bindings replace
     /// this with the Python exception the signal handler raised.
     #[error("interrupted")]

@@ -968,6 +968,48 @@ impl PodmanClient {
         }
     }
 
+    /// Writes podman's tar of `path` in container `id` (created or running) to `dest`, a new
+    /// file (`O_EXCL|O_NOFOLLOW`); its content is the container's, never extracted here.
+    /// Returns the bytes written; a missing path is `Error::Container`.
+    pub async fn archive_to_file(
+        &self,
+        id: &str,
+        path: &str,
+        dest: &Path,
+        cancel: &Cancel,
+    ) -> Result<u64> {
+        use futures_util::StreamExt;
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(dest)
+            .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+        let ep = Self::ep(format!("/containers/{id}/archive?path={}", encode(path)));
+        let copy = async {
+            let mut written = 0u64;
+            let mut stream = Box::pin(self.raw.get_stream(ep));
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(|e| cerr("copy from container", e))?;
+                file.write_all(&chunk)
+                    .map_err(|e| Error::io(format!("writing {}", dest.display()), e))?;
+                written += chunk.len() as u64;
+            }
+            Ok(written)
+        };
+        let result = tokio::select! {
+            written = copy => written,
+            () = cancel.cancelled() => Err(Error::Interrupted),
+        };
+        if result.is_err() {
+            let _ = std::fs::remove_file(dest);
+        }
+        result
+    }
+
     /// Imports the tar at `tar` (a file the host wrote) as the image `reference` with
     /// `labels`; returns its ID. The file is streamed, never read into memory.
     pub async fn import_tar(

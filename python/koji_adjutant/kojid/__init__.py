@@ -15,6 +15,8 @@ previous handler of a method; the classes made here subclass kojid's ``BuildArch
 from __future__ import annotations
 
 import logging
+import subprocess
+import sys
 from typing import Any
 
 from koji_adjutant.config import ConfigError, load_config
@@ -33,6 +35,9 @@ __all__ = [
 
 logger = logging.getLogger("koji.build.adjutant")
 
+#: Seconds kojid's start waits for the reaper.
+REAP_TIMEOUT = 120
+
 
 def _share_kojid_logging() -> None:
     """Send the Rust core's log records (logger ``koji_adjutant``) where kojid logs ``koji``."""
@@ -48,25 +53,38 @@ def _share_kojid_logging() -> None:
 def reap_at_start() -> int:
     """Remove every container of this worker: kojid is starting, none of its tasks runs.
 
-    Never raises: kojid must start even when the config is invalid or Podman is down (each
-    task then refuses with the reason).
+    Runs ``koji-adjutant reap --all`` in a process of its own: kojid forks a child for every
+    task, and its parent must hold no thread of the Rust core's runtime (nor anything else of
+    Podman's) when it does. Returns the reaper's exit status. Never raises: kojid must start
+    even when the config is invalid or Podman is down (each task then refuses with the
+    reason).
     """
     try:
         config = load_config()
     except ConfigError as exc:
         logger.error("koji-adjutant configuration error (tasks will be refused): %s", exc)
+        return 2
+    if not config.enabled or not config.reap_on_start:
         return 0
-    if not config.reap_on_start:
-        return 0
+    # The reaper ends itself after REAP_TIMEOUT (an alarm): a wait with a timeout here would
+    # poll with time.sleep in kojid's process.
+    argv = [
+        sys.executable,
+        "-m",
+        "koji_adjutant.cli",
+        "reap",
+        "--all",
+        f"--timeout={REAP_TIMEOUT}",
+    ]
     try:
-        import koji_adjutant
-        from koji_adjutant.kojid.reaper import reap_all
-
-        manager = koji_adjutant.PodmanManager(config.podman_socket, worker_id=config.worker_id)
-        return reap_all(manager, worker_id=config.worker_id)
-    except Exception as exc:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+    except OSError as exc:
         logger.warning("koji-adjutant: could not reap leftover containers at start: %s", exc)
-        return 0
+        return 1
+    for line in (done.stdout + done.stderr).splitlines():
+        if line.strip():
+            (logger.info if done.returncode == 0 else logger.warning)("koji-adjutant: %s", line)
+    return done.returncode
 
 
 def kojid_handlers(kojid: Any) -> dict[str, type]:
@@ -80,9 +98,14 @@ def kojid_handlers(kojid: Any) -> dict[str, type]:
     reap_at_start()
     logger.info(
         "koji-adjutant handles %s",
-        ", ".join(m for cls in (handlers.build_arch, handlers.createrepo) for m in cls.Methods),
+        ", ".join(
+            m
+            for cls in (handlers.build_arch, handlers.createrepo, handlers.save_failed_tree)
+            for m in cls.Methods
+        ),
     )
     return {
         "AdjutantBuildArchTask": handlers.build_arch,
         "AdjutantCreaterepoTask": handlers.createrepo,
+        "AdjutantSaveFailedTreeTask": handlers.save_failed_tree,
     }

@@ -13,8 +13,14 @@ by step (the comments name the steps of the hub conversation documented in
 
 Where the hub traffic differs from kojid's, on purpose:
 
-* buildArch uploads no ``mock_config.log`` (there is no mock config); its logs are the
-  adapter's ``build.log``, ``root.log``, ``state.log`` and ``container.log``.
+* buildArch uploads no ``mock_config.log`` (there is no mock config): ``buildroot_config.log``
+  says what the buildroot is made of instead; its other logs are mock's (``build.log``,
+  ``root.log``, ``hw_info.log``, ``installed_pkgs.log``, dnf's) and the adapter's
+  ``state.log`` and ``container.log``.
+* buildArch asks the image whether it can build the task (``BuildArchAdapter.check``) before
+  ``host.newBuildRoot``, and refuses the task when not (an arch the image cannot build, a tag
+  asking for dnf5, ``mock.forcearch`` or mock's sign plugin), so the hub offers it to another
+  builder.
 * buildArch picks the concrete arch of a noarch task deterministically (the task's arch, else
   the builder's own) where kojid picks at random: an image builds only its own arch family.
 * createrepo asks for ``getBuildConfig`` of the repo's tag first (to choose the image from the
@@ -35,6 +41,7 @@ import logging
 import os
 import shutil
 import socket
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -46,8 +53,9 @@ import requests
 from koji.tasks import RefuseTask
 
 import koji_adjutant
+from koji_adjutant import records
 from koji_adjutant.config import AdjutantConfig, ConfigError, load_config
-from koji_adjutant.kojid import compat, reaper
+from koji_adjutant.kojid import compat, failed_tree, reaper
 from koji_adjutant.kojid.buildroot import ContainerBuildRootMixin
 from koji_adjutant.kojid.images import ImageChoice, select_image
 from koji_adjutant.kojid.logs import LiveUpload, LogWatcher, TaskLogUploads
@@ -66,6 +74,7 @@ class Handlers:
 
     build_arch: type[koji.tasks.BaseTaskHandler]
     createrepo: type[koji.tasks.BaseTaskHandler]
+    save_failed_tree: type[koji.tasks.BaseTaskHandler]
 
 
 @dataclass
@@ -96,9 +105,10 @@ class AdjutantTaskMixin:
         except ConfigError as exc:
             raise RefuseTask(f"koji-adjutant configuration error: {exc}") from None
 
-    def adjutant_runtime(self) -> _Runtime:
+    def adjutant_runtime(self, config: AdjutantConfig | None = None) -> _Runtime:
         """Config and Podman, checked before the first hub call; then reap and take the lease."""
-        config = self.adjutant_config()
+        if config is None:
+            config = self.adjutant_config()
         try:
             manager = koji_adjutant.PodmanManager(config.podman_socket, worker_id=config.worker_id)
             manager.ping()
@@ -112,6 +122,7 @@ class AdjutantTaskMixin:
                 worker_id=config.worker_id,
                 workdir_root=self.options.workdir,
                 keep=(self.id,),
+                state_dir=config.state_dir,
             )
         except koji_adjutant.AdjutantError as exc:
             self.logger.warning("koji-adjutant: reaping orphaned containers failed: %s", exc)
@@ -123,10 +134,86 @@ class AdjutantTaskMixin:
             self.id, self.workdir, worker_id=config.worker_id, log_dir=config.log_dir
         )
 
+    def kojid_handler(self, *args: Any) -> Any:
+        """kojid's own handler of this method (mock, host createrepo_c), unchanged: for a
+        builder (``enabled = no``) or a tag (``adjutant.enabled`` false) not moved yet."""
+        self.adjutant_delegated = True
+        for cls in type(self).__mro__[type(self).__mro__.index(AdjutantTaskMixin) + 1 :]:
+            if "handler" in vars(cls):
+                if cls is koji.tasks.BaseTaskHandler:
+                    break
+                return vars(cls)["handler"](self, *args)
+        raise RefuseTask(
+            "koji-adjutant is not enabled for this task and kojid's own handler is not loaded"
+        )
+
+    def record_task(
+        self, config: AdjutantConfig, method: str, arch: str | None, work: Callable[[], Any]
+    ) -> Any:
+        """Runs ``work`` (the handler's body) and appends how it ended to the builder's
+        records (``koji-adjutant serve`` and ``status`` read them), with what the task's
+        containers used; a task handed to kojid's own handler is not recorded."""
+        started = time.time()
+        self.adjutant_delegated = False
+        self.adjutant_usage: dict[str, Any] = {}
+        outcome, reason = "failed", None
+        try:
+            result = work()
+            outcome = "ok"
+            return result
+        except RefuseTask as exc:
+            outcome, reason = "refused", str(exc)
+            raise
+        except BaseException as exc:
+            reason = str(exc) or type(exc).__name__
+            raise
+        finally:
+            if not self.adjutant_delegated:
+                records.record_finished(
+                    config.state_dir,
+                    task_id=self.id,
+                    method=method,
+                    arch=arch,
+                    outcome=outcome,
+                    started=started,
+                    finished=time.time(),
+                    reason=reason,
+                    **usage_figures(self.adjutant_usage),
+                )
+
     def adjutant_limits(self, config: AdjutantConfig) -> Any:
         return koji_adjutant.ResourceLimits(
             memory_bytes=config.memory_limit, cpus=config.cpus, pids=config.pids_limit
         )
+
+
+def usage_figures(usage: Mapping[str, Any]) -> dict[str, Any]:
+    """A task's figures from the adapter's usage (``{"build": {...}, "bootstrap": {...}}``):
+    the build container's peak memory (where the package is built), the CPU seconds and
+    bytes written of all its containers."""
+    parts = [part for part in usage.values() if isinstance(part, Mapping)]
+    if not parts:
+        return {}
+
+    def total(key: str) -> Any:
+        values = [part[key] for part in parts if part.get(key) is not None]
+        return sum(values) if values else None
+
+    build = usage.get("build") if isinstance(usage.get("build"), Mapping) else parts[0]
+    return {
+        "peak_memory_bytes": build.get("peak_memory_bytes"),
+        "cpu_seconds": total("cpu_seconds"),
+        "bytes_written": total("bytes_written"),
+    }
+
+
+def tag_enabled(build_config: Mapping[str, Any]) -> bool:
+    """The tag's ``adjutant.enabled`` extra (inherited; absent: enabled), parsed as kojid
+    parses boolean extras (``True``, ``1``, ``"yes"``...)."""
+    value = (build_config.get("extra") or {}).get("adjutant.enabled", True)
+    if isinstance(value, str):
+        return value.strip().lower() not in ("0", "false", "no", "off", "")
+    return bool(value)
 
 
 class BuildArchMixin(AdjutantTaskMixin):
@@ -191,9 +278,20 @@ class BuildArchMixin(AdjutantTaskMixin):
 
     def handler(self, pkg, root, arch, keep_srpm, opts=None):  # type: ignore[no-untyped-def]
         """Build ``work/<pkg>`` for ``arch`` in a container buildroot of tag ``root``."""
+        config = self.adjutant_config()
+        if not config.enabled:
+            return self.kojid_handler(pkg, root, arch, keep_srpm, opts)
+        return self.record_task(
+            config,
+            "buildArch",
+            arch,
+            lambda: self.build_in_container(config, pkg, root, arch, keep_srpm, opts),
+        )
+
+    def build_in_container(self, config, pkg, root, arch, keep_srpm, opts):  # type: ignore[no-untyped-def]
+        """kojid's buildArch handler, step by step, with the build in a container."""
         started = datetime.now(timezone.utc)
-        runtime = self.adjutant_runtime()
-        config = runtime.config
+        runtime = self.adjutant_runtime(config)
         signer = self.provenance_signer(config)
         if opts is None:
             opts = {}
@@ -206,9 +304,12 @@ class BuildArchMixin(AdjutantTaskMixin):
         fn = self.localPath(f"work/{pkg}")  # type: ignore[attr-defined]
         if not os.path.exists(fn):
             raise koji.BuildError(f"SRPM file missing: {fn}")
-        header = koji.get_rpm_header(fn)
-        name = koji.get_header_field(header, "name")
-        if not koji.get_header_field(header, "sourcepackage"):
+        try:
+            header = koji_adjutant.read_package(fn)
+        except koji_adjutant.InvalidSpec as exc:
+            raise koji.BuildError(str(exc)) from None
+        name = header["name"]
+        if not header["sourcepackage"]:
             raise koji.BuildError("not a source package")
         # 2. weight by the package's average build time
         self.updateWeight(name)  # type: ignore[attr-defined]
@@ -216,6 +317,9 @@ class BuildArchMixin(AdjutantTaskMixin):
         preferred = self.choose_noarch_arch(arch)
         host = self.session.host.getHost()
         build_config = self.session.getBuildConfig(root, event=event_id)
+        if not tag_enabled(build_config):
+            self.logger.info("koji-adjutant is not enabled for tag %s", build_config["name"])
+            return self.kojid_handler(pkg, root, arch, keep_srpm, opts)
         br_arch = self.find_arch(  # type: ignore[attr-defined]
             arch, host, build_config, preferred_arch=preferred
         )
@@ -237,6 +341,19 @@ class BuildArchMixin(AdjutantTaskMixin):
             repo,
         )
         srpm = self.srpm_in_workdir(fn)
+        # (adjutant) can this builder's image build it as the tag asks? if not, another
+        # builder takes it, before any buildroot record exists
+        adapter = self.build_adapter(runtime, image)
+        try:
+            adapter.check(
+                arch,
+                build_config=build_config,
+                buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
+            )
+        except koji_adjutant.TaskRefused as exc:
+            raise RefuseTask(f"koji-adjutant: {exc}") from None
+        except koji_adjutant.AdjutantError as exc:
+            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
         # 6.-8. the hub's buildroot record
         broot = self.buildroot_class(
             self.session,
@@ -248,11 +365,10 @@ class BuildArchMixin(AdjutantTaskMixin):
             workdir=self.workdir,
         )
         result = self.run_build(
-            runtime, image, broot, srpm, arch, br_arch, keep_srpm, repo, topdir, repomd_sha256
+            runtime, adapter, broot, srpm, arch, br_arch, keep_srpm, repo, topdir, repomd_sha256
         )
         finished = datetime.now(timezone.utc)
-        # 15. the buildroot after the build
-        broot.update_list(result.buildroot)
+        # 15. the buildroot after the build: sent by on_buildroot_final
         if len(result.unknown_rpms):
             self.logger.warning(
                 "%d RPMs of image %s are not in the buildroot list (set image_external_repo)",
@@ -438,22 +554,10 @@ class BuildArchMixin(AdjutantTaskMixin):
             patterns.append(os.path.join(config.log_dir, str(self.id), "container.log"))
         return patterns
 
-    def run_build(  # type: ignore[no-untyped-def]
-        self,
-        runtime,
-        image: ImageChoice,
-        broot,
-        srpm,
-        arch,
-        br_arch,
-        keep_srpm,
-        repo,
-        topdir,
-        repomd_sha256=None,
-    ):
-        """10.-14.: the adapter run, with the logs streamed and the buildroot recorded."""
+    def build_adapter(self, runtime: _Runtime, image: ImageChoice) -> Any:
+        """The buildArch adapter for this task, from adjutant.conf and kojid's options."""
         config = runtime.config
-        adapter = koji_adjutant.BuildArchAdapter(
+        return koji_adjutant.BuildArchAdapter(
             runtime.manager,
             image=image.image,
             buildroot_mode=config.buildroot_mode,
@@ -473,7 +577,25 @@ class BuildArchMixin(AdjutantTaskMixin):
             cache_dir=config.buildroot_cache_dir,
             log_cap_bytes=config.log_cap_bytes,
             userns_base=config.userns_base,
+            keep_failed_root=round(config.keep_failed_root * 3600),
+            yum_proxy=getattr(self.options, "yum_proxy", None) or None,
         )
+
+    def run_build(  # type: ignore[no-untyped-def]
+        self,
+        runtime,
+        adapter,
+        broot,
+        srpm,
+        arch,
+        br_arch,
+        keep_srpm,
+        repo,
+        topdir,
+        repomd_sha256=None,
+    ):
+        """10.-15.: the adapter run, with the logs streamed and the buildroot recorded."""
+        config = runtime.config
         watcher = self.log_watcher_class(
             broot,
             self.log_patterns(config, broot),
@@ -486,6 +608,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             logger=self.logger,
         )
         installed: list[Any] = []
+        final_sent: list[bool] = []
         callback_errors: list[BaseException] = []
 
         def on_buildroot_ready(packages: list[dict[str, Any]]) -> None:
@@ -497,6 +620,30 @@ class BuildArchMixin(AdjutantTaskMixin):
                 callback_errors.append(exc)
                 raise
             installed[:] = packages
+
+        def on_buildroot_final(packages: list[dict[str, Any]]) -> None:
+            # 15. the root after the build, failed or not (kojid's updateBuildRootList)
+            try:
+                with uploads.session():
+                    broot.update_list(packages)
+            except BaseException as exc:
+                callback_errors.append(exc)
+                raise
+            final_sent.append(True)
+
+        def on_usage(usage: dict[str, Any]) -> None:
+            self.adjutant_usage = usage
+            for role, used in usage.items():
+                if used:
+                    self.logger.info(
+                        "koji-adjutant: %s container of task %s used: peak memory %s bytes,"
+                        " %s CPU seconds, %s bytes written",
+                        role,
+                        self.id,
+                        used.get("peak_memory_bytes"),
+                        used.get("cpu_seconds"),
+                        used.get("bytes_written"),
+                    )
 
         try:
             with uploads:
@@ -513,6 +660,8 @@ class BuildArchMixin(AdjutantTaskMixin):
                     buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
                     repomd_sha256=repomd_sha256,
                     on_buildroot_ready=on_buildroot_ready,
+                    on_buildroot_final=on_buildroot_final,
+                    on_usage=on_usage,
                 )
         except BaseException as exc:
             # an exception of the callback (a hub fault) propagates as it would from kojid's
@@ -522,19 +671,24 @@ class BuildArchMixin(AdjutantTaskMixin):
                 raise cause from None
             if not isinstance(exc, koji_adjutant.AdjutantError):
                 raise
-            self.adapter_failed(broot, exc, installed)
+            self.adapter_failed(broot, exc, installed if not final_sent else None)
             raise  # not reached: adapter_failed raises
 
-    def adapter_failed(self, broot: Any, exc: BaseException, installed: list[Any]) -> None:
+    def adapter_failed(self, broot: Any, exc: BaseException, installed: list[Any] | None) -> None:
         """kojid's bookkeeping after a failed mock run, with the adapter's message (which
-        already has kojid's wording and names the log to read)."""
+        already has kojid's wording and names the log to read). ``installed`` is the list to
+        send when the adapter could not send the root's list after the failure."""
         if not broot.listed:
             # init failed: BuildRoot.init expires and raises BuildrootError
             broot.expire()
             raise koji.BuildrootError(str(exc)) from None
+        if isinstance(exc, koji_adjutant.TaskRefused):
+            broot.expire()
+            raise RefuseTask(f"koji-adjutant: {exc}") from None
         if isinstance(exc, koji_adjutant.BuildError):
             # BuildRoot.build: the list is updated even after a failed build
-            broot.update_list(installed)
+            if installed is not None:
+                broot.update_list(installed)
             broot.expire()
             raise koji.BuildError(str(exc)) from None
         broot.expire()
@@ -594,8 +748,19 @@ class CreaterepoMixin(AdjutantTaskMixin):
 
     def handler(self, repo_id, arch, oldrepo):  # type: ignore[no-untyped-def]
         """Make the repodata of one arch of repo ``repo_id`` and upload it flat."""
-        runtime = self.adjutant_runtime()
-        config = runtime.config
+        config = self.adjutant_config()
+        if not config.enabled:
+            return self.kojid_handler(repo_id, arch, oldrepo)
+        return self.record_task(
+            config,
+            "createrepo",
+            arch,
+            lambda: self.createrepo_in_container(config, repo_id, arch, oldrepo),
+        )
+
+    def createrepo_in_container(self, config, repo_id, arch, oldrepo):  # type: ignore[no-untyped-def]
+        """kojid's createrepo handler, step by step, with createrepo_c in a container."""
+        runtime = self.adjutant_runtime(config)
         # 1. the repo must still be in INIT
         rinfo = self.session.repoInfo(repo_id, strict=True)
         if rinfo["state"] != koji.REPO_INIT:
@@ -617,6 +782,9 @@ class CreaterepoMixin(AdjutantTaskMixin):
         old_repodata = self.old_repodata(pkglist, oldrepo, arch)
         # (adjutant) the image, from the tag's inherited extra
         build_config = self.session.getBuildConfig(rinfo["tag_id"], event=rinfo["create_event"])
+        if not tag_enabled(build_config):
+            self.logger.info("koji-adjutant is not enabled for tag %s", build_config["name"])
+            return self.kojid_handler(repo_id, arch, oldrepo)
         image = select_image(
             build_config.get("extra"),
             tag_name=build_config["name"],
@@ -698,11 +866,11 @@ class CreaterepoMixin(AdjutantTaskMixin):
                     old_repodata=old_repodata,
                     external_repos=list(external_repos or ()),
                 )
+        except koji_adjutant.TaskRefused as exc:
+            # "No access to repos dir ...", which kojid refuses too
+            raise RefuseTask(str(exc)) from None
         except koji_adjutant.RepoError as exc:
-            # the adapter words it as kojid does ("failed to create repo: ...", "No access to
-            # repos dir ..." which kojid refuses)
-            if getattr(exc, "refuse", False):
-                raise RefuseTask(str(exc)) from None
+            # the adapter words it as kojid does ("failed to create repo: ...")
             raise koji.GenericError(str(exc)) from None
         except koji_adjutant.AdjutantError as exc:
             raise koji.GenericError(f"koji-adjutant: {exc}") from None
@@ -760,4 +928,4 @@ def make_handlers(kojid: Any = None) -> Handlers:
             "log_watcher_class": LogWatcher,
         },
     )
-    return Handlers(build_arch, createrepo)
+    return Handlers(build_arch, createrepo, failed_tree.make_class())

@@ -166,8 +166,10 @@ def reap_orphans(
     worker_id: str,
     workdir_root: str,
     keep: Iterable[int] = (),
+    state_dir: str | None = None,
 ) -> dict[int, list[str]]:
-    """Remove this worker's containers whose task is not alive; return what was found."""
+    """Remove this worker's containers whose task is not alive; return what was found. Each
+    removal is recorded in ``state_dir`` (:mod:`koji_adjutant.records`) when given."""
     containers = manager.list_containers({LABEL_WORKER: worker_id})
     orphans = find_orphans(containers, workdir_root=workdir_root, worker_id=worker_id, keep=keep)
     for task_id, ids in sorted(orphans.items()):
@@ -179,12 +181,25 @@ def reap_orphans(
             ", ".join(i[:12] for i in ids),
         )
         manager.reap({LABEL_WORKER: worker_id, LABEL_TASK: str(task_id)})
+        _record(state_dir, ids, task_id)
     return orphans
 
 
-def reap_all(manager: ContainerManager, *, worker_id: str) -> int:
+def reap_all(manager: ContainerManager, *, worker_id: str, state_dir: str | None = None) -> int:
     """Remove every container of this worker (kojid is starting: none of its tasks runs)."""
+    listed = manager.list_containers({LABEL_WORKER: worker_id})
     removed = manager.reap({LABEL_WORKER: worker_id})
     if removed:
         logger.warning("Removed %d leftover container(s) of worker %s", removed, worker_id)
+        for container in listed:
+            _record(state_dir, [str(container.get("id", ""))], _task_id(container))
     return removed
+
+
+def _record(state_dir: str | None, container_ids: Iterable[str], task_id: int | None) -> None:
+    if state_dir is None:
+        return
+    from koji_adjutant import records
+
+    for container_id in container_ids:
+        records.record_reaped(state_dir, container_id=container_id, task_id=task_id)

@@ -90,14 +90,12 @@ impl fmt::Display for UnsupportedArch {
 
 impl std::error::Error for UnsupportedArch {}
 
-/// An unbuildable arch fails the task like kojid's `find_arch` does: a build error.
+/// An arch this builder's image cannot build is refused, so the hub offers the task to a
+/// builder that can (kojid's `find_arch` fails a noarch task no arch of the host can build;
+/// here another builder, with another image, may).
 impl From<UnsupportedArch> for Error {
     fn from(e: UnsupportedArch) -> Self {
-        Error::Build {
-            message: e.to_string(),
-            log: None,
-            exit_code: None,
-        }
+        Error::Refused(e.to_string())
     }
 }
 
@@ -211,7 +209,7 @@ mod tests {
             err.to_string(),
             "the task image (x86_64) cannot build arch i686"
         );
-        assert!(matches!(Error::from(err), Error::Build { .. }));
+        assert!(matches!(Error::from(err), Error::Refused(_)));
         assert!(check_buildable("aarch64", &x86).is_err());
         let both = vec!["x86_64".to_owned(), "i686".to_owned()];
         assert!(check_buildable("i586", &both).is_ok());

@@ -180,6 +180,8 @@ pub struct BuildrootOptions {
     /// Image mode only: pin rpm's database to this path for the build's rpm and rpmbuild.
     /// Needed when the image is not RPM-based (Debian's rpm keeps its database in `~/.rpmdb`).
     pub rpmdb_path: Option<String>,
+    /// kojid's `yum_proxy`: dnf's `proxy` for the buildroot repo (used when it is a URL).
+    pub yum_proxy: Option<String>,
 }
 
 impl Default for BuildrootOptions {
@@ -194,6 +196,7 @@ impl Default for BuildrootOptions {
             install_group: "build".to_owned(),
             buildhost: None,
             rpmdb_path: None,
+            yum_proxy: None,
         }
     }
 }
@@ -244,7 +247,7 @@ pub(crate) fn repo_file_content(name: &str, baseurl: &str, extra: &Extra) -> Str
 /// [`REPOS_DIR`]. `best` (tag `mock.yum.best`) is a main option in dnf, so it goes here
 /// (genMockConfig writes it into the repo section). `cachedir` and `logdir` are inside the
 /// installroot (dnf puts them there whatever the config says), where mock has them too.
-pub(crate) fn dnf_conf_content(extra: &Extra) -> Result<String> {
+pub(crate) fn dnf_conf_content(extra: &Extra, yum_proxy: Option<&str>) -> Result<String> {
     let mut out = String::from("[main]\n");
     let _ = writeln!(out, "reposdir={REPOS_DIR}");
     out.push_str(
@@ -266,6 +269,23 @@ pub(crate) fn dnf_conf_content(extra: &Extra) -> Result<String> {
             ))
         })?;
         let _ = writeln!(out, "best={n}");
+    }
+    if let Some(proxy) = yum_proxy {
+        let scheme_ok = [
+            "http://",
+            "https://",
+            "socks5://",
+            "socks5h://",
+            "socks4://",
+        ]
+        .iter()
+        .any(|s| proxy.starts_with(s));
+        if !scheme_ok || proxy.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err(Error::invalid(format!(
+                "yum_proxy must be an http(s) or socks URL without spaces, not {proxy:?}"
+            )));
+        }
+        let _ = writeln!(out, "proxy={proxy}");
     }
     Ok(out)
 }
@@ -456,6 +476,41 @@ pub(crate) fn module_setup_commands(extra: &Extra) -> Result<Vec<(String, Vec<St
     Ok(out)
 }
 
+/// Tag settings that ask for what is not done here; the task is refused (another builder,
+/// with mock, can do it) rather than built without it:
+/// - `mock.package_manager` other than dnf (dnf4): the bootstrap image's dnf4 installs roots;
+/// - `mock.forcearch`: emulated builds (qemu-user-static) are not made in containers here;
+/// - mock's sign plugin (`mock.plugin_conf.sign_enable`): it runs a signing command with the
+///   builder's keys after the build, which has no place in an isolated build.
+pub(crate) fn refused_extra(extra: &Extra) -> Result<()> {
+    let refuse = |why: String| Err(Error::Refused(format!("tag setting {why}")));
+    match extra.get("mock.package_manager") {
+        None => {}
+        Some(ExtraValue::Str(s)) if s == "dnf" || s == "dnf4" => {}
+        Some(other) => {
+            return refuse(format!(
+                "mock.package_manager={}: koji-adjutant installs buildroots with the bootstrap image's dnf (dnf4) only",
+                other.python_repr()
+            ))
+        }
+    }
+    if let Some(arch) = extra.get("mock.forcearch") {
+        return refuse(format!(
+            "mock.forcearch={}: emulated builds are not made in containers by koji-adjutant",
+            arch.python_repr()
+        ));
+    }
+    if extra
+        .get("mock.plugin_conf.sign_enable")
+        .is_some_and(ExtraValue::truthy)
+    {
+        return refuse(
+            "mock.plugin_conf.sign_enable: koji-adjutant does not run mock's sign plugin (a signing command with the builder's keys); sign with Koji's own signing instead".to_owned(),
+        );
+    }
+    Ok(())
+}
+
 /// `mock.*` tag settings that kojid passes to mock but that change nothing here.
 pub(crate) fn ignored_extra(extra: &Extra) -> Vec<String> {
     const HONOURED: [&str; 6] = [
@@ -468,11 +523,11 @@ pub(crate) fn ignored_extra(extra: &Extra) -> Vec<String> {
     ];
     extra
         .iter()
-        .filter(|(k, _)| k.starts_with("mock.") && !HONOURED.contains(&k.as_str()))
-        .filter(|(k, v)| {
-            // dnf4 is what mock would use by default; only another manager is worth a note.
-            !(k.as_str() == "mock.package_manager"
-                && matches!(v, ExtraValue::Str(s) if s == "dnf" || s == "dnf4"))
+        // mock.package_manager is dnf4 here (anything else is refused)
+        .filter(|(k, _)| {
+            k.starts_with("mock.")
+                && !HONOURED.contains(&k.as_str())
+                && *k != "mock.package_manager"
         })
         .map(|(k, v)| format!("{k}={}", v.python_repr()))
         .collect()
@@ -586,14 +641,26 @@ mod tests {
 
     #[test]
     fn dnf_conf_reads_repos_only_from_its_own_dir_and_best_must_be_an_integer() {
-        let conf = dnf_conf_content(&Extra::new()).unwrap();
+        let conf = dnf_conf_content(&Extra::new(), None).unwrap();
         assert!(conf.starts_with("[main]\n"));
         assert!(conf.contains(&format!("reposdir={REPOS_DIR}\n")));
         assert!(conf.contains("install_weak_deps=0\n") && conf.contains("gpgcheck=0\n"));
-        assert!(!conf.contains("best="));
-        let best = dnf_conf_content(&extra(&[("mock.yum.best", s("0"))])).unwrap();
+        assert!(!conf.contains("best=") && !conf.contains("proxy="));
+        let best = dnf_conf_content(&extra(&[("mock.yum.best", s("0"))]), None).unwrap();
         assert!(best.contains("best=0\n"));
-        assert!(dnf_conf_content(&extra(&[("mock.yum.best", s("maybe"))])).is_err());
+        assert!(dnf_conf_content(&extra(&[("mock.yum.best", s("maybe"))]), None).is_err());
+        let proxied = dnf_conf_content(&Extra::new(), Some("http://proxy.example:3128")).unwrap();
+        assert!(proxied.ends_with("proxy=http://proxy.example:3128\n"));
+        for bad in [
+            "proxy.example:3128",
+            "http://p\nreposdir=/tmp",
+            "http://a b",
+        ] {
+            assert!(
+                dnf_conf_content(&Extra::new(), Some(bad)).is_err(),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]
@@ -717,7 +784,38 @@ mod tests {
             ("rpm.macro.dist", s(".x")),
         ]));
         assert_eq!(ignored, vec!["mock.new_chroot=0".to_owned()]);
-        let dnf5 = ignored_extra(&extra(&[("mock.package_manager", s("dnf5"))]));
-        assert_eq!(dnf5, vec!["mock.package_manager='dnf5'".to_owned()]);
+        assert!(ignored_extra(&extra(&[("mock.package_manager", s("dnf5"))])).is_empty());
+    }
+
+    #[test]
+    fn what_is_not_done_here_is_refused() {
+        for ok in [
+            extra(&[]),
+            extra(&[("mock.package_manager", s("dnf"))]),
+            extra(&[("mock.package_manager", s("dnf4"))]),
+            extra(&[("mock.plugin_conf.sign_enable", ExtraValue::Bool(false))]),
+        ] {
+            assert!(refused_extra(&ok).is_ok(), "{ok:?}");
+        }
+        for (bad, why) in [
+            (
+                extra(&[("mock.package_manager", s("dnf5"))]),
+                "mock.package_manager='dnf5'",
+            ),
+            (extra(&[("mock.package_manager", s("yum"))]), "dnf4"),
+            (
+                extra(&[("mock.forcearch", s("armv7hl"))]),
+                "mock.forcearch='armv7hl'",
+            ),
+            (
+                extra(&[("mock.plugin_conf.sign_enable", ExtraValue::Bool(true))]),
+                "sign plugin",
+            ),
+        ] {
+            match refused_extra(&bad) {
+                Err(Error::Refused(message)) => assert!(message.contains(why), "{message}"),
+                other => panic!("{bad:?}: {other:?}"),
+            }
+        }
     }
 }

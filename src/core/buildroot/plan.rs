@@ -23,8 +23,8 @@ use crate::core::spec::VolumeMount;
 use super::arch::{canon_arch, check_buildable, choose_noarch_arch};
 use super::config::{
     build_environment, check_macro_value, dnf_conf_content, ignored_extra, macros, macros_content,
-    module_setup_commands, repo_file_content, repo_section_name, root_environment, BuildConfig,
-    BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation,
+    module_setup_commands, refused_extra, repo_file_content, repo_section_name, root_environment,
+    BuildConfig, BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation,
 };
 use super::header::Package;
 use super::pkglist::package_list_query;
@@ -236,6 +236,27 @@ printf '\\n\\nMemory:\\n'; \
 if command -v free >/dev/null 2>&1; then free; else cat /proc/meminfo; fi; \
 printf '\\n\\nStorage:\\n'; df -H /";
 
+/// Whether this builder takes a task for `arch` of a tag with `build_config`, with an image
+/// running `image_arches`: `Error::Refused` if its image cannot build the arch or the tag
+/// asks for what is not done here ([`refused_extra`]). Returns the buildroot's arch (for
+/// noarch: `buildroot_arch`, or one the image and the tag share).
+pub fn check_task(
+    arch: &str,
+    build_config: &BuildConfig,
+    buildroot_arch: Option<&str>,
+    image_arches: &[String],
+) -> Result<String> {
+    refused_extra(&build_config.extra)?;
+    check_buildable(arch, image_arches)?;
+    let chosen = match (arch, buildroot_arch) {
+        ("noarch", Some(a)) => a.to_owned(),
+        ("noarch", None) => choose_noarch_arch(image_arches, build_config.arches.as_deref(), None)?,
+        (arch, _) => arch.to_owned(),
+    };
+    check_buildable(&chosen, image_arches)?;
+    Ok(chosen)
+}
+
 /// Plan the buildroot of one task from its inputs and the SRPM's header.
 pub fn plan(
     task_id: i64,
@@ -252,16 +273,12 @@ pub fn plan(
             request.build_config.name, request.tag_name
         )));
     }
-    check_buildable(&request.arch, image_arches)?;
-    let chosen = if request.arch == "noarch" {
-        match &request.buildroot_arch {
-            Some(a) => a.clone(),
-            None => choose_noarch_arch(image_arches, request.build_config.arches.as_deref(), None)?,
-        }
-    } else {
-        request.arch.clone()
-    };
-    check_buildable(&chosen, image_arches)?;
+    let chosen = check_task(
+        &request.arch,
+        &request.build_config,
+        request.buildroot_arch.as_deref(),
+        image_arches,
+    )?;
     let buildroot_arch = canon_arch(&chosen);
     let target_arch = if chosen == "armhfp" {
         "armv7hl".to_owned()
@@ -295,7 +312,7 @@ pub fn plan(
     let mut bootstrap_files = vec![
         ConfigFile {
             dest: DNF_CONF_PATH.to_owned(),
-            content: dnf_conf_content(extra)?,
+            content: dnf_conf_content(extra, options.yum_proxy.as_deref())?,
             mode: 0o644,
         },
         ConfigFile {
@@ -1068,7 +1085,7 @@ pub(crate) mod tests {
                 &["x86_64".into()],
                 &srpm()
             ),
-            Err(Error::Build { .. })
+            Err(Error::Refused(_))
         ));
     }
 
