@@ -447,7 +447,7 @@ def _wait_for_memory(api: PodmanAPI, container_id: str, at_least: int) -> None:
 def test_status_shows_this_workers_tasks_cache_and_kept_roots(
     manager: PodmanManager, image: str, api: PodmanAPI, conf: Path
 ) -> None:
-    build_task, repo_task, other_task = BASE_TASK + 1, BASE_TASK + 2, BASE_TASK + 3
+    build_task, repo_task = BASE_TASK + 1, BASE_TASK + 2
     now = int(time.time())
     with ExitStack() as stack:
         build = manager.create(
@@ -477,44 +477,20 @@ def test_status_shows_this_workers_tasks_cache_and_kept_roots(
             api, image, ["true"], labels={LABEL_WORKER: "someone-else", LABEL_TASK: str(build_task)}
         )
         stack.callback(remove_raw, api, others)
-        kept = {
-            "future": create_raw(
-                api,
-                image,
-                ["true"],
-                labels={LABEL_WORKER: WORKER_ID, LABEL_TASK: str(build_task)},
-                name=f"koji-adjutant-kept-{build_task}-{now + 4 * 3600}",
-                run=True,
-            ),
-            "past": create_raw(
-                api,
-                image,
-                ["true"],
-                labels={},
-                name=f"koji-adjutant-kept-{repo_task}-{now - 90}",
-                run=True,
-            ),
-            "other-worker": create_raw(
-                api,
-                image,
-                ["true"],
-                labels={LABEL_WORKER: "someone-else"},
-                name=f"koji-adjutant-kept-{other_task}-{now + 60}",
-                run=True,
-            ),
-        }
-        for container_id in kept.values():
-            stack.callback(remove_raw, api, container_id)
         # kept roots as the core keeps them: images labelled with task, worker and expiry
         kept_images = {}
-        for task, worker in ((BASE_TASK + 4, WORKER_ID), (BASE_TASK + 5, "someone-else")):
+        for task, worker, until in (
+            (BASE_TASK + 4, WORKER_ID, now + 7200),
+            (BASE_TASK + 5, "someone-else", now + 7200),
+            (BASE_TASK + 6, WORKER_ID, now - 90),
+        ):
             kept_images[task] = import_image(
                 api,
                 f"localhost/koji-adjutant-kept:{task}",
                 {
                     "io.koji.adjutant.kept.task_id": str(task),
                     "io.koji.adjutant.kept.worker_id": worker,
-                    "io.koji.adjutant.kept.until": str(now + 7200),
+                    "io.koji.adjutant.kept.until": str(until),
                 },
             )
             stack.callback(
@@ -545,23 +521,17 @@ def test_status_shows_this_workers_tasks_cache_and_kept_roots(
         assert creating["method"] == "createrepo" and creating["running"] is False
         assert creating["containers"][0]["state"] == "created"
         assert creating["containers"][0]["cpu_percent"] is None
-        # kept roots: this worker's and unlabelled ones, never in a task's containers
+        # kept roots: this worker's images, with the time they have left
         roots = {r["name"]: r for r in status["kept_roots"]}
-        future = f"koji-adjutant-kept-{build_task}-{now + 4 * 3600}"
-        past = f"koji-adjutant-kept-{repo_task}-{now - 90}"
-        assert {future, past} <= set(roots)
-        assert f"koji-adjutant-kept-{other_task}-{now + 60}" not in roots
-        assert roots[future]["task_id"] == build_task and roots[future]["state"] == "exited"
-        assert 4 * 3600 - 120 < roots[future]["seconds_left"] <= 4 * 3600
-        assert roots[past]["seconds_left"] < -80
         listed = {c["id"] for t in status["tasks"] for c in t["containers"]}
-        assert not listed & {others, *kept.values()}
+        assert others not in listed
+        past = roots[f"localhost/koji-adjutant-kept:{BASE_TASK + 6}"]
+        assert past["seconds_left"] < -80
         image_root = roots[f"localhost/koji-adjutant-kept:{BASE_TASK + 4}"]
         assert image_root["kind"] == "image" and image_root["task_id"] == BASE_TASK + 4
         assert image_root["id"] == kept_images[BASE_TASK + 4] and image_root["size_bytes"] > 0
         assert 7200 - 120 < image_root["seconds_left"] <= 7200
         assert f"localhost/koji-adjutant-kept:{BASE_TASK + 5}" not in roots
-        assert roots[future]["kind"] == "container"
         # the cache: every labelled image of the storage, with its size
         cache_ids = {i["Id"] for i in api.images({LABEL_CACHE: "1"})}
         assert {e["id"] for e in status["cache"]["entries"]} <= cache_ids | {None}
@@ -571,8 +541,10 @@ def test_status_shows_this_workers_tasks_cache_and_kept_roots(
         assert text.returncode == 0
         assert f"task {build_task}  buildArch  2 container(s)" in text.stdout
         assert f"task {repo_task}  createrepo  1 container(s)" in text.stdout
-        assert re.search(rf"{future}  task {build_task}  exited  expires in 3h5\dm", text.stdout)
-        assert re.search(rf"{past}  task {repo_task}  exited  expired 1m\d\ds ago", text.stdout)
+        expired = (
+            rf"kept:{BASE_TASK + 6}  task {BASE_TASK + 6}  image, [\d.]+ \w+  expired 1m\d\ds ago"
+        )
+        assert re.search(expired, text.stdout), text.stdout
         kept_line = (
             rf"kept:{BASE_TASK + 4}  task {BASE_TASK + 4}  image, [\d.]+ \w+  expires in 1h5\dm"
         )
@@ -842,15 +814,16 @@ def test_serve_answers_status_tasks_and_metrics_over_http(
         )
         stack.callback(remove_raw, api, build.container_id)
         manager.start(build)
-        kept = create_raw(
+        kept = import_image(
             api,
-            image,
-            ["true"],
-            labels={LABEL_WORKER: WORKER_ID, LABEL_TASK: str(done_failed)},
-            name=f"koji-adjutant-kept-{done_failed}-{int(time.time()) + 3600}",
-            run=True,
+            f"localhost/koji-adjutant-kept:{done_failed}",
+            {
+                "io.koji.adjutant.kept.task_id": str(done_failed),
+                "io.koji.adjutant.kept.worker_id": WORKER_ID,
+                "io.koji.adjutant.kept.until": str(int(time.time()) + 3600),
+            },
         )
-        stack.callback(remove_raw, api, kept)
+        stack.callback(api.request, "DELETE", f"/images/{kept}", query=[("force", "true")])
 
         served = start_serve("--state-dir", str(state), "--workdir", str(workdir), config=conf)
         serving.append(served)

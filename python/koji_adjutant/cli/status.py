@@ -5,8 +5,7 @@ with the task's method (from the containers' role label: ``build``/``bootstrap``
 buildArch, a ``createrepo_c``/``mergerepo_c`` command a createrepo), each container's age,
 state, CPU and memory now; the buildroot cache's images and their sizes; and the failed
 buildroots kept for inspection with the time they have left: images labelled
-``io.koji.adjutant.kept.*`` (``localhost/koji-adjutant-kept:<task_id>``) and stopped containers
-named ``koji-adjutant-kept-<task_id>-<expiry>``. Everything comes from
+``io.koji.adjutant.kept.*`` (``localhost/koji-adjutant-kept:<task_id>``). Everything comes from
 Podman, so it sees the tasks of every kojid task process. ``--json`` prints the same as JSON
 (what ``koji-adjutant serve`` answers on ``/status``).
 """
@@ -41,8 +40,6 @@ from koji_adjutant.cli._common import (
     labels_of,
 )
 
-#: Kept failed buildroots as stopped containers named ``koji-adjutant-kept-<task>-<expiry>``.
-KEPT_RE = re.compile(r"koji-adjutant-kept-(?P<task>[0-9]+)-(?P<expiry>[0-9]+)")
 #: Kept failed buildroots as images ``localhost/koji-adjutant-kept:<task>`` with these labels
 #: (src/core/buildroot/kept.rs).
 LABEL_KEPT_TASK = "io.koji.adjutant.kept.task_id"
@@ -169,24 +166,6 @@ def container_view(
     return view
 
 
-def kept_root(container: Mapping[str, Any], now: float) -> dict[str, Any] | None:
-    """A kept root that is a stopped container, or None for any other container."""
-    match = KEPT_RE.fullmatch(container_name(container))
-    if match is None:
-        return None
-    expiry = int(match.group("expiry"))
-    return {
-        "kind": "container",
-        "id": container.get("Id"),
-        "name": container_name(container),
-        "task_id": int(match.group("task")),
-        "state": container.get("State"),
-        "expires": expiry,
-        "seconds_left": round(expiry - now),
-        "size_bytes": None,
-    }
-
-
 def kept_images(api: PodmanAPI, worker_id: str, now: float) -> list[dict[str, Any]]:
     """This worker's kept roots that are images (a root whose expiry cannot be read has none
     left, as the core's reaper sees it)."""
@@ -261,15 +240,8 @@ def collect(
     everything = api.containers()
     now = time.time() if now is None else now
     mine = [c for c in everything if labels_of(c).get(LABEL_WORKER) == worker_id]
-    kept = []
-    for container in everything:
-        root = kept_root(container, now)
-        worker = labels_of(container).get(LABEL_WORKER)
-        if root is not None and worker in (None, "", worker_id):
-            kept.append(root)
-    kept_ids = {k["id"] for k in kept}
-    kept += kept_images(api, worker_id, now)
-    live = [c for c in mine if c.get("Id") not in kept_ids]
+    kept = kept_images(api, worker_id, now)
+    live = mine
     running = [str(c["Id"]) for c in live if c.get("State") == "running"]
     stats = (sampler or StatsSampler()).sample(api, running) if running else {}
     tasks: dict[int | None, dict[str, Any]] = {}
