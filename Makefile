@@ -23,14 +23,11 @@ host-deps: ## Install missing host packages (podman, runc, catatonit, debootstra
 $(VENV)/.ready: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(VENV)/bin/pip install -q --upgrade pip
-	$(VENV)/bin/pip install -q "maturin>=1.9.4,<2" "pytest>=8" ruff mypy defusedxml python-dateutil requests six rpm
-	@# serve: /metrics (the `serve` extra)
-	$(VENV)/bin/pip install -q "prometheus_client>=0.17"
-	@# provenance: signing (the `provenance` extra), and the schema checks of its tests
-	$(VENV)/bin/pip install -q "securesystemslib[crypto]>=1.0" "jsonschema>=4" "spdx-tools>=0.8"
+	@# pyproject.toml's `test` and `dev` extras are the one list (scripts/requirements.py)
+	$(VENV)/bin/pip install -q $$($(VENV)/bin/python scripts/requirements.py test dev --without koji)
 	@# koji's requests-gssapi needs Kerberos headers to build and only serves GSSAPI logins,
 	@# which nothing here uses: install the client library without it.
-	$(VENV)/bin/pip install -q --no-deps "koji>=1.35"
+	$(VENV)/bin/pip install -q --no-deps $$($(VENV)/bin/python scripts/requirements.py test --only koji)
 	@touch $@
 
 .PHONY: venv

@@ -11,6 +11,7 @@ import urllib.parse
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from koji_adjutant import labels
 from koji_adjutant.config import AdjutantConfig, ConfigError, load_config
 
 __all__ = [
@@ -57,11 +58,11 @@ def manager(config: AdjutantConfig) -> Any:
 API_PREFIX = "/v4.0.0/libpod"
 
 #: Labels the core puts on containers and cache images (src/core/spec.rs, buildroot/cache.rs).
-LABEL_TASK = "io.koji.adjutant.task_id"
-LABEL_WORKER = "io.koji.adjutant.worker_id"
-LABEL_ROLE = "io.koji.adjutant.role"
-LABEL_CACHE = "io.koji.adjutant.buildroot"
-LABEL_CACHE_KEY = "io.koji.adjutant.buildroot.key"
+LABEL_TASK = labels.TASK
+LABEL_WORKER = labels.WORKER
+LABEL_ROLE = labels.ROLE
+LABEL_CACHE = labels.CACHE
+LABEL_CACHE_KEY = labels.CACHE_KEY
 
 
 class PodmanAPIError(Exception):

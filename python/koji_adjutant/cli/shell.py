@@ -20,11 +20,9 @@ from collections.abc import Sequence
 from typing import cast
 
 from koji_adjutant.cli._common import add_config_argument, builder_config, manager
+from koji_adjutant.labels import KEPT_TASK, KEPT_USERNS, KEPT_WORKER
 
-#: What marks kept roots (see src/core/buildroot/kept.rs).
-TASK_LABEL = "io.koji.adjutant.kept.task_id"
-WORKER_LABEL = "io.koji.adjutant.kept.worker_id"
-USERNS_LABEL = "io.koji.adjutant.kept.userns_base"
+TASK_LABEL, WORKER_LABEL, USERNS_LABEL = KEPT_TASK, KEPT_WORKER, KEPT_USERNS
 BUILD_USER = "1000:135"
 
 

@@ -39,12 +39,11 @@ from koji_adjutant.cli._common import (
     human_duration,
     labels_of,
 )
+from koji_adjutant.labels import KEPT_TASK, KEPT_UNTIL, KEPT_WORKER
 
 #: Kept failed buildroots as images ``localhost/koji-adjutant-kept:<task>`` with these labels
 #: (src/core/buildroot/kept.rs).
-LABEL_KEPT_TASK = "io.koji.adjutant.kept.task_id"
-LABEL_KEPT_WORKER = "io.koji.adjutant.kept.worker_id"
-LABEL_KEPT_UNTIL = "io.koji.adjutant.kept.until"
+LABEL_KEPT_TASK, LABEL_KEPT_WORKER, LABEL_KEPT_UNTIL = KEPT_TASK, KEPT_WORKER, KEPT_UNTIL
 #: The method a container's role label means (roles set in src/core/buildarch.rs).
 ROLE_METHODS = {"build": "buildArch", "bootstrap": "buildArch"}
 #: The method a container's command means (createrepo's containers carry no role).

@@ -28,14 +28,14 @@ import koji
 import koji.tasks
 
 import koji_adjutant
+from koji_adjutant import labels
 
 __all__ = ["CONFIG_FILE", "KEPT_TASK_LABEL", "KEPT_WORKER_LABEL", "SaveFailedTreeMixin"]
 
 #: koji's save_failed_tree plugin configuration, read the same way.
 CONFIG_FILE = "/etc/kojid/plugins/save_failed_tree.conf"
-#: Labels of a kept root (src/core/buildroot/kept.rs).
-KEPT_TASK_LABEL = "io.koji.adjutant.kept.task_id"
-KEPT_WORKER_LABEL = "io.koji.adjutant.kept.worker_id"
+KEPT_TASK_LABEL = labels.KEPT_TASK
+KEPT_WORKER_LABEL = labels.KEPT_WORKER
 
 
 def plugin_config(path: str = CONFIG_FILE) -> dict[str, Any]:
@@ -105,7 +105,7 @@ class SaveFailedTreeMixin:
             str(kept[0]["id"]),
             ["true"],
             task_id=self.id,
-            labels={"io.koji.adjutant.role": "save-failed-tree"},
+            labels={labels.ROLE: "save-failed-tree"},
         )
         top = "/" if full else "/builddir"
         raw = os.path.join(self.workdir, f"broot-{buildrootID}.tar")

@@ -32,6 +32,8 @@ from typing import Any, Protocol
 
 import koji
 
+from koji_adjutant import labels
+
 __all__ = [
     "LABEL_TASK",
     "LABEL_WORKER",
@@ -45,8 +47,8 @@ __all__ = [
     "write_lease",
 ]
 
-LABEL_TASK = "io.koji.adjutant.task_id"
-LABEL_WORKER = "io.koji.adjutant.worker_id"
+LABEL_TASK = labels.TASK
+LABEL_WORKER = labels.WORKER
 LEASE_NAME = "adjutant.lease"
 
 logger = logging.getLogger("koji.build.adjutant.reaper")

@@ -32,6 +32,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from koji_adjutant import labels
+
 __all__ = [
     "InstalledPackage",
     "RebuildError",
@@ -370,7 +372,7 @@ def query_root(
         ["rpm", "--root", ROOT, "-qa", "--qf", QUERY_FORMAT],
         user="0:0",
         mounts=[VolumeMount(root, ROOT, read_only=False)],
-        labels={"io.koji.adjutant.role": "rebuild-root-query"},
+        labels={labels.ROLE: "rebuild-root-query"},
         timeout=timeout,
     )
     result = manager.run(spec, sink)
@@ -435,7 +437,7 @@ def rebuild_root(
                 VolumeMount(staging, PKGS, read_only=True),
                 VolumeMount(root, ROOT, read_only=False),
             ],
-            labels={"io.koji.adjutant.role": "rebuild-root"},
+            labels={labels.ROLE: "rebuild-root"},
             timeout=timeout,
             cap_add=list(INSTALL_CAPS),
         )
