@@ -397,8 +397,10 @@ def test_doctor_decides_runtime_and_cgroups_from_podmans_info(api: PodmanAPI) ->
     found = doctor.check_cgroups(_context(no_memory, memory_limit=512 * MiB))
     assert found.status == "PROBLEM"
     assert "memory_limit = 536870912 (no memory controller: not enforced)" in found.detail
-    # a limit nobody asked for is no problem
-    assert doctor.check_cgroups(_context(no_memory)).status == "ok"
+    # the default memory limit (75%) is set, so a builder without the controller hears of it
+    assert doctor.check_cgroups(_context(no_memory)).status == "PROBLEM"
+    # a limit nobody asked for (memory_limit = none) is no problem
+    assert doctor.check_cgroups(_context(no_memory, memory_limit=None)).status == "ok"
 
 
 def test_doctor_userns_range_against_subordinate_ids(tmp_path: Path) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import re
 import socket
 from pathlib import Path
@@ -14,6 +15,7 @@ from koji_adjutant.config import (
     AdjutantConfig,
     ConfigError,
     check_image_reference,
+    image_allowed,
     load_config,
     parse_size,
 )
@@ -35,7 +37,12 @@ def test_missing_file_gives_the_documented_defaults(tmp_path: Path) -> None:
     assert config.worker_id == socket.gethostname()
     assert config.task_image is None
     assert config.pull_policy == "if-not-present"
-    assert config.pids_limit == 4096 and config.memory_limit is None and config.cpus is None
+    # every task container is limited by default: 75% of the memory, all CPUs but half of one
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert config.pids_limit == 4096 and config.memory_limit == memory // 100 * 75
+    assert config.cpus == max(1.0, len(os.sched_getaffinity(0)) - 0.5)
+    assert (config.podman_timeout, config.dnf_timeout) == (60, 7200)
+    assert config.image_allowlist is None
     assert config.network == "auto" and config.buildroot_cache is True
     assert config.buildroot_mode == "tag"
     assert config.userns_base == 1_000_000_000
@@ -69,6 +76,9 @@ createrepo_timeout = 7200
 image_external_repo = fedora-image-rpms
 reap_on_start = off
 userns_base = none
+image_allowlist = quay.io, registry.example.com/koji/ localhost/koji-adjutant-task:dev
+podman_timeout = 30
+dnf_timeout = 600
 """,
     )
     config = load_config(path, environ={})
@@ -94,7 +104,63 @@ userns_base = none
         image_external_repo="fedora-image-rpms",
         reap_on_start=False,
         userns_base=None,
+        image_allowlist=(
+            "quay.io",
+            "registry.example.com/koji/",
+            "localhost/koji-adjutant-task:dev",
+        ),
+        podman_timeout=30,
+        dnf_timeout=600,
     )
+
+
+def test_limits_may_be_shares_of_the_builder_or_none(tmp_path: Path) -> None:
+    path = write(tmp_path, "[adjutant]\nmemory_limit = 50%\ncpus = 50%\n")
+    config = load_config(path, environ={})
+    memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    assert config.memory_limit == memory // 2
+    assert config.cpus == round(len(os.sched_getaffinity(0)) / 2, 2)
+    unlimited = write(tmp_path, "[adjutant]\nmemory_limit = none\ncpus = none\n")
+    config = load_config(unlimited, environ={})
+    assert config.memory_limit is None and config.cpus is None
+
+
+@pytest.mark.parametrize(
+    ("image", "allowed"),
+    [
+        ("quay.io/fedora/fedora:40", True),  # registry
+        ("quay.io:443/fedora/fedora:40", False),  # another host:port
+        ("registry.example.com/koji/el9:9.4", True),  # namespace
+        ("registry.example.com/kojifake/el9:9.4", False),
+        ("registry.example.com/other/el9", False),
+        ("localhost/koji-adjutant-task:dev", True),  # exact
+        ("localhost/koji-adjutant-task:other", False),
+        ("docker.io/library/fedora:40", True),  # repository: every tag and digest
+        ("docker.io/library/fedora@sha256:" + "0" * 64, True),
+        ("docker.io/library/fedora:40@sha256:" + "0" * 64, True),
+        ("docker.io/library/centos:7", False),
+        ("fedora:40", False),  # a short name: registries.conf would choose the registry
+        ("quay.io", False),
+    ],
+)
+def test_the_allowlist_names_registries_namespaces_repositories_or_references(
+    image: str, allowed: bool
+) -> None:
+    allowlist = (
+        "quay.io",
+        "registry.example.com/koji/",
+        "localhost/koji-adjutant-task:dev",
+        "docker.io/library/fedora",
+    )
+    assert image_allowed(image, allowlist) is allowed
+
+
+def test_a_task_image_outside_the_allowlist_is_a_config_error(tmp_path: Path) -> None:
+    path = write(
+        tmp_path, "[adjutant]\ntask_image = quay.io/fedora/fedora:40\nimage_allowlist = localhost\n"
+    )
+    with pytest.raises(ConfigError, match=r"task_image = 'quay\.io/fedora/fedora:40' is not in"):
+        load_config(path, environ={})
 
 
 def test_environment_overrides_the_file_and_names_the_path(tmp_path: Path) -> None:
@@ -147,6 +213,12 @@ def test_default_path_is_under_kojid_plugins() -> None:
         ("userns_base", "4294967295", "host uid up to 4294901759"),
         ("userns_base", "-3", "whole number greater than 0"),
         ("buildroot_mode", "mock", "one of tag, image"),
+        ("memory_limit", "120%", "at most 100"),
+        ("cpus", "lots%", "percentage"),
+        ("image_allowlist", "fedora", "names no registry"),
+        ("image_allowlist", "quay.io/Bad Name", "not a registry"),
+        ("podman_timeout", "0", "whole number greater than 0"),
+        ("dnf_timeout", "soon", "whole number greater than 0"),
     ],
 )
 def test_bad_value_names_key_value_and_rule(

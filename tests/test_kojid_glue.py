@@ -171,9 +171,16 @@ class FakeManager:
     instances: ClassVar[list[FakeManager]] = []
     down = False
 
-    def __init__(self, socket: str | None = None, *, worker_id: str | None = None):
+    def __init__(
+        self,
+        socket: str | None = None,
+        *,
+        worker_id: str | None = None,
+        timeout: float | None = None,
+    ):
         self.socket = socket
         self.worker_id = worker_id
+        self.timeout = timeout
         self.containers: list[dict[str, Any]] = []
         self.reaped: list[dict[str, str]] = []
         FakeManager.instances.append(self)
@@ -1236,6 +1243,51 @@ def test_tag_image_extra_chooses_the_image_and_bad_values_fail_the_task(
     assert fault is not None and fault[0] == koji.ConfigurationError.faultCode
     assert "tag f40-build: extra adjutant.image.x86_64 = 'Not An Image'" in fault[1]
     assert "host.newBuildRoot" not in hub_methods(hub)  # resolved before any buildroot
+
+
+def test_an_image_outside_the_allowlist_fails_the_task_before_any_buildroot(
+    handlers: Handlers,
+    hub: HubFake,
+    world: World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    fakes: type[FakeManager],
+    script: BuildScript,
+) -> None:
+    """A tag's extra (here mock.bootstrap_image) naming an image on a registry the admin did
+    not allow fails the task, buildArch and createrepo alike; an allowed one runs."""
+    conf(image_allowlist="quay.io/koji/ localhost/koji-adjutant-task:dev")
+    extra = hub.hub.db.tags[world.tag["id"]].extra
+    extra["mock.bootstrap_image"] = "registry.evil.example/koji/el9:1"
+    task_id = build_task(hub, world, arch=ARCH)
+    hub.clear_calls()
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    fault = hub.task(task_id).fault
+    assert fault is not None and fault[0] == koji.ConfigurationError.faultCode
+    assert fault[1] == (
+        "image registry.evil.example/koji/el9:1 (from tag extra mock.bootstrap_image of tag"
+        " f40-build) is not in this builder's image_allowlist (quay.io/koji/"
+        " localhost/koji-adjutant-task:dev); a fully qualified reference on an allowed"
+        " registry is needed"
+    )
+    assert "host.newBuildRoot" not in hub_methods(hub)
+    assert script.calls == []
+    extra["mock.bootstrap_image"] = "quay.io/koji/el9:1"
+    task_id = build_task(hub, world, arch=ARCH)
+    kojidloader.run_task(handlers.build_arch, session, options, task_id)
+    assert hub.task(task_id).fault is None, hub.task(task_id).fault
+    assert script.calls[0]["image"] == "quay.io/koji/el9:1"
+    # createrepo's image is held to it too (the default task_image is allowed exactly)
+    with pytest.raises(ImagePolicyError, match=r"image fedora:40 \(from tag extra"):
+        select_image(
+            {"adjutant.image.createrepo": "fedora:40"},
+            tag_name=TAG,
+            method="createrepo",
+            arch=ARCH,
+            default=IMAGE,
+            allowlist=("quay.io",),
+        )
 
 
 def test_network_none_refuses_without_a_local_repo(

@@ -151,12 +151,18 @@ class ContainerRunResult:
 @final
 class PodmanManager:
     def __new__(
-        cls, socket: str | None = None, *, worker_id: str | None = None
+        cls,
+        socket: str | None = None,
+        *,
+        worker_id: str | None = None,
+        timeout: float | None = None,
     ) -> PodmanManager: ...
     @property
     def socket(self) -> str: ...
     @property
     def worker_id(self) -> str: ...
+    @property
+    def timeout(self) -> float: ...
     def ping(self) -> str: ...
     def inspect_image(self, image: str) -> dict[str, object]: ...
     def ensure_image_available(
@@ -323,6 +329,8 @@ class BuildArchAdapter:
         userns_base: int | None = None,
         keep_failed_root: int = 0,
         yum_proxy: str | None = None,
+        dnf_timeout: int = 7200,
+        container_timeout: int | None = None,
     ) -> BuildArchAdapter: ...
     @property
     def image(self) -> str: ...

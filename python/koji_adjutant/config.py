@@ -33,6 +33,7 @@ __all__ = [
     "AdjutantConfig",
     "ConfigError",
     "check_image_reference",
+    "image_allowed",
     "load_config",
     "parse_size",
 ]
@@ -52,6 +53,11 @@ BUILDROOT_MODES = ("tag", "image")
 #: Container ids 0-65535 map to host ids from here: far above any host's own users and below
 #: the ranges podman's auto user namespaces hand out (2147483647 and up).
 USERNS_BASE = 1_000_000_000
+#: The share of the builder's memory a task container may use unless memory_limit says
+#: otherwise (the core's ResourceLimits.task_defaults uses the same numbers).
+DEFAULT_MEMORY_PERCENT = 75
+#: The CPUs a task container leaves to kojid, Podman and log uploads unless cpus says otherwise.
+DEFAULT_CPUS_HELD_BACK = 0.5
 _USERNS_SIZE = 65536
 _NONE_WORDS = ("", "none")
 _TRUE_WORDS = ("1", "yes", "true", "on")
@@ -74,6 +80,27 @@ def _default_worker_id() -> str:
     return socket.gethostname() or "localhost"
 
 
+def _host_memory() -> int:
+    """This builder's physical memory in bytes."""
+    return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+
+
+def _host_cpus() -> int:
+    """The CPUs this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):  # pragma: no cover - not Linux
+        return os.cpu_count() or 1
+
+
+def _default_memory_limit() -> int:
+    return _host_memory() // 100 * DEFAULT_MEMORY_PERCENT
+
+
+def _default_cpus() -> float:
+    return max(1.0, _host_cpus() - DEFAULT_CPUS_HELD_BACK)
+
+
 @dataclass(frozen=True)
 class AdjutantConfig:
     """The ``[adjutant]`` settings, typed. Field names are the config keys."""
@@ -94,8 +121,10 @@ class AdjutantConfig:
     pull_policy: str = "if-not-present"
     #: SELinux relabel option for bind mounts (``z`` shared, ``Z`` private), or ``None``.
     selinux_label: str | None = None
-    memory_limit: int | None = None
-    cpus: float | None = None
+    #: Memory of each task container in bytes (``75%`` of the builder's by default).
+    memory_limit: int | None = dataclasses.field(default_factory=_default_memory_limit)
+    #: CPUs of each task container (all the builder's but half of one by default).
+    cpus: float | None = dataclasses.field(default_factory=_default_cpus)
     pids_limit: int | None = 4096
     #: How buildArch reaches its repo, and so which steps get a network (see docs/config.md).
     network: str = "auto"
@@ -129,6 +158,14 @@ class AdjutantConfig:
     keep_failed_root: float = 4.0
     #: Where the operator's records of finished tasks and reaped containers are kept.
     state_dir: str = "/var/lib/koji-adjutant"
+    #: The images a task may use (registries, namespaces, repositories or exact references);
+    #: ``None``: any.
+    image_allowlist: tuple[str, ...] | None = None
+    #: Seconds one Podman call may take (and Podman may leave a ping unanswered while a long
+    #: one is pending) before the task fails.
+    podman_timeout: int = 60
+    #: Seconds each root step of a buildroot (dnf's installs) and each query may run.
+    dnf_timeout: int = 7200
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -200,6 +237,36 @@ def _non_negative_float(raw: str) -> float:
     if not math.isfinite(value) or value < 0:
         raise ValueError("expected a number of 0 or more")
     return value
+
+
+def _percent(raw: str) -> float | None:
+    """The number before a trailing ``%``, a share of the builder's (0-100), or None."""
+    value = raw.strip()
+    if not value.endswith("%"):
+        return None
+    try:
+        percent = float(value[:-1])
+    except ValueError:
+        raise ValueError("expected a percentage such as 75%") from None
+    if not math.isfinite(percent) or not 0 < percent <= 100:
+        raise ValueError("expected a percentage greater than 0 and at most 100")
+    return percent
+
+
+def _memory(raw: str) -> int:
+    """a size, or a percentage of the builder's memory"""
+    percent = _percent(raw)
+    if percent is None:
+        return parse_size(raw)
+    return int(_host_memory() * percent / 100)
+
+
+def _cpus(raw: str) -> float:
+    """a number of CPUs, or a percentage of the builder's"""
+    percent = _percent(raw)
+    if percent is None:
+        return _positive_float(raw)
+    return round(_host_cpus() * percent / 100, 2) or 0.01
 
 
 def parse_size(raw: str) -> int:
@@ -279,6 +346,60 @@ def _image(raw: str) -> str:
     return check_image_reference(raw.strip())
 
 
+def _registry_of(reference: str) -> str | None:
+    """The registry a reference names (its first component when that is a host, as podman
+    reads it), or None for a short name that podman resolves through registries.conf."""
+    first, slash, _ = reference.partition("/")
+    if slash and ("." in first or ":" in first or first == "localhost"):
+        return first
+    return None
+
+
+def _allow_entry(raw: str) -> str:
+    """One image_allowlist entry: a registry, ``registry/namespace/``, a repository or an
+    exact reference; always naming its registry."""
+    entry = raw.strip()
+    if re.fullmatch(rf"{_DOMAIN}", entry) and (
+        "." in entry or ":" in entry or entry == "localhost"
+    ):
+        return entry
+    body = entry[:-1] if entry.endswith("/") else entry
+    try:
+        check_image_reference(body)
+    except ValueError:
+        raise ValueError(
+            f"{entry!r} is not a registry, registry/namespace/, repository or image reference"
+        ) from None
+    if _registry_of(body) is None:
+        raise ValueError(f"{entry!r} names no registry (e.g. registry.example.com/{body})")
+    return entry
+
+
+def _allowlist(raw: str) -> tuple[str, ...]:
+    """registries or references, separated by spaces or commas"""
+    entries = tuple(_allow_entry(e) for e in re.split(r"[\s,]+", raw.strip()) if e)
+    if not entries:
+        raise ValueError("expected registries or image references")
+    return entries
+
+
+def image_allowed(image: str, allowlist: tuple[str, ...] | list[str]) -> bool:
+    """Whether ``image`` is covered by an entry of ``allowlist``: a registry (every image on
+    it), ``registry/namespace/`` (every image under it), a repository (any of its tags and
+    digests) or an exact reference. A short name (no registry) never is: podman would
+    resolve it through registries.conf to whichever registry answers first."""
+    registry = _registry_of(image)
+    if registry is None:
+        return False
+    repository = re.sub(r":[^/:]*$", "", image.partition("@")[0])
+    for entry in allowlist:
+        if entry == registry or entry == image or entry == repository:
+            return True
+        if entry.endswith("/") and image.startswith(entry):
+            return True
+    return False
+
+
 _PARSERS: dict[str, Callable[[str], object]] = {
     "enabled": _bool,
     "podman_socket": _socket,
@@ -287,8 +408,8 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "task_image": _optional(_image),
     "pull_policy": _choice(*PULL_POLICIES),
     "selinux_label": _optional(_choice(*SELINUX_LABELS)),
-    "memory_limit": _optional(parse_size),
-    "cpus": _optional(_positive_float),
+    "memory_limit": _optional(_memory),
+    "cpus": _optional(_cpus),
     "pids_limit": _optional(_positive_int),
     "network": _choice(*NETWORK_POLICIES),
     "buildroot_topurl": _optional(_url),
@@ -305,6 +426,9 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "provenance_signing_key": _optional(_abs_path),
     "keep_failed_root": _non_negative_float,
     "state_dir": _abs_path,
+    "image_allowlist": _optional(_allowlist),
+    "podman_timeout": _positive_int,
+    "dnf_timeout": _positive_int,
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}
@@ -361,6 +485,12 @@ def load_config(
         if name in env:
             values[key] = _parse(key, env[name], f"environment {name}")
     config = AdjutantConfig(**values)  # type: ignore[arg-type]
+    if config.task_image is not None and config.image_allowlist is not None:
+        if not image_allowed(config.task_image, config.image_allowlist):
+            raise ConfigError(
+                f"{path} [{SECTION}]: task_image = {config.task_image!r} is not in"
+                f" image_allowlist ({' '.join(config.image_allowlist)})"
+            )
     if config.image_external_repo is not None and config.buildroot_mode != "image":
         raise ConfigError(
             f"{path} [{SECTION}]: image_external_repo = {config.image_external_repo!r} applies"

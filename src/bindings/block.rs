@@ -2,7 +2,8 @@
 //!
 //! It releases the GIL, drives the future on the core's runtime, and every ~200 ms re-takes
 //! the GIL to run Python's signal handlers (kojid's SIGINT/SIGTERM handlers raise). When one
-//! raises, the core is told to cancel; it cleans up (removes its container) and the handler's
+//! raises, the core is told to cancel (the token passed to `make`, which is also the cancel
+//! scope of every Podman call inside); it cleans up (removes its container) and the handler's
 //! exception is what the caller gets.
 
 use std::future::Future;
@@ -27,7 +28,9 @@ where
     let mut raised: Option<PyErr> = None;
     let drive = || {
         rt.block_on(async {
-            let fut = make(cancel);
+            // The token is also the call's cancel scope: every Podman call inside ends once
+            // it fires (crate::core::cancel).
+            let fut = cancel.clone().scope(make(cancel));
             tokio::pin!(fut);
             let mut tick = tokio::time::interval(SIGNAL_TICK);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -19,7 +19,7 @@ use crate::core::buildroot::{
 };
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::spec::{IdMap, SelinuxLabel};
+use crate::core::spec::{IdMap, ResourceLimits, SelinuxLabel};
 use crate::core::task;
 
 /// Builds a source RPM into binary RPMs in Podman containers, as kojid's buildArch task does
@@ -27,6 +27,12 @@ use crate::core::task;
 /// (`buildroot_mode="tag"`, mock's bootstrap model) or over the image itself
 /// (`buildroot_mode="image"`), rpmbuild run as an unprivileged user without network or
 /// capabilities, results and logs in `ctx.work_dir/result`.
+///
+/// Every step is bounded (`rpmbuild_timeout` for rpmbuild's, `dnf_timeout` for the others),
+/// and podman kills either container after `container_timeout` seconds (default
+/// `rpmbuild_timeout + 3 * dnf_timeout`), a backstop should the caller die. `limits=None`
+/// gives both containers the task defaults: 75% of this host's memory, its CPUs but half of
+/// one, 4096 processes.
 #[pyclass(name = "BuildArchAdapter", module = "koji_adjutant", frozen)]
 pub struct PyBuildArchAdapter {
     client: Arc<PodmanClient>,
@@ -41,7 +47,8 @@ impl PyBuildArchAdapter {
         rpmbuild_timeout = 86400, install_group = "build", buildhost = None, rpmdb_path = None,
         limits = None, selinux_label = None, image_external_repo = None, cache = true, cache_max_images = 8,
         cache_max_bytes = 21474836480, cache_dir = None, log_cap_bytes = None, image_arches = None,
-        userns_base = None, keep_failed_root = 0, yum_proxy = None))]
+        userns_base = None, keep_failed_root = 0, yum_proxy = None,
+        dnf_timeout = 7200, container_timeout = None))]
     #[allow(clippy::too_many_arguments)]
     fn new(
         manager: &PyPodmanManager,
@@ -68,10 +75,20 @@ impl PyBuildArchAdapter {
         userns_base: Option<u32>,
         keep_failed_root: u64,
         yum_proxy: Option<String>,
+        dnf_timeout: u64,
+        container_timeout: Option<u64>,
     ) -> PyResult<Self> {
-        let limits = limits.map(|l| l.0.clone()).unwrap_or_default();
-        if rpmbuild_timeout == 0 {
-            return Err(Error::invalid("rpmbuild_timeout must be at least 1 second").into());
+        let limits = limits
+            .map(|l| l.0.clone())
+            .unwrap_or_else(ResourceLimits::task_defaults);
+        for (name, value) in [
+            ("rpmbuild_timeout", Some(rpmbuild_timeout)),
+            ("dnf_timeout", Some(dnf_timeout)),
+            ("container_timeout", container_timeout),
+        ] {
+            if value == Some(0) {
+                return Err(Error::invalid(format!("{name} must be at least 1 second")).into());
+            }
         }
         Ok(PyBuildArchAdapter {
             client: manager.client.clone(),
@@ -108,6 +125,8 @@ impl PyBuildArchAdapter {
                 userns: userns_base.map(IdMap::new).transpose()?,
                 keep_failed_root: (keep_failed_root > 0)
                     .then(|| std::time::Duration::from_secs(keep_failed_root)),
+                dnf_timeout,
+                container_timeout,
             },
         })
     }

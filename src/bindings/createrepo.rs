@@ -16,14 +16,19 @@ use crate::core::createrepo::{self, ExternalRepo, KojiExternalRepo};
 use crate::core::createrepo_run::{self, CreaterepoOptions, CreaterepoOutcome, RepoInputs};
 use crate::core::error::Error;
 use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::spec::SelinuxLabel;
+use crate::core::spec::{ResourceLimits, SelinuxLabel};
 
 /// Runs kojid's `createrepo` task (createrepo_c, then mergerepo_c for external repos) in one
 /// container of `image` per call, with kojid's flags, logs and edge cases.
 ///
 /// `createrepo_update` and `createrepo_skip_stat` are kojid's options of the same names;
-/// `limits` the container's cgroup limits; `selinux_label` ("z"/"Z") relabels the work dir
-/// mount only; `log_cap_bytes` caps each log; `timeout` (seconds) bounds the whole task.
+/// `limits` the container's cgroup limits (`None`: the task defaults, 75% of this host's
+/// memory, its CPUs but half of one, 4096 processes); `selinux_label` ("z"/"Z") relabels the
+/// work dir mount only; `log_cap_bytes` caps each log; `timeout` (seconds) bounds the whole
+/// task, and podman kills each container 60 s after it (24 h without a timeout), a backstop
+/// should the caller die. With external repos, `mergerepo_c --version` runs once per image
+/// (per process) first: as in kojid, `--arch-expand` is given to mergerepo_c 0.15.11 or newer
+/// only, and a `simple` merge needs 0.13.0.
 #[pyclass(name = "CreaterepoAdapter", module = "koji_adjutant", frozen)]
 pub struct PyCreaterepoAdapter {
     client: Arc<PodmanClient>,
@@ -54,7 +59,9 @@ impl PyCreaterepoAdapter {
             pull_policy: PullPolicy::parse(pull_policy)?,
             update: createrepo_update,
             skip_stat: createrepo_skip_stat,
-            limits: limits.map(|l| l.0.clone()).unwrap_or_default(),
+            limits: limits
+                .map(|l| l.0.clone())
+                .unwrap_or_else(ResourceLimits::task_defaults),
             selinux_label: selinux_label
                 .as_deref()
                 .map(SelinuxLabel::parse)

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::time::Duration;
 
 use pyo3::prelude::*;
 use pyo3::types::PyDict;
@@ -19,7 +20,9 @@ use crate::core::podman::{self, ExecOptions, PodmanClient, PullPolicy};
 ///
 /// `socket` is a path or a `unix://` URL; by default `$KOJI_ADJUTANT_PODMAN_SOCKET`, else
 /// `/run/podman/podman.sock`. `worker_id` labels every container this manager creates; by
-/// default the host name.
+/// default the host name. `timeout` (seconds, default 60) bounds every Podman call: a call
+/// the service does not answer in time, or a long one (an output stream, a wait, a pull, a
+/// commit) during which it stops answering its ping for that long, raises ContainerError.
 #[pyclass(name = "PodmanManager", module = "koji_adjutant", frozen)]
 pub struct PyPodmanManager {
     pub client: Arc<PodmanClient>,
@@ -36,8 +39,12 @@ pub fn default_worker_id() -> String {
 #[pymethods]
 impl PyPodmanManager {
     #[new]
-    #[pyo3(signature = (socket = None, *, worker_id = None))]
-    fn new(socket: Option<String>, worker_id: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (socket = None, *, worker_id = None, timeout = None))]
+    fn new(
+        socket: Option<String>,
+        worker_id: Option<String>,
+        timeout: Option<f64>,
+    ) -> PyResult<Self> {
         let socket = socket
             .or_else(|| {
                 std::env::var(podman::SOCKET_ENV)
@@ -46,9 +53,25 @@ impl PyPodmanManager {
             })
             .unwrap_or_else(|| podman::DEFAULT_SOCKET.to_string());
         let worker_id = worker_id.unwrap_or_else(default_worker_id);
+        let mut client = PodmanClient::new(&socket, &worker_id)?;
+        if let Some(seconds) = timeout {
+            let timeout = Duration::try_from_secs_f64(seconds).map_err(|_| {
+                Error::invalid(format!(
+                    "timeout must be a number of seconds, not {seconds}"
+                ))
+            })?;
+            client = client.with_timeout(timeout)?;
+        }
         Ok(PyPodmanManager {
-            client: Arc::new(PodmanClient::new(&socket, &worker_id)?),
+            client: Arc::new(client),
         })
+    }
+
+    /// Seconds one Podman call may take, and the service may leave a ping unanswered while
+    /// a long operation (an output stream, a wait, a pull, a commit) is pending.
+    #[getter]
+    fn timeout(&self) -> f64 {
+        self.client.timeout().as_secs_f64()
     }
 
     #[getter]

@@ -87,6 +87,24 @@ pub fn read_usage(root: &Path, cgroup_path: &str) -> Usage {
     }
 }
 
+/// How many processes the kernel's OOM killer has killed in the cgroup at `cgroup_path`
+/// because it reached its memory limit (v1: `memory.oom_control`, v2: `memory.events`,
+/// both `oom_kill N`); `None` when the kernel does not say.
+pub fn read_oom_kills(root: &Path, cgroup_path: &str) -> Option<u64> {
+    let relative = cgroup_path.trim_start_matches('/');
+    if relative.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let path = if root.join("cgroup.controllers").exists() {
+        root.join(relative).join("memory.events")
+    } else {
+        root.join("memory")
+            .join(relative)
+            .join("memory.oom_control")
+    };
+    keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
+}
+
 /// The number after `key` in a `key value` per line file.
 fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -126,6 +144,25 @@ mod tests {
             usage.describe(),
             "peak memory 4.1 MiB, CPU 1.50 s, written 4196 bytes"
         );
+    }
+
+    #[test]
+    fn oom_kills_are_read_from_either_cgroup_version() {
+        let v1 = Scratch::new("cgroup").with_files(&[(
+            "memory/libpod_parent/libpod-abc/memory.oom_control",
+            "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+        )]);
+        assert_eq!(read_oom_kills(&v1.0, "/libpod_parent/libpod-abc"), Some(2));
+        assert_eq!(read_oom_kills(&v1.0, "/libpod_parent/gone"), None);
+        let v2 = Scratch::new("cgroup").with_files(&[
+            ("cgroup.controllers", "memory\n"),
+            (
+                "machine/c1/memory.events",
+                "low 0\nhigh 0\nmax 5\noom 1\noom_kill 1\n",
+            ),
+        ]);
+        assert_eq!(read_oom_kills(&v2.0, "/machine/c1"), Some(1));
+        assert_eq!(read_oom_kills(&v2.0, "/machine/../../etc"), None);
     }
 
     #[test]

@@ -106,6 +106,27 @@ pub struct BuildArchConfig {
     pub userns: Option<IdMap>,
     /// How long a failed build's root is kept for inspection; `None`: not kept.
     pub keep_failed_root: Option<Duration>,
+    /// Seconds each step without a timeout of its own (every root step: dnf's installs, the
+    /// root's export; and the queries) may run (the bindings' default: two hours).
+    /// rpmbuild's steps have `rpmbuild_timeout`.
+    pub dnf_timeout: u64,
+    /// Seconds podman lets either container live before it kills it, a backstop should this
+    /// process die without removing them; `None`: [`default_backstop`].
+    pub container_timeout: Option<u64>,
+}
+
+/// The containers' backstop unless one is configured: the longest a task runs without a
+/// hang, rpmbuild's timeout plus three of dnf's (the root, static and dynamic
+/// BuildRequires). Never the primary limit: each step has its own.
+pub fn default_backstop(rpmbuild_timeout: u64, dnf_timeout: u64) -> u64 {
+    rpmbuild_timeout.saturating_add(dnf_timeout.saturating_mul(3))
+}
+
+impl BuildArchConfig {
+    fn backstop(&self) -> u64 {
+        self.container_timeout
+            .unwrap_or_else(|| default_backstop(self.options.rpmbuild_timeout, self.dnf_timeout))
+    }
 }
 
 /// Where the caller reports to the hub while the task runs.
@@ -462,6 +483,7 @@ pub async fn run(
         ready: false,
         last_listed: Vec::new(),
         baseline: Vec::new(),
+        oom_seen: (0, 0),
     };
     let mut outcome = task
         .work(&key, cached.as_ref(), hooks, &result_dir, image)
@@ -526,6 +548,8 @@ struct Task<'a> {
     last_listed: Vec<InstalledRpm>,
     /// Image mode: the image's own packages (see `classify`).
     baseline: Vec<String>,
+    /// OOM kills already reported, of the build and the bootstrap container.
+    oom_seen: (u64, u64),
 }
 
 impl Task<'_> {
@@ -772,21 +796,38 @@ impl Task<'_> {
         spec.init = true;
         spec.network = NetworkMode::None;
         spec.limits = self.config.limits.clone();
+        spec.timeout = Some(self.config.backstop());
         spec.userns = self.config.userns;
         spec.labels
             .insert("io.koji.adjutant.role".to_owned(), "build".to_owned());
-        spec.mounts = self
-            .plan
-            .build_mounts
-            .iter()
-            .map(|m| VolumeMount {
-                selinux_label: self.config.selinux_label,
-                ..m.clone()
-            })
-            .collect();
+        spec.mounts = Vec::new();
+        for mount in self.plan.build_mounts.clone() {
+            spec.mounts.push(self.owned_mount(mount).await?);
+        }
         let id = self.client.create(&spec).await?;
         self.build_id = Some(id.clone());
         Ok(id)
+    }
+
+    /// A mount of the task's own file (the SRPM), with the SELinux label when one is set.
+    /// Relabelling changes the inode, so for every path to it: a source with other hard
+    /// links (kojid's glue links an SRPM of a local topdir into the work dir) is copied into
+    /// the task's scratch dir first, and only the task's copy is relabelled.
+    async fn owned_mount(&mut self, mount: VolumeMount) -> Result<VolumeMount> {
+        let Some(label) = self.config.selinux_label else {
+            return Ok(mount);
+        };
+        self.rounds += 1;
+        let copy = self.scratch_dir.join(format!("mount-{}", self.rounds));
+        let source = mount.source.clone();
+        let source = tokio::task::spawn_blocking(move || private_copy(&source, &copy))
+            .await
+            .map_err(|e| Error::io("copying a mount source", std::io::Error::other(e)))??;
+        Ok(VolumeMount {
+            source,
+            selinux_label: Some(label),
+            ..mount
+        })
     }
 
     /// The bootstrap container, created and started on first use: the bootstrap image as
@@ -819,6 +860,7 @@ impl Task<'_> {
             NetworkMode::None
         };
         spec.limits = self.config.limits.clone();
+        spec.timeout = Some(self.config.backstop());
         spec.userns = self.config.userns;
         spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
         spec.labels
@@ -1036,6 +1078,13 @@ impl Task<'_> {
             return Ok(code);
         }
         let log = step.log.file_name();
+        let oom = self.oom_note(step).await;
+        // kojid's wording, with the OOM killer named when it struck: "status 137" alone
+        // does not say that the build hit its memory limit.
+        let status = match &oom {
+            Some(oom) => format!("{code} ({oom})"),
+            None => code.to_string(),
+        };
         let message = if code == LEFTOVERS_SURVIVED {
             format!(
                 "step \"{}\" of task {} (arch {}): its processes did not die; see {log}",
@@ -1043,17 +1092,17 @@ impl Task<'_> {
             )
         } else if is_build {
             format!(
-                "error building package (arch {}), rpmbuild exited with status {code}; see {log} for more information",
+                "error building package (arch {}), rpmbuild exited with status {status}; see {log} for more information",
                 self.arch
             )
         } else if step.log == LogTarget::RootLog {
             format!(
-                "could not init buildroot for task {} (arch {}): step \"{}\" exited with status {code}; see root.log for more information",
+                "could not init buildroot for task {} (arch {}): step \"{}\" exited with status {status}; see root.log for more information",
                 self.plan.task_id, self.arch, step.name
             )
         } else {
             format!(
-                "buildroot step \"{}\" failed for task {} (arch {}) with status {code}; see {log} for more information",
+                "buildroot step \"{}\" failed for task {} (arch {}) with status {status}; see {log} for more information",
                 step.name, self.plan.task_id, self.arch
             )
         };
@@ -1064,14 +1113,56 @@ impl Task<'_> {
         })
     }
 
+    /// Whether the kernel's OOM killer killed a process of `step`'s container since the last
+    /// look (its cgroup's count; the container's main process is never the one killed, so
+    /// podman's `OOMKilled` does not say): the words for the failure, also noted in the
+    /// step's log and state.log.
+    async fn oom_note(&mut self, step: &Step) -> Option<String> {
+        let (role, id) = match step.user {
+            RunAs::Root => ("bootstrap", self.bootstrap_id.clone()?),
+            RunAs::Builder => ("build", self.build_id.clone()?),
+        };
+        let kills = match self.client.oom_kills(&id).await {
+            Ok(kills) => kills?,
+            Err(e) => {
+                warn!(target: LOG_TARGET, "cannot read the {role} container's OOM kills: {e}");
+                return None;
+            }
+        };
+        let seen = match step.user {
+            RunAs::Root => &mut self.oom_seen.1,
+            RunAs::Builder => &mut self.oom_seen.0,
+        };
+        if kills <= *seen {
+            return None;
+        }
+        let new = kills - *seen;
+        *seen = kills;
+        let limit = self.config.limits.memory_bytes.map_or_else(
+            || "its memory limit".to_owned(),
+            |bytes| format!("its memory limit of {}", human_bytes(bytes)),
+        );
+        let note = format!(
+            "out of memory: the {role} container reached {limit} and the kernel's OOM killer \
+             killed {new} of its processes"
+        );
+        let _ = self.logs.note(Some(step.log), &note);
+        let _ = self.logs.note(None, &note);
+        Some(note)
+    }
+
     /// Runs a query step and returns its stdout (stderr goes to its log).
     async fn query(&mut self, step: &Step) -> Result<String> {
         let mut capture = Vec::new();
         let code = self.exec(step, Some(&mut Bounded(&mut capture))).await?;
         if !step.ok_exit_codes.contains(&code) {
+            let status = match self.oom_note(step).await {
+                Some(oom) => format!("{code} ({oom})"),
+                None => code.to_string(),
+            };
             return Err(Error::Build {
                 message: format!(
-                    "buildroot query \"{}\" failed for task {} with status {code}; see {}",
+                    "buildroot query \"{}\" failed for task {} with status {status}; see {}",
                     step.name,
                     self.plan.task_id,
                     step.log.file_name()
@@ -1168,28 +1259,25 @@ impl Task<'_> {
         let run = self
             .client
             .exec(&container, &argv, &opts, &mut sink, self.cancel);
-        let code = match step.timeout_secs {
-            Some(limit) => {
-                match tokio::time::timeout(std::time::Duration::from_secs(limit), run).await {
-                    Ok(code) => code?,
-                    Err(_) => {
-                        self.logs
-                            .note(Some(step.log), &format!("Timed out after {limit} s"))?;
-                        return Err(Error::Build {
-                            message: format!(
-                                "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
-                                step.name,
-                                self.plan.task_id,
-                                self.arch,
-                                step.log.file_name()
-                            ),
-                            log: Some(self.logs.path(step.log)),
-                            exit_code: None,
-                        });
-                    }
-                }
+        // Every step is bounded: rpmbuild's by rpmbuild_timeout, the others by dnf_timeout.
+        let limit = step.timeout_secs.unwrap_or(self.config.dnf_timeout);
+        let code = match tokio::time::timeout(Duration::from_secs(limit), run).await {
+            Ok(code) => code?,
+            Err(_) => {
+                self.logs
+                    .note(Some(step.log), &format!("Timed out after {limit} s"))?;
+                return Err(Error::Build {
+                    message: format!(
+                        "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
+                        step.name,
+                        self.plan.task_id,
+                        self.arch,
+                        step.log.file_name()
+                    ),
+                    log: Some(self.logs.path(step.log)),
+                    exit_code: None,
+                });
             }
-            None => run.await?,
         };
         self.logs
             .merged(step.log)
@@ -1426,6 +1514,49 @@ fn config_report(
     out
 }
 
+/// `source` when this path is its only link, else a copy of it at `copy` (see
+/// `Task::owned_mount`).
+fn private_copy(source: &Path, copy: &Path) -> Result<PathBuf> {
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::symlink_metadata(source)
+        .map_err(|e| Error::io(format!("inspecting {}", source.display()), e))?;
+    if !meta.is_file() || meta.nlink() == 1 {
+        return Ok(source.to_path_buf());
+    }
+    let mut from = std::fs::File::open(source)
+        .map_err(|e| Error::io(format!("opening {}", source.display()), e))?;
+    let mut to = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(copy)
+        .map_err(|e| Error::io(format!("creating {}", copy.display()), e))?;
+    std::io::copy(&mut from, &mut to).map_err(|e| {
+        Error::io(
+            format!("copying {} to {}", source.display(), copy.display()),
+            e,
+        )
+    })?;
+    Ok(copy.to_path_buf())
+}
+
+/// `512 MiB`, `1.5 GiB`, or bytes when smaller than a KiB.
+fn human_bytes(bytes: u64) -> String {
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            let value = bytes as f64 / size as f64;
+            return if bytes % size == 0 {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{value:.1} {unit}")
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 fn is_binary_rpm(name: &str) -> bool {
     name.ends_with(".rpm") && !name.ends_with(".src.rpm") && !name.ends_with(".nosrc.rpm")
 }
@@ -1454,6 +1585,41 @@ mod tests {
         assert!(is_srpm("a-1-1.src.rpm") && !is_srpm("a-1-1.buildreqs.nosrc.rpm"));
         assert!(is_buildreqs("a-1-1.buildreqs.nosrc.rpm"));
         assert!(is_dnf_log("dnf.rpm.log") && !is_dnf_log("hawkey.log") && !is_dnf_log("dnf.log.1"));
+    }
+
+    #[test]
+    fn only_a_file_of_the_tasks_own_is_relabelled() {
+        let dir = crate::core::testutil::Scratch::new("owned");
+        let own = dir.join("own.src.rpm");
+        std::fs::write(&own, b"srpm").unwrap();
+        assert_eq!(private_copy(&own, &dir.join("copy-1")).unwrap(), own);
+        // A hard link to a shared file (the Koji topdir's SRPM): the task gets a copy.
+        let shared = dir.join("shared.src.rpm");
+        std::fs::write(&shared, b"shared srpm").unwrap();
+        let linked = dir.join("linked.src.rpm");
+        std::fs::hard_link(&shared, &linked).unwrap();
+        let copy = private_copy(&linked, &dir.join("copy-2")).unwrap();
+        assert_eq!(copy, dir.join("copy-2"));
+        assert_eq!(std::fs::read(&copy).unwrap(), b"shared srpm");
+        use std::os::unix::fs::MetadataExt;
+        assert_eq!(std::fs::metadata(&copy).unwrap().nlink(), 1);
+        // A planted link at the copy's name is never written through.
+        std::os::unix::fs::symlink(&own, dir.join("copy-3")).unwrap();
+        assert!(private_copy(&linked, &dir.join("copy-3")).is_err());
+        assert_eq!(std::fs::read(&own).unwrap(), b"srpm");
+    }
+
+    #[test]
+    fn sizes_read_as_people_write_them() {
+        assert_eq!(human_bytes(512 << 20), "512 MiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(100), "100 bytes");
+    }
+
+    #[test]
+    fn the_backstop_outlasts_every_step() {
+        assert_eq!(default_backstop(86400, 7200), 86400 + 3 * 7200);
+        assert_eq!(default_backstop(u64::MAX, 1), u64::MAX);
     }
 
     #[test]

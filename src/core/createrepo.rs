@@ -71,6 +71,46 @@ impl MergeMode {
     }
 }
 
+/// The version of a mergerepo_c, which decides two of kojid's flags: `--simple` needs
+/// 0.13.0 and `--arch-expand` 0.15.11 (kojid's `merge_repos`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct MergerepoVersion(pub u32, pub u32, pub u32);
+
+impl MergerepoVersion {
+    /// The first mergerepo_c with `--simple`.
+    pub const SIMPLE: Self = MergerepoVersion(0, 13, 0);
+    /// The first mergerepo_c with `--arch-expand`.
+    pub const ARCH_EXPAND: Self = MergerepoVersion(0, 15, 11);
+
+    /// kojid's reading of `mergerepo_c --version` (`Version: 0.15.11 (Features: ...)`):
+    /// `re.match(r'Version: (\d+).(\d+).(\d+).*', out.strip())`.
+    pub fn parse(out: &str) -> Option<Self> {
+        fn number(text: &str) -> Option<(u32, &str)> {
+            let end = text
+                .find(|c: char| !c.is_ascii_digit())
+                .unwrap_or(text.len());
+            let value = text.get(..end)?.parse().ok()?;
+            Some((value, text.get(end..)?))
+        }
+        fn skip_one(text: &str) -> Option<&str> {
+            let mut chars = text.chars();
+            chars.next()?;
+            Some(chars.as_str())
+        }
+        let rest = out.trim().strip_prefix("Version: ")?;
+        let (major, rest) = number(rest)?;
+        let (minor, rest) = number(skip_one(rest)?)?;
+        let (patch, _) = number(skip_one(rest)?)?;
+        Some(MergerepoVersion(major, minor, patch))
+    }
+}
+
+impl std::fmt::Display for MergerepoVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
 /// One entry of the hub's `getExternalRepoList` for the repo's tag and create event.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -192,6 +232,12 @@ pub struct ValidatedRepo {
 }
 
 impl ValidatedRepo {
+    /// Whether external repos are merged after createrepo_c (so the plan depends on the
+    /// image's mergerepo_c version).
+    pub fn merges(&self) -> bool {
+        self.merge.is_some()
+    }
+
     /// kojid's `self.outdir`.
     pub fn out_dir(&self) -> PathBuf {
         self.work_dir.join("repo")
@@ -1015,8 +1061,10 @@ fn check_work_dir(work_dir: &Path, repo_id: u64, mounts: &[VolumeMount]) -> Resu
 
 /// The steps kojid's `CreaterepoTask.handler` performs, in its order:
 /// `create_local_repo` (copy old repodata, createrepo_c), then `merge_repos` when the tag has
-/// external repos, else the EMPTY_REPO marker when the pkglist is empty.
-pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
+/// external repos, else the EMPTY_REPO marker when the pkglist is empty. `mergerepo_c` is the
+/// version of the mergerepo_c that will merge (`None`: unknown), which decides its flags as
+/// in kojid; a `simple` merge needs 0.13.0 and fails with kojid's message otherwise.
+pub fn plan(repo: &ValidatedRepo, mergerepo_c: Option<MergerepoVersion>) -> Result<CreaterepoPlan> {
     let out_dir = repo.out_dir();
     let repodata_dir = out_dir.join("repodata");
     let mut steps = vec![Action::CreateDir {
@@ -1043,7 +1091,12 @@ pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
             steps.push(Action::CreateDir {
                 path: out_dir.clone(),
             });
-            steps.push(Action::Run(mergerepo_command(repo, merge, &premerge)));
+            steps.push(Action::Run(mergerepo_command(
+                repo,
+                merge,
+                &premerge,
+                mergerepo_c,
+            )?));
         }
         None if repo.pkglist_empty => steps.push(Action::WriteFile {
             path: repodata_dir.join(EMPTY_REPO_FILE),
@@ -1058,12 +1111,12 @@ pub fn plan(repo: &ValidatedRepo) -> CreaterepoPlan {
         mounts = repo.mounts.len(),
         "createrepo plan"
     );
-    CreaterepoPlan {
+    Ok(CreaterepoPlan {
         mounts: repo.mounts.clone(),
         network_needed: repo.network_needed,
         steps,
         repodata_dir,
-    }
+    })
 }
 
 fn path_arg(path: &Path) -> String {
@@ -1109,14 +1162,27 @@ fn createrepo_command(repo: &ValidatedRepo) -> ContainerCommand {
 }
 
 /// `mergerepo_c --koji [--simple] -b BLOCKLIST` or `mergerepo_c --pkgorigins --all`, then
-/// `-a ARCH -o OUT --arch-expand [-g COMPS] -r file://PREMERGE/ -r URL...`, with TMPDIR set to
-/// the work dir. `--arch-expand` assumes mergerepo_c >= 0.15.11 in the image, where kojid
-/// probes the version.
-fn mergerepo_command(repo: &ValidatedRepo, merge: &MergeSpec, premerge: &Path) -> ContainerCommand {
+/// `-a ARCH -o OUT [--arch-expand] [-g COMPS] -r file://PREMERGE/ -r URL...`, with TMPDIR set
+/// to the work dir. As kojid: `--arch-expand` only for mergerepo_c 0.15.11 or newer; a
+/// `simple` merge needs 0.13.0 (kojid's python2 `mergerepos` fallback is gone on python3).
+fn mergerepo_command(
+    repo: &ValidatedRepo,
+    merge: &MergeSpec,
+    premerge: &Path,
+    version: Option<MergerepoVersion>,
+) -> Result<ContainerCommand> {
     let mut argv: Vec<String> = vec![MERGEREPO_C.into()];
     match merge.mode {
         MergeMode::Koji => argv.push("--koji".into()),
-        MergeMode::Simple => argv.extend(["--koji".into(), "--simple".into()]),
+        MergeMode::Simple => {
+            if version.is_none_or(|v| v < MergerepoVersion::SIMPLE) {
+                return Err(Error::Repo(format!(
+                    "mergerepo_c is not installed or has low version: {} (0.13.0 needed for --simple)",
+                    version.map_or_else(|| "None".to_owned(), |v| v.to_string())
+                )));
+            }
+            argv.extend(["--koji".into(), "--simple".into()])
+        }
         MergeMode::Bare => argv.extend(["--pkgorigins".into(), "--all".into()]),
     }
     if merge.mode != MergeMode::Bare {
@@ -1127,8 +1193,10 @@ fn mergerepo_command(repo: &ValidatedRepo, merge: &MergeSpec, premerge: &Path) -
         repo.arch.clone(),
         "-o".into(),
         path_arg(&repo.out_dir()),
-        "--arch-expand".into(),
     ]);
+    if version.is_some_and(|v| v >= MergerepoVersion::ARCH_EXPAND) {
+        argv.push("--arch-expand".into());
+    }
     if let Some(groups) = &repo.groups {
         argv.extend(["-g".into(), path_arg(groups)]);
     }
@@ -1137,44 +1205,17 @@ fn mergerepo_command(repo: &ValidatedRepo, merge: &MergeSpec, premerge: &Path) -
         argv.extend(["-r".into(), url.clone()]);
     }
     let work_dir = path_arg(&repo.work_dir);
-    ContainerCommand {
+    Ok(ContainerCommand {
         argv,
         cwd: work_dir.clone(),
         env: BTreeMap::from([("TMPDIR".to_string(), work_dir)]),
         log_name: "mergerepos.log".into(),
         failure_prefix: "failed to merge repos".into(),
-    }
+    })
 }
 
 // ------------------------------------------------------------------------------------------
 // result
-
-/// The files kojid uploads: every entry of `repodata/` (EMPTY_REPO included, it lives there),
-/// by name, sorted (kojid uses `os.listdir` order; the hub does not care). The directory is
-/// flat; anything but a regular file is an error, as uploading it would fail in kojid.
-pub fn list_repodata_files(repodata_dir: &Path) -> Result<Vec<String>> {
-    let context = || format!("listing {}", repodata_dir.display());
-    let mut files = Vec::new();
-    for entry in fs::read_dir(repodata_dir).map_err(|e| Error::io(context(), e))? {
-        let entry = entry.map_err(|e| Error::io(context(), e))?;
-        let name = entry.file_name().into_string().map_err(|name| {
-            Error::Repo(format!(
-                "repodata file name {name:?} in {} is not UTF-8",
-                repodata_dir.display()
-            ))
-        })?;
-        let kind = entry.file_type().map_err(|e| Error::io(context(), e))?;
-        if !kind.is_file() {
-            return Err(Error::Repo(format!(
-                "repodata entry {} is not a regular file",
-                entry.path().display()
-            )));
-        }
-        files.push(name);
-    }
-    files.sort();
-    Ok(files)
-}
 
 /// The task result kojid returns and `repoDone` consumes: `[uploadpath, [file, ...]]`. The hub
 /// joins `<workdir>/<uploadpath>/<file>`, so the upload path must be relative and the names
@@ -1287,7 +1328,7 @@ mod tests {
         }
 
         fn plan(&self, req: &CreaterepoRequest) -> CreaterepoPlan {
-            plan(&validate(req).unwrap())
+            plan(&validate(req).unwrap(), Some(MergerepoVersion(0, 17, 3))).unwrap()
         }
 
         fn s(&self, path: impl AsRef<Path>) -> String {
@@ -1601,6 +1642,67 @@ mod tests {
         let merge = argv(&k.plan(&req))[1].clone();
         assert_eq!(merge[..4], [MERGEREPO_C, "--pkgorigins", "--all", "-a"]);
         assert!(!merge.contains(&"-b".to_string()));
+    }
+
+    #[test]
+    fn mergerepo_c_versions_read_as_kojid_reads_them() {
+        let parse = MergerepoVersion::parse;
+        assert_eq!(
+            parse("Version: 0.15.11 (Features: DeltaRPM LegacyWeakdeps )\n"),
+            Some(MergerepoVersion(0, 15, 11))
+        );
+        assert_eq!(parse("  Version: 1.2.3"), Some(MergerepoVersion(1, 2, 3)));
+        assert_eq!(parse("Version: 0.17.3-1"), Some(MergerepoVersion(0, 17, 3)));
+        for bad in [
+            "",
+            "mergerepo_c 0.15.11",
+            "Version: 0.15",
+            "Version: x.y.z",
+            "Version:0.1.2",
+        ] {
+            assert_eq!(parse(bad), None, "{bad:?}");
+        }
+        assert!(MergerepoVersion(0, 15, 10) < MergerepoVersion::ARCH_EXPAND);
+        assert!(MergerepoVersion(1, 0, 0) > MergerepoVersion::ARCH_EXPAND);
+        assert_eq!(MergerepoVersion(0, 13, 0).to_string(), "0.13.0");
+    }
+
+    #[test]
+    fn the_merge_flags_follow_the_images_mergerepo_c_as_in_kojid() {
+        let k = Koji::new().with_packages(&[FOO]);
+        let mut req = k.request();
+        let merge_argv = |req: &CreaterepoRequest, version| {
+            argv(&plan(&validate(req).unwrap(), version).unwrap())[1].clone()
+        };
+        req.external_repos = vec![repo("e", "http://example.com/r/", MergeMode::Koji)];
+        let expand = "--arch-expand".to_string();
+        assert!(merge_argv(&req, Some(MergerepoVersion::ARCH_EXPAND)).contains(&expand));
+        assert!(!merge_argv(&req, Some(MergerepoVersion(0, 15, 10))).contains(&expand));
+        // Unknown (mergerepo_c --version failed): plain --koji, as kojid.
+        let unknown = merge_argv(&req, None);
+        assert_eq!(unknown[..2], [MERGEREPO_C, "--koji"]);
+        assert!(!unknown.contains(&expand));
+        req.external_repos = vec![repo("e", "http://example.com/r/", MergeMode::Bare)];
+        assert!(!merge_argv(&req, Some(MergerepoVersion(0, 14, 0))).contains(&expand));
+
+        // simple needs 0.13.0; below, or unknown, kojid's failure.
+        req.external_repos = vec![repo("e", "http://example.com/r/", MergeMode::Simple)];
+        assert!(merge_argv(&req, Some(MergerepoVersion::SIMPLE)).contains(&"--simple".to_string()));
+        let repo = validate(&req).unwrap();
+        for (version, shown) in [(Some(MergerepoVersion(0, 12, 9)), "0.12.9"), (None, "None")] {
+            let err = plan(&repo, version).unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "mergerepo_c is not installed or has low version: {shown} (0.13.0 needed for --simple)"
+                )
+            );
+            assert!(matches!(err, Error::Repo(_)));
+        }
+        // Without external repos the version does not matter.
+        req.external_repos.clear();
+        assert!(plan(&validate(&req).unwrap(), None).is_ok());
+        assert!(!validate(&req).unwrap().merges());
     }
 
     #[test]
@@ -2063,26 +2165,6 @@ mod tests {
                 "http://download.example.com/koji/repos/test-7E-build/latest/x86_64/",
             ]
         );
-    }
-
-    #[test]
-    fn repodata_files_are_listed_flat_and_sorted_with_the_marker() {
-        let k = Koji::new();
-        let dir = k.root.join("repodata");
-        fs::create_dir_all(&dir).unwrap();
-        for f in ["repomd.xml", "EMPTY_REPO", "abc-primary.xml.gz"] {
-            fs::write(dir.join(f), "x").unwrap();
-        }
-        assert_eq!(
-            list_repodata_files(&dir).unwrap(),
-            ["EMPTY_REPO", "abc-primary.xml.gz", "repomd.xml"]
-        );
-        fs::create_dir(dir.join("sub")).unwrap();
-        assert!(matches!(list_repodata_files(&dir), Err(Error::Repo(_))));
-        assert!(matches!(
-            list_repodata_files(&k.root.join("none")),
-            Err(Error::Io { .. })
-        ));
     }
 
     #[test]

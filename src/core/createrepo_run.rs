@@ -30,16 +30,23 @@
 //! command's stdout and stderr as they arrive (kojid sends both to the file). The caller's
 //! sink, if any, gets the same bytes.
 
+use std::collections::HashMap;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::os::unix::fs::{DirBuilderExt, MetadataExt, OpenOptionsExt, PermissionsExt};
-use std::path::{Path, PathBuf};
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+use std::path::{Component, Path, PathBuf};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
+
+use rustix::fs::{Mode, OFlags};
 
 use tracing::{debug, warn};
 
 use crate::core::cancel::{cancel_pair, Cancel};
 use crate::core::createrepo::{
-    self, Action, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest, ExternalRepo,
+    self, Action, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest,
+    ExternalRepo, MergerepoVersion, ValidatedRepo,
 };
 use crate::core::error::{Error, Result, SinkFailure};
 use crate::core::logsink::{FileSink, FileSinkOptions};
@@ -57,6 +64,9 @@ const PLACEHOLDER_COMMAND: [&str; 1] = ["true"];
 /// Podman's own timeout for the container is the task's plus this margin: a backstop should
 /// this process die, never the primary limit (which ends the run with a clear error).
 const PODMAN_TIMEOUT_MARGIN: u64 = 60;
+/// Podman's timeout for a container of a task without a timeout of its own: a backstop, far
+/// beyond what createrepo_c or mergerepo_c take for the largest Koji repos.
+pub const DEFAULT_BACKSTOP: u64 = 24 * 3600;
 
 const FILE_MODE: u32 = 0o644;
 const DIR_MODE: u32 = 0o755;
@@ -116,7 +126,8 @@ pub struct RepoInputs {
 pub struct CreaterepoOutcome {
     /// `<work_dir>/repo/repodata`, whose files kojid uploads.
     pub repodata_dir: PathBuf,
-    /// The names of those files, sorted ([`createrepo::list_repodata_files`]).
+    /// The names of those files, sorted (every entry of `repodata/`, EMPTY_REPO included;
+    /// kojid uses `os.listdir` order, the hub does not care).
     pub files: Vec<String>,
     /// The `EMPTY_REPO` marker was written.
     pub empty: bool,
@@ -126,9 +137,11 @@ pub struct CreaterepoOutcome {
     pub upload_path: String,
 }
 
-/// A checked request: the plan and the container that will carry it out.
+/// A checked request: the repo, the plan (made for the mergerepo_c version of the image,
+/// see [`run`]) and the container that will carry it out.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Prepared {
+    pub repo: ValidatedRepo,
     pub plan: CreaterepoPlan,
     pub spec: ContainerSpec,
     /// `uid:gid` the commands run as.
@@ -169,7 +182,9 @@ pub fn prepare(
         skip_stat: opts.skip_stat,
         external_repos: inputs.external_repos,
     };
-    let plan = createrepo::plan(&createrepo::validate(&request)?);
+    let repo = createrepo::validate(&request)?;
+    // Planned as for a current mergerepo_c; `run` plans again for the image's own.
+    let plan = createrepo::plan(&repo, Some(MergerepoVersion::ARCH_EXPAND))?;
     let meta = fs::metadata(&ctx.work_dir)
         .map_err(|e| Error::io(format!("inspecting work dir {}", ctx.work_dir.display()), e))?;
     let owner = (meta.uid(), meta.gid());
@@ -177,6 +192,7 @@ pub fn prepare(
     let spec = container_spec(&plan, ctx, opts, &user);
     spec.validate()?;
     Ok(Prepared {
+        repo,
         plan,
         spec,
         user,
@@ -242,9 +258,9 @@ pub fn container_spec(
         NetworkMode::None
     };
     spec.limits = opts.limits.clone();
-    spec.timeout = opts
-        .timeout
-        .map(|t| t.saturating_add(PODMAN_TIMEOUT_MARGIN));
+    spec.timeout = Some(opts.timeout.map_or(DEFAULT_BACKSTOP, |t| {
+        t.saturating_add(PODMAN_TIMEOUT_MARGIN)
+    }));
     spec.task_id = Some(ctx.task_id);
     spec
 }
@@ -260,7 +276,15 @@ pub async fn run(
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
 ) -> Result<CreaterepoOutcome> {
-    let prepared = prepare(ctx, opts, inputs)?;
+    // Validation reads the pkglist and checks every package dir it names (tens of thousands
+    // for a large tag): on a blocking thread.
+    let (ctx_owned, opts_owned) = (ctx.clone(), opts.clone());
+    let mut prepared = tokio::select! {
+        prepared = tokio::task::spawn_blocking(move || prepare(&ctx_owned, &opts_owned, inputs)) => {
+            prepared.map_err(|e| Error::io("checking the repo", std::io::Error::other(e)))??
+        }
+        () = cancel.cancelled() => return Err(Error::Interrupted),
+    };
     // Every byte of container output also goes to `<log_dir>/<task_id>/container.log`.
     let mut with_container_log = match ctx.container_log() {
         Some(path) => {
@@ -277,11 +301,12 @@ pub async fn run(
     };
     let sink: &mut dyn OutputSink = &mut with_container_log;
     let started = Instant::now();
-    tokio::select! {
-        image = client.ensure_image(&opts.image, opts.pull_policy) => { image?; }
+    let image_id = tokio::select! {
+        image = client.ensure_image(&opts.image, opts.pull_policy) => image?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
-    }
-    let steps = run_steps_within(client, &prepared, opts.timeout, sink, cancel).await;
+    };
+    let steps =
+        run_steps_within(client, &mut prepared, &image_id, opts.timeout, sink, cancel).await;
     debug!(target: LOG_TARGET, task_id = ctx.task_id, total_ms = ms(started), "createrepo steps done");
     let finished = sink.finish().map_err(Error::Sink);
     let logs = match (steps, finished) {
@@ -294,7 +319,8 @@ pub async fn run(
         }
         (Ok(_), Err(e)) => return Err(e),
     };
-    outcome(&prepared.plan, ctx, logs)
+    let (plan, ctx, owner) = (prepared.plan.clone(), ctx.clone(), prepared.owner);
+    blocking(move || outcome(&plan, &ctx, owner, logs)).await
 }
 
 /// The caller's sink plus the task's container.log, when a log dir is configured.
@@ -317,14 +343,37 @@ impl OutputSink for WithContainerLog<'_> {
     }
 }
 
-/// What the finished plan produced, read back from the work dir.
+/// What the finished plan produced, read back from the work dir without following a link:
+/// the files directly in the repodata dir, which must all be regular files (kojid uploads
+/// them; anything else there is an error, as uploading it would fail in kojid).
 fn outcome(
     plan: &CreaterepoPlan,
     ctx: &TaskContext,
+    owner: (u32, u32),
     logs: Vec<PathBuf>,
 ) -> Result<CreaterepoOutcome> {
-    let files = createrepo::list_repodata_files(&plan.repodata_dir)?;
-    let empty = plan.empty_repo_marker().is_some_and(Path::is_file);
+    let work = WorkDir::open(&ctx.work_dir, owner)?;
+    let mut files = Vec::new();
+    for (name, kind) in work.entries(&plan.repodata_dir)? {
+        let shown = plan.repodata_dir.join(&name);
+        let name = name.into_string().map_err(|name| {
+            Error::Repo(format!(
+                "repodata file name {name:?} in {} is not UTF-8",
+                plan.repodata_dir.display()
+            ))
+        })?;
+        if kind != rustix::fs::FileType::RegularFile {
+            return Err(Error::Repo(format!(
+                "repodata entry {} is not a regular file",
+                shown.display()
+            )));
+        }
+        files.push(name);
+    }
+    let empty = match plan.empty_repo_marker() {
+        Some(marker) => work.file_type(marker)? == Some(rustix::fs::FileType::RegularFile),
+        None => false,
+    };
     Ok(CreaterepoOutcome {
         repodata_dir: plan.repodata_dir.clone(),
         files,
@@ -341,7 +390,8 @@ fn outcome(
 /// the fixed cost of an idle container plus an exec (docs/benchmarks.md, P4).
 async fn run_steps_within(
     client: &PodmanClient,
-    prepared: &Prepared,
+    prepared: &mut Prepared,
+    image_id: &str,
     timeout: Option<u64>,
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
@@ -350,7 +400,10 @@ async fn run_steps_within(
     // remove its container. On a timeout or a signal the running command's container is
     // removed by `run` itself before this returns.
     let (stop, stopped) = cancel_pair();
-    let steps = run_steps(client, prepared, sink, &stopped);
+    // The steps' own cancel scope: a timeout ends their Podman calls too.
+    let steps = stopped
+        .clone()
+        .scope(run_steps(client, prepared, image_id, sink, &stopped));
     tokio::pin!(steps);
     let deadline = async {
         match timeout {
@@ -378,10 +431,18 @@ async fn run_steps_within(
 
 async fn run_steps(
     client: &PodmanClient,
-    prepared: &Prepared,
+    prepared: &mut Prepared,
+    image_id: &str,
     sink: &mut dyn OutputSink,
     cancel: &Cancel,
 ) -> Result<Vec<PathBuf>> {
+    if prepared.repo.merges() {
+        // kojid asks the mergerepo_c it will run for its version: so does this, in the image.
+        let version = mergerepo_version(client, prepared, image_id, cancel).await?;
+        prepared.plan = createrepo::plan(&prepared.repo, version)?;
+    }
+    let work_dir = prepared.spec.workdir.clone().unwrap_or_default();
+    let owner = prepared.owner;
     let mut logs = Vec::new();
     for step in &prepared.plan.steps {
         if cancel.is_cancelled() {
@@ -393,16 +454,81 @@ async fn run_steps(
                 logs.push(log);
             }
             host => {
-                let (step, owner) = (host.clone(), prepared.owner);
-                blocking(move || host_step(&step, owner)).await?;
+                let (step, dir) = (host.clone(), PathBuf::from(&work_dir));
+                blocking(move || host_step(&step, &WorkDir::open(&dir, owner)?)).await?;
             }
         }
     }
     if let Some(out_dir) = prepared.plan.repodata_dir.parent() {
-        let out_dir = out_dir.to_path_buf();
-        blocking(move || make_readable(&out_dir)).await?;
+        let (out_dir, dir, cancel) = (
+            out_dir.to_path_buf(),
+            PathBuf::from(&work_dir),
+            cancel.clone(),
+        );
+        blocking(move || WorkDir::open(&dir, owner)?.make_readable(&out_dir, &cancel)).await?;
     }
     Ok(logs)
+}
+
+/// The mergerepo_c versions found per image ID in this process: a probe costs a container.
+static MERGEREPO_VERSIONS: Mutex<Option<HashMap<String, Option<MergerepoVersion>>>> =
+    Mutex::new(None);
+
+/// The version of the image's mergerepo_c, as kojid's `_get_mergerepo_c_version` reads it
+/// (`mergerepo_c --version` in a short container of the task's image, no mounts, no
+/// network); `None` when it exits non-zero or says no version, as kojid (which then drops
+/// `--arch-expand` and refuses `simple` merges). Cached per image ID.
+async fn mergerepo_version(
+    client: &PodmanClient,
+    prepared: &Prepared,
+    image_id: &str,
+    cancel: &Cancel,
+) -> Result<Option<MergerepoVersion>> {
+    let known = |versions: &mut Option<HashMap<_, _>>| {
+        versions
+            .get_or_insert_with(HashMap::new)
+            .get(image_id)
+            .copied()
+    };
+    if let Some(version) = known(&mut MERGEREPO_VERSIONS.lock().unwrap_or_else(|p| p.into_inner()))
+    {
+        return Ok(version);
+    }
+    let mut spec = prepared.spec.clone();
+    spec.command = vec![createrepo::MERGEREPO_C.to_owned(), "--version".to_owned()];
+    spec.mounts = Vec::new();
+    spec.network = NetworkMode::None;
+    spec.workdir = Some("/".to_owned());
+    let mut out = VersionOutput(Vec::new());
+    let code = client.run(&spec, &mut out, cancel).await?.exit_code;
+    let version = if code == 0 {
+        MergerepoVersion::parse(&String::from_utf8_lossy(&out.0))
+    } else {
+        None
+    };
+    match version {
+        Some(v) => debug!(target: LOG_TARGET, image_id, version = %v, "mergerepo_c version"),
+        None => warn!(target: LOG_TARGET, image_id, code, "Unable to detect mergerepo_c version"),
+    }
+    MERGEREPO_VERSIONS
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashMap::new)
+        .insert(image_id.to_owned(), version);
+    Ok(version)
+}
+
+/// The first KiB of `mergerepo_c --version`'s stdout (stderr is dropped, as kojid drops it).
+struct VersionOutput(Vec<u8>);
+
+impl OutputSink for VersionOutput {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> Result<(), SinkFailure> {
+        if stream == Stream::Stdout {
+            let room = 1024usize.saturating_sub(self.0.len());
+            self.0.extend(data.iter().take(room));
+        }
+        Ok(())
+    }
 }
 
 /// Runs file work off the runtime's threads, so signal checks and other tasks keep going.
@@ -423,7 +549,8 @@ async fn run_command(
     cancel: &Cancel,
 ) -> Result<PathBuf> {
     let log_path = PathBuf::from(&command.cwd).join(&command.log_name);
-    let log = FileSink::create(&log_path, prepared.log_options)?;
+    // The work dir was mounted read-write: never open a link planted at the log's name.
+    let log = FileSink::create_no_follow(&log_path, prepared.log_options)?;
     let mut tee = CommandSink { log, caller: sink };
     // kojid's log_output starts each log with the command line.
     let header = format!("$ {}\n", command.argv.join(" "));
@@ -438,7 +565,28 @@ async fn run_command(
     let code = client.run(&spec, &mut tee, cancel).await?.exit_code;
     debug!(target: LOG_TARGET, log = %log_path.display(), code, ms = ms(started), "command exited");
     if code != 0 {
-        return Err(command.failed(exit_outcome(code), log_path, code));
+        let outcome = exit_outcome(code);
+        let err = command.failed(outcome, log_path, code);
+        return Err(match (outcome, prepared.spec.limits.memory_bytes, err) {
+            // The container is gone with its cgroup, so its OOM count cannot be read: say
+            // what a SIGKILL under a memory limit most likely was.
+            (
+                CommandOutcome::Signaled(9),
+                Some(limit),
+                Error::RepoCommand {
+                    message,
+                    log,
+                    exit_code,
+                },
+            ) => Error::RepoCommand {
+                message: format!(
+                    "{message} (the container has a memory limit of {limit} bytes: probably out of memory)"
+                ),
+                log,
+                exit_code,
+            },
+            (_, _, err) => err,
+        });
     }
     Ok(log_path)
 }
@@ -476,19 +624,15 @@ impl OutputSink for CommandSink<'_> {
 // ------------------------------------------------------------------------------------------
 // host steps
 
-/// Does one non-`Run` step of the plan on the host. Everything it creates gets `owner` and
-/// the modes kojid's outputs have.
-fn host_step(step: &Action, owner: (u32, u32)) -> Result<()> {
+/// Does one non-`Run` step of the plan on the host, in the work dir (every step but the old
+/// repodata's source is there). Everything it creates gets the work dir's owner and the
+/// modes kojid's outputs have.
+fn host_step(step: &Action, work: &WorkDir) -> Result<()> {
     match step {
-        Action::CreateDir { path } => create_dir(path, owner),
-        Action::CopyOldRepodata { from, to, remove } => copy_old_repodata(from, to, remove, owner),
-        Action::Rename { from, to } => fs::rename(from, to).map_err(|e| {
-            Error::io(
-                format!("renaming {} to {}", from.display(), to.display()),
-                e,
-            )
-        }),
-        Action::WriteFile { path, contents } => write_file(path, contents.as_bytes(), owner),
+        Action::CreateDir { path } => work.create_dir_all(path),
+        Action::CopyOldRepodata { from, to, remove } => copy_old_repodata(from, to, remove, work),
+        Action::Rename { from, to } => work.rename(from, to),
+        Action::WriteFile { path, contents } => work.write_file(path, contents.as_bytes()),
         // Commands run in the container; the caller never hands one here.
         Action::Run(command) => Err(Error::invalid(format!(
             "{:?} is not a host step",
@@ -497,21 +641,12 @@ fn host_step(step: &Action, owner: (u32, u32)) -> Result<()> {
     }
 }
 
-fn create_dir(path: &Path, owner: (u32, u32)) -> Result<()> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(DIR_MODE)
-        .create(path)
-        .map_err(|e| Error::io(format!("creating {}", path.display()), e))?;
-    set_mode(path, DIR_MODE)?;
-    give(path, owner)
-}
-
 /// kojid's `copytree` of the old repodata, limited to its regular files (repodata is flat;
-/// a symlink there would make createrepo_c read outside the mounts), minus `remove`.
-fn copy_old_repodata(from: &Path, to: &Path, remove: &[String], owner: (u32, u32)) -> Result<()> {
+/// a symlink there would make createrepo_c read outside the mounts), minus `remove`. Each
+/// copy is a new file in the work dir.
+fn copy_old_repodata(from: &Path, to: &Path, remove: &[String], work: &WorkDir) -> Result<()> {
     let context = || format!("copying old repodata {}", from.display());
-    create_dir(to, owner)?;
+    work.create_dir_all(to)?;
     for entry in fs::read_dir(from).map_err(|e| Error::io(context(), e))? {
         let entry = entry.map_err(|e| Error::io(context(), e))?;
         let name = entry.file_name();
@@ -524,64 +659,268 @@ fn copy_old_repodata(from: &Path, to: &Path, remove: &[String], owner: (u32, u32
             warn!(target: LOG_TARGET, "skipping {}: not a regular file", entry.path().display());
             continue;
         }
+        let mut source = fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(entry.path())
+            .map_err(|e| Error::io(context(), e))?;
         let target = to.join(&name);
-        fs::copy(entry.path(), &target).map_err(|e| Error::io(context(), e))?;
-        set_mode(&target, FILE_MODE)?;
-        give(&target, owner)?;
+        let mut copy = work.create_new_file(&target)?;
+        std::io::copy(&mut source, &mut copy).map_err(|e| Error::io(context(), e))?;
     }
     Ok(())
 }
 
-fn write_file(path: &Path, contents: &[u8], owner: (u32, u32)) -> Result<()> {
-    use std::io::Write;
-    let mut file = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(FILE_MODE)
-        .open(path)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    file.write_all(contents)
-        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-    set_mode(path, FILE_MODE)?;
-    give(path, owner)
+/// The flags of every directory opened below the work dir: never through a symlink.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
+
+/// The task's work dir, which the containers had mounted read-write. Every entry below it is
+/// reached from a descriptor of the work dir one component at a time, each opened with
+/// `O_NOFOLLOW` (`openat`): a symlink a container planted (as `repo`, `repodata`, a log or
+/// the `EMPTY_REPO` marker, pointing at a host file or directory) fails the step instead of
+/// redirecting a write, a truncation or a chmod of the host, where kojid runs as root.
+pub(crate) struct WorkDir {
+    path: PathBuf,
+    fd: OwnedFd,
+    owner: (u32, u32),
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<()> {
-    fs::set_permissions(path, fs::Permissions::from_mode(mode))
-        .map_err(|e| Error::io(format!("setting the mode of {}", path.display()), e))
-}
-
-/// Hands a host-created entry to the container's user (a no-op in the usual case, where
-/// both are root).
-fn give(path: &Path, (uid, gid): (u32, u32)) -> Result<()> {
-    let meta = fs::symlink_metadata(path)
-        .map_err(|e| Error::io(format!("inspecting {}", path.display()), e))?;
-    if (meta.uid(), meta.gid()) == (uid, gid) {
-        return Ok(());
+fn fs_error(context: String, errno: rustix::io::Errno) -> Error {
+    let source = std::io::Error::from(errno);
+    if errno == rustix::io::Errno::LOOP || errno == rustix::io::Errno::NOTDIR {
+        return Error::Repo(format!(
+            "{context}: a symlink or another file is in the way (planted by a container?): {source}"
+        ));
     }
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))
-        .map_err(|e| Error::io(format!("giving {} to {uid}:{gid}", path.display()), e))
+    Error::io(context, source)
 }
 
-/// Sets every directory under `root` (itself included) to 0755 and every regular file to
-/// 0644, without following symlinks: the hub, another user, reads what kojid uploads.
-fn make_readable(root: &Path) -> Result<()> {
-    let mut pending = vec![root.to_path_buf()];
-    while let Some(dir) = pending.pop() {
-        set_mode(&dir, DIR_MODE)?;
-        let context = || format!("listing {}", dir.display());
-        for entry in fs::read_dir(&dir).map_err(|e| Error::io(context(), e))? {
-            let entry = entry.map_err(|e| Error::io(context(), e))?;
-            let kind = entry.file_type().map_err(|e| Error::io(context(), e))?;
-            if kind.is_dir() {
-                pending.push(entry.path());
-            } else if kind.is_file() {
-                set_mode(&entry.path(), FILE_MODE)?;
+impl WorkDir {
+    /// The work dir at `path` (kojid's, never a container's), its entries to be owned by
+    /// `owner`.
+    pub(crate) fn open(path: &Path, owner: (u32, u32)) -> Result<Self> {
+        let fd = rustix::fs::open(path, DIR_FLAGS, Mode::empty())
+            .map_err(|e| fs_error(format!("opening work dir {}", path.display()), e))?;
+        Ok(WorkDir {
+            path: path.to_path_buf(),
+            fd,
+            owner,
+        })
+    }
+
+    /// The components of `path` below the work dir; a path elsewhere or with `..` is an
+    /// error (the plan writes inside the work dir only).
+    fn components<'a>(&self, path: &'a Path) -> Result<Vec<&'a OsStr>> {
+        let outside = || {
+            Error::invalid(format!(
+                "{} is not inside the work dir {}",
+                path.display(),
+                self.path.display()
+            ))
+        };
+        path.strip_prefix(&self.path)
+            .map_err(|_| outside())?
+            .components()
+            .map(|c| match c {
+                Component::Normal(name) => Ok(name),
+                _ => Err(outside()),
+            })
+            .collect()
+    }
+
+    /// The directory at `components` below the work dir.
+    fn dir_at(&self, components: &[&OsStr], shown: &Path) -> Result<OwnedFd> {
+        let mut fd = rustix::fs::openat(&self.fd, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|e| fs_error(format!("opening {}", self.path.display()), e))?;
+        for name in components {
+            fd = rustix::fs::openat(&fd, *name, DIR_FLAGS, Mode::empty())
+                .map_err(|e| fs_error(format!("opening {}", shown.display()), e))?;
+        }
+        Ok(fd)
+    }
+
+    /// The directory holding `path`, and `path`'s name in it.
+    fn parent_of<'a>(&self, path: &'a Path) -> Result<(OwnedFd, &'a OsStr)> {
+        let components = self.components(path)?;
+        let Some((name, parents)) = components.split_last() else {
+            return Err(Error::invalid(format!(
+                "{} is the work dir itself",
+                path.display()
+            )));
+        };
+        Ok((self.dir_at(parents, path)?, name))
+    }
+
+    /// Gives `fd` its mode and the owner (a no-op when both are right already).
+    fn settle(&self, fd: &OwnedFd, mode: u32, shown: &Path) -> Result<()> {
+        let context = || format!("setting the mode and owner of {}", shown.display());
+        rustix::fs::fchmod(fd, Mode::from_raw_mode(mode)).map_err(|e| fs_error(context(), e))?;
+        let stat = rustix::fs::fstat(fd).map_err(|e| fs_error(context(), e))?;
+        let (uid, gid) = self.owner;
+        if (stat.st_uid, stat.st_gid) != (uid, gid) {
+            rustix::fs::fchown(
+                fd,
+                Some(rustix::fs::Uid::from_raw(uid)),
+                Some(rustix::fs::Gid::from_raw(gid)),
+            )
+            .map_err(|e| fs_error(context(), e))?;
+        }
+        Ok(())
+    }
+
+    /// Creates `path` and its missing parents, each mode 0755 and the owner's; one that
+    /// exists must be a directory, not a link to one.
+    fn create_dir_all(&self, path: &Path) -> Result<()> {
+        let components = self.components(path)?;
+        let mut fd = self.dir_at(&[], path)?;
+        let mut shown = self.path.clone();
+        for name in components {
+            shown.push(name);
+            let created = match rustix::fs::mkdirat(&fd, name, Mode::from_raw_mode(DIR_MODE)) {
+                Ok(()) => true,
+                Err(rustix::io::Errno::EXIST) => false,
+                Err(e) => return Err(fs_error(format!("creating {}", shown.display()), e)),
+            };
+            fd = rustix::fs::openat(&fd, name, DIR_FLAGS, Mode::empty())
+                .map_err(|e| fs_error(format!("opening {}", shown.display()), e))?;
+            if created || shown == path {
+                self.settle(&fd, DIR_MODE, &shown)?;
             }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes `contents` as the regular file `path` (created, or truncated when a regular
+    /// file is there), mode 0644, the owner's.
+    fn write_file(&self, path: &Path, contents: &[u8]) -> Result<()> {
+        use std::io::Write;
+        let (dir, name) = self.parent_of(path)?;
+        let context = || format!("writing {}", path.display());
+        // O_NONBLOCK: a FIFO planted at the name fails the open instead of blocking it.
+        let flags = OFlags::WRONLY
+            | OFlags::CREATE
+            | OFlags::NOFOLLOW
+            | OFlags::NONBLOCK
+            | OFlags::NOCTTY
+            | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(FILE_MODE))
+            .map_err(|e| fs_error(context(), e))?;
+        let stat = rustix::fs::fstat(&fd).map_err(|e| fs_error(context(), e))?;
+        if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::RegularFile {
+            return Err(Error::Repo(format!(
+                "{}: not a regular file (planted by a container?)",
+                path.display()
+            )));
+        }
+        rustix::fs::ftruncate(&fd, 0).map_err(|e| fs_error(context(), e))?;
+        self.settle(&fd, FILE_MODE, path)?;
+        fs::File::from(fd)
+            .write_all(contents)
+            .map_err(|e| Error::io(context(), e))
+    }
+
+    /// A new regular file at `path` (nothing may be there), mode 0644, the owner's.
+    fn create_new_file(&self, path: &Path) -> Result<fs::File> {
+        let (dir, name) = self.parent_of(path)?;
+        let flags =
+            OFlags::WRONLY | OFlags::CREATE | OFlags::EXCL | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+        let fd = rustix::fs::openat(&dir, name, flags, Mode::from_raw_mode(FILE_MODE))
+            .map_err(|e| fs_error(format!("creating {}", path.display()), e))?;
+        self.settle(&fd, FILE_MODE, path)?;
+        Ok(fs::File::from(fd))
+    }
+
+    /// Renames `from` to `to`, both below the work dir.
+    fn rename(&self, from: &Path, to: &Path) -> Result<()> {
+        let (from_dir, from_name) = self.parent_of(from)?;
+        let (to_dir, to_name) = self.parent_of(to)?;
+        rustix::fs::renameat(&from_dir, from_name, &to_dir, to_name).map_err(|e| {
+            fs_error(
+                format!("renaming {} to {}", from.display(), to.display()),
+                e,
+            )
+        })
+    }
+
+    /// The type of the entry at `path`, not following a symlink; `None` when nothing is there.
+    fn file_type(&self, path: &Path) -> Result<Option<rustix::fs::FileType>> {
+        let (dir, name) = self.parent_of(path)?;
+        match rustix::fs::statat(&dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => Ok(Some(rustix::fs::FileType::from_raw_mode(stat.st_mode))),
+            Err(rustix::io::Errno::NOENT) => Ok(None),
+            Err(e) => Err(fs_error(format!("inspecting {}", path.display()), e)),
+        }
+    }
+
+    /// The names of the entries directly in the directory `path`, with their types (not
+    /// following symlinks), sorted by name.
+    fn entries(&self, path: &Path) -> Result<Vec<(OsString, rustix::fs::FileType)>> {
+        let dir = self.dir_at(&self.components(path)?, path)?;
+        Self::entries_of(&dir, path)
+    }
+
+    fn entries_of(dir: &OwnedFd, shown: &Path) -> Result<Vec<(OsString, rustix::fs::FileType)>> {
+        use std::os::unix::ffi::OsStrExt;
+        let context = || format!("listing {}", shown.display());
+        let mut listed = Vec::new();
+        for entry in rustix::fs::Dir::read_from(dir).map_err(|e| fs_error(context(), e))? {
+            let entry = entry.map_err(|e| fs_error(context(), e))?;
+            let name = OsStr::from_bytes(entry.file_name().to_bytes());
+            if name == "." || name == ".." {
+                continue;
+            }
+            let stat = rustix::fs::statat(dir, name, rustix::fs::AtFlags::SYMLINK_NOFOLLOW)
+                .map_err(|e| fs_error(context(), e))?;
+            listed.push((
+                name.to_os_string(),
+                rustix::fs::FileType::from_raw_mode(stat.st_mode),
+            ));
+        }
+        listed.sort_by(|a, b| a.0.cmp(&b.0));
+        Ok(listed)
+    }
+
+    /// Sets the directory `path` and every directory under it to 0755 and every regular file
+    /// to 0644 (the hub, another user, reads what kojid uploads); symlinks, FIFOs and the
+    /// like are left alone. Stops early once `cancel` fires.
+    fn make_readable(&self, path: &Path, cancel: &Cancel) -> Result<()> {
+        use rustix::fs::FileType;
+        let top = self.dir_at(&self.components(path)?, path)?;
+        self.settle(&top, DIR_MODE, path)?;
+        let mut pending = vec![(top, path.to_path_buf())];
+        while let Some((dir, shown)) = pending.pop() {
+            if cancel.is_cancelled() {
+                return Err(Error::Interrupted);
+            }
+            for (name, kind) in Self::entries_of(&dir, &shown)? {
+                let entry = shown.join(&name);
+                let context = || format!("opening {}", entry.display());
+                match kind {
+                    FileType::Directory => {
+                        let sub = rustix::fs::openat(&dir, &name, DIR_FLAGS, Mode::empty())
+                            .map_err(|e| fs_error(context(), e))?;
+                        self.settle(&sub, DIR_MODE, &entry)?;
+                        pending.push((sub, entry));
+                    }
+                    FileType::RegularFile => {
+                        let flags = OFlags::RDONLY
+                            | OFlags::NOFOLLOW
+                            | OFlags::NONBLOCK
+                            | OFlags::NOCTTY
+                            | OFlags::CLOEXEC;
+                        let file = rustix::fs::openat(&dir, &name, flags, Mode::empty())
+                            .map_err(|e| fs_error(context(), e))?;
+                        self.settle(&file, FILE_MODE, &entry)?;
+                    }
+                    _ => {}
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Milliseconds since `since`, for the debug log's phase timings.
@@ -592,7 +931,7 @@ fn ms(since: Instant) -> u128 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::os::unix::fs::symlink;
+    use std::os::unix::fs::{symlink, PermissionsExt};
 
     use crate::core::testutil::Scratch;
 
@@ -723,6 +1062,10 @@ mod tests {
         );
     }
 
+    fn set_mode(path: &Path, mode: u32) {
+        fs::set_permissions(path, fs::Permissions::from_mode(mode)).unwrap();
+    }
+
     #[test]
     fn host_steps_give_kojids_modes_whatever_the_source() {
         let s = Scratch::new("steps");
@@ -736,11 +1079,13 @@ mod tests {
             "pkgorigins.gz",
         ] {
             fs::write(old.join(name), name).unwrap();
-            set_mode(&old.join(name), 0o600).unwrap();
+            set_mode(&old.join(name), 0o600);
         }
         symlink("/etc/passwd", old.join("sneaky")).unwrap();
+        fs::create_dir(s.0.join("work")).unwrap();
+        let work = WorkDir::open(&s.0.join("work"), owner).unwrap();
         let out = s.0.join("work/repo");
-        host_step(&Action::CreateDir { path: out.clone() }, owner).unwrap();
+        host_step(&Action::CreateDir { path: out.clone() }, &work).unwrap();
         let to = out.join("repodata");
         let remove = vec!["EMPTY_REPO".to_string(), "pkgorigins.gz".to_string()];
         host_step(
@@ -749,7 +1094,7 @@ mod tests {
                 to: to.clone(),
                 remove,
             },
-            owner,
+            &work,
         )
         .unwrap();
         let mut copied: Vec<String> = fs::read_dir(&to)
@@ -771,7 +1116,7 @@ mod tests {
                 path: marker.clone(),
                 contents: "empty\n".into(),
             },
-            owner,
+            &work,
         )
         .unwrap();
         assert_eq!(fs::read_to_string(&marker).unwrap(), "empty\n");
@@ -783,10 +1128,148 @@ mod tests {
                 from: out.clone(),
                 to: moved.clone(),
             },
-            owner,
+            &work,
         )
         .unwrap();
         assert!(moved.join("repodata/repomd.xml").is_file() && !out.exists());
+        // Nothing outside the work dir is a host step's to touch.
+        let outside = Action::WriteFile {
+            path: s.0.join("old/x"),
+            contents: String::new(),
+        };
+        assert!(matches!(
+            host_step(&outside, &work),
+            Err(Error::InvalidSpec(_))
+        ));
+    }
+
+    /// A host file and directory a container's planted links point at, and what they hold.
+    fn targets(s: &Scratch) -> (PathBuf, PathBuf) {
+        let victim = s.0.join("host/victim");
+        fs::create_dir_all(s.0.join("host/dir")).unwrap();
+        fs::write(&victim, "host data\n").unwrap();
+        set_mode(&victim, 0o600);
+        set_mode(&s.0.join("host/dir"), 0o700);
+        (victim, s.0.join("host/dir"))
+    }
+
+    fn untouched(victim: &Path, dir: &Path) {
+        assert_eq!(fs::read_to_string(victim).unwrap(), "host data\n");
+        assert_eq!(mode(victim), 0o600);
+        assert_eq!(mode(dir), 0o700);
+        assert_eq!(fs::read_dir(dir).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn links_planted_in_the_work_dir_never_redirect_a_host_write() {
+        let s = Scratch::new("planted");
+        let (victim, dir) = targets(&s);
+        let owner = owner_of(&s.0);
+        let root = s.0.join("work");
+        fs::create_dir_all(root.join("real/repodata")).unwrap();
+        let work = WorkDir::open(&root, owner).unwrap();
+        // `repo` replaced by a link to a host directory: the marker, the output dir's modes
+        // and the listing fail instead of writing, chmodding or reading there.
+        symlink(&dir, root.join("repo")).unwrap();
+        let marker = root.join("repo/repodata/EMPTY_REPO");
+        let write = Action::WriteFile {
+            path: marker.clone(),
+            contents: "x".into(),
+        };
+        let err = host_step(&write, &work).unwrap_err();
+        assert!(err.to_string().contains("symlink"), "{err}");
+        assert!(work
+            .make_readable(&root.join("repo"), &Cancel::never())
+            .is_err());
+        assert!(work.entries(&root.join("repo/repodata")).is_err());
+        assert!(host_step(
+            &Action::CreateDir {
+                path: root.join("repo")
+            },
+            &work
+        )
+        .is_err());
+        // The marker itself a link to a host file, or a FIFO: refused, nothing written.
+        fs::remove_file(root.join("repo")).unwrap();
+        fs::rename(root.join("real"), root.join("repo")).unwrap();
+        symlink(&victim, &marker).unwrap();
+        assert!(host_step(&write, &work).is_err());
+        fs::remove_file(&marker).unwrap();
+        let fifo = std::ffi::CString::new(marker.to_str().unwrap()).unwrap();
+        assert_eq!(mkfifo(&fifo), 0);
+        let started = Instant::now();
+        assert!(host_step(&write, &work).is_err());
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "a FIFO never blocks"
+        );
+        // A log name planted as a link: the log is never opened through it.
+        symlink(&victim, root.join("mergerepos.log")).unwrap();
+        assert!(FileSink::create_no_follow(
+            root.join("mergerepos.log"),
+            FileSinkOptions::default()
+        )
+        .is_err());
+        // A copy of old repodata never writes through a planted name.
+        let old = s.0.join("old");
+        fs::create_dir(&old).unwrap();
+        fs::write(old.join("repomd.xml"), "new").unwrap();
+        fs::create_dir(root.join("copy")).unwrap();
+        symlink(&victim, root.join("copy/repomd.xml")).unwrap();
+        let copy = Action::CopyOldRepodata {
+            from: old,
+            to: root.join("copy"),
+            remove: Vec::new(),
+        };
+        assert!(host_step(&copy, &work).is_err());
+        untouched(&victim, &dir);
+    }
+
+    fn mkfifo(path: &std::ffi::CStr) -> i32 {
+        match rustix::fs::mknodat(
+            rustix::fs::CWD,
+            path,
+            rustix::fs::FileType::Fifo,
+            Mode::from_raw_mode(0o644),
+            0,
+        ) {
+            Ok(()) => 0,
+            Err(_) => -1,
+        }
+    }
+
+    #[test]
+    fn the_outcome_lists_the_repodata_flat_and_sorted_and_only_regular_files() {
+        let s = Scratch::new("outcome");
+        let (ctx, inputs) = koji(&s);
+        let prepared = prepare(&ctx, &CreaterepoOptions::new("img"), inputs).unwrap();
+        let dir = prepared.plan.repodata_dir.clone();
+        fs::create_dir_all(&dir).unwrap();
+        for f in ["repomd.xml", "EMPTY_REPO", "abc-primary.xml.gz"] {
+            fs::write(dir.join(f), "x").unwrap();
+        }
+        let owner = owner_of(&ctx.work_dir);
+        let listed = outcome(&prepared.plan, &ctx, owner, Vec::new()).unwrap();
+        assert_eq!(
+            listed.files,
+            ["EMPTY_REPO", "abc-primary.xml.gz", "repomd.xml"]
+        );
+        assert!(listed.empty);
+        fs::create_dir(dir.join("sub")).unwrap();
+        assert!(matches!(
+            outcome(&prepared.plan, &ctx, owner, Vec::new()),
+            Err(Error::Repo(_))
+        ));
+        fs::remove_dir(dir.join("sub")).unwrap();
+        symlink("/etc/passwd", dir.join("passwd")).unwrap();
+        assert!(matches!(
+            outcome(&prepared.plan, &ctx, owner, Vec::new()),
+            Err(Error::Repo(_))
+        ));
+        // The output dir replaced by a link to a host directory: nothing is listed there.
+        fs::rename(dir.parent().unwrap(), s.0.join("moved")).unwrap();
+        symlink(s.0.join("moved"), dir.parent().unwrap()).unwrap();
+        assert!(outcome(&prepared.plan, &ctx, owner, Vec::new()).is_err());
     }
 
     #[test]
@@ -795,16 +1278,23 @@ mod tests {
         let out = s.0.join("repo");
         fs::create_dir_all(out.join("repodata")).unwrap();
         fs::write(out.join("repodata/repomd.xml"), "x").unwrap();
-        set_mode(&out.join("repodata/repomd.xml"), 0o600).unwrap();
-        set_mode(&out.join("repodata"), 0o700).unwrap();
+        set_mode(&out.join("repodata/repomd.xml"), 0o600);
+        set_mode(&out.join("repodata"), 0o700);
         let outside = s.0.join("outside");
         fs::write(&outside, "o").unwrap();
-        set_mode(&outside, 0o600).unwrap();
+        set_mode(&outside, 0o600);
         symlink(&outside, out.join("repodata/link")).unwrap();
-        make_readable(&out).unwrap();
+        let work = WorkDir::open(&s.0, owner_of(&s.0)).unwrap();
+        work.make_readable(&out, &Cancel::never()).unwrap();
         assert_eq!(mode(&out.join("repodata")), 0o755);
         assert_eq!(mode(&out.join("repodata/repomd.xml")), 0o644);
         assert_eq!(mode(&outside), 0o600, "a symlink's target is left alone");
+        let (handle, cancelled) = cancel_pair();
+        handle.cancel();
+        assert!(matches!(
+            work.make_readable(&out, &cancelled),
+            Err(Error::Interrupted)
+        ));
     }
 
     #[test]

@@ -289,7 +289,17 @@ impl FileSink {
     /// regular file; `Error::Io`, naming the path, when a directory or the file cannot be
     /// created.
     pub fn create(path: impl Into<PathBuf>, options: FileSinkOptions) -> Result<Self> {
-        let path = path.into();
+        Self::open(path.into(), options, 0)
+    }
+
+    /// [`FileSink::create`] for a log in a directory a container can write (createrepo's
+    /// work dir): a symlink planted at `path` is never followed (the open fails), so the
+    /// truncation that starts a log cannot reach another file.
+    pub fn create_no_follow(path: impl Into<PathBuf>, options: FileSinkOptions) -> Result<Self> {
+        Self::open(path.into(), options, libc::O_NOFOLLOW)
+    }
+
+    fn open(path: PathBuf, options: FileSinkOptions, flags: i32) -> Result<Self> {
         if let Some(cap) = options.cap_bytes {
             if cap < Self::MIN_CAP_BYTES {
                 return Err(Error::invalid(format!(
@@ -305,6 +315,7 @@ impl FileSink {
             .write(true)
             .create(true)
             .mode(LOG_FILE_MODE)
+            .custom_flags(flags)
             .open(&path)
             .map_err(|e| Error::io(format!("creating log {}", path.display()), e))?;
         let is_regular = file

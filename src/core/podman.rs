@@ -10,7 +10,7 @@ use std::future::Future;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
 use std::sync::Mutex;
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use containers_api::conn::hyper::{self, Body, Response, StatusCode};
 use containers_api::conn::{Headers, Payload, RequestClient, Transport};
@@ -40,6 +40,13 @@ const REMOVE_GRACE: u64 = 0;
 const REMOVE_RETRIES: u64 = 5;
 /// How long after a container exited its output stream may take to drain.
 const DRAIN_LIMIT: Duration = Duration::from_secs(30);
+/// How long one Podman call may take, and how long the service may leave a ping unanswered
+/// while a long operation is pending, unless the caller sets another (`with_timeout`).
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+/// The most time between two pings of the service while a long operation is pending.
+const PROBE_INTERVAL: Duration = Duration::from_secs(10);
+/// How long removing a container may take right after the service left a call unanswered.
+const WEDGED_CLEANUP_LIMIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -143,6 +150,20 @@ pub fn socket_path(socket: &str) -> Result<String> {
 
 type RawClient = RequestClient<podman_api::Error>;
 
+/// How a Podman call is bounded in time and by the cancel scope ([`Cancel::current`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bound {
+    /// A call that answers at once: the client's timeout; a signal ends the wait.
+    Quick,
+    /// A call whose effect must be known (creating a container) or that cleans up (removing
+    /// one): the timeout only, never ended by a signal.
+    Uncancelled,
+    /// A call that may legitimately take long (an output stream, a wait, a pull, a commit, an
+    /// import): no overall limit, but the service must answer a ping within the timeout
+    /// while it is pending; a signal ends the wait.
+    Long,
+}
+
 /// A connection to one podman service, with the labels this worker puts on its containers.
 pub struct PodmanClient {
     podman: Podman,
@@ -150,6 +171,10 @@ pub struct PodmanClient {
     socket: String,
     worker_id: String,
     rlimits: HostRlimits,
+    /// See [`DEFAULT_TIMEOUT`].
+    timeout: Duration,
+    /// When a call last went unanswered (see [`PodmanClient::cleanup_limit`]).
+    unanswered_at: Mutex<Option<Instant>>,
     /// Output pumps started by `start`, collected by `wait`.
     pumps: Mutex<HashMap<String, JoinHandle<Result<u64>>>>,
 }
@@ -233,8 +258,132 @@ impl PodmanClient {
             socket: path,
             worker_id: worker_id.to_string(),
             rlimits: HostRlimits::read(),
+            timeout: DEFAULT_TIMEOUT,
+            unanswered_at: Mutex::new(None),
             pumps: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The same client with another bound on each call (at least one second): a Podman
+    /// service that takes longer to answer a call, or to answer its ping while a long
+    /// operation is pending, fails the operation instead of hanging the caller.
+    pub fn with_timeout(mut self, timeout: Duration) -> Result<Self> {
+        if timeout < Duration::from_secs(1) {
+            return Err(Error::invalid(format!(
+                "the podman timeout must be at least 1 second, not {:.3} s",
+                timeout.as_secs_f64()
+            )));
+        }
+        self.timeout = timeout;
+        Ok(self)
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Remembers that the service just left a call unanswered.
+    fn note_unanswered(&self) {
+        *self.unanswered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
+    }
+
+    /// How long a cleanup call (removing a container) may take: the timeout, but only
+    /// [`WEDGED_CLEANUP_LIMIT`] within a timeout of a call the service left unanswered, so
+    /// that a task on a wedged service fails in about one timeout, not one per container.
+    fn cleanup_limit(&self) -> Duration {
+        let recent = self
+            .unanswered_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < self.timeout);
+        if recent {
+            WEDGED_CLEANUP_LIMIT.min(self.timeout)
+        } else {
+            self.timeout
+        }
+    }
+
+    /// The error of a call the service did not answer in time.
+    fn unanswered(&self, op: &str) -> Error {
+        Error::container(
+            op,
+            format!(
+                "the podman service at {} did not answer within {} s",
+                self.socket,
+                self.timeout.as_secs()
+            ),
+        )
+    }
+
+    /// Runs one Podman call under `bound` (see [`Bound`]).
+    async fn bounded<T>(
+        &self,
+        op: &str,
+        bound: Bound,
+        call: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        let cancel = match bound {
+            Bound::Uncancelled => Cancel::never(),
+            Bound::Quick | Bound::Long => Cancel::current(),
+        };
+        tokio::pin!(call);
+        let limited = async {
+            match bound {
+                Bound::Long => {
+                    tokio::select! {
+                        result = &mut call => result,
+                        failed = self.watch(op) => Err(failed),
+                    }
+                }
+                Bound::Quick | Bound::Uncancelled => {
+                    match tokio::time::timeout(self.timeout, &mut call).await {
+                        Ok(result) => result,
+                        Err(_) => {
+                            self.note_unanswered();
+                            Err(self.unanswered(op))
+                        }
+                    }
+                }
+            }
+        };
+        tokio::select! {
+            result = limited => result,
+            () = cancel.cancelled() => Err(Error::Interrupted),
+        }
+    }
+
+    /// Pings the service while a long operation is pending; resolves (with the error to
+    /// report) only when a ping fails or is not answered within the timeout.
+    async fn watch(&self, op: &str) -> Error {
+        let interval = (self.timeout / 2).min(PROBE_INTERVAL);
+        loop {
+            tokio::time::sleep(interval).await;
+            let ping = self.raw.get_string(Self::ep("/_ping".into()));
+            match tokio::time::timeout(self.timeout, ping).await {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Error::container(
+                        op,
+                        format!(
+                            "the podman service at {} stopped answering: {}",
+                            self.socket,
+                            podman_message(&e)
+                        ),
+                    )
+                }
+                Err(_) => {
+                    self.note_unanswered();
+                    return Error::container(
+                        op,
+                        format!(
+                            "the podman service at {} did not answer its ping within {} s",
+                            self.socket,
+                            self.timeout.as_secs()
+                        ),
+                    );
+                }
+            }
+        }
     }
 
     pub fn socket(&self) -> &str {
@@ -251,15 +400,14 @@ impl PodmanClient {
 
     /// Checks the service answers (a clear error when the socket is wrong or podman is down).
     pub async fn ping(&self) -> Result<String> {
-        self.raw
-            .get_string(Self::ep("/_ping".into()))
-            .await
-            .map_err(|e| {
-                Error::container(
-                    format!("podman service at {}", self.socket),
-                    podman_message(&e),
-                )
-            })
+        let op = format!("podman service at {}", self.socket);
+        self.bounded(&op, Bound::Quick, async {
+            self.raw
+                .get_string(Self::ep("/_ping".into()))
+                .await
+                .map_err(|e| Error::container(op.as_str(), podman_message(&e)))
+        })
+        .await
     }
 
     /// Makes `image` available according to `policy`; returns the image's ID.
@@ -285,11 +433,14 @@ impl PodmanClient {
 
     /// The ID of a local image, `None` when it is not present.
     pub async fn image_id(&self, image: &str) -> Result<Option<String>> {
-        match self.podman.images().get(image).inspect().await {
-            Ok(info) => Ok(info.id),
-            Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(None),
-            Err(e) => Err(image_error(image, &e)),
-        }
+        self.bounded("inspect image", Bound::Quick, async {
+            match self.podman.images().get(image).inspect().await {
+                Ok(info) => Ok(info.id),
+                Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(None),
+                Err(e) => Err(image_error(image, &e)),
+            }
+        })
+        .await
     }
 
     async fn pull(&self, image: &str) -> Result<()> {
@@ -297,26 +448,29 @@ impl PodmanClient {
         info!(target: LOG_TARGET, image, "pulling image");
         let images = self.podman.images();
         let opts = PullOpts::builder().reference(image).build();
-        let mut reports = images.pull(&opts);
-        let mut pulled = false;
-        while let Some(report) = reports.next().await {
-            // Pull errors arrive in-band with HTTP 200: check every report.
-            let report = report.map_err(|e| image_error(image, &e))?;
-            if let Some(message) = report.error {
+        self.bounded("pull", Bound::Long, async {
+            let mut reports = images.pull(&opts);
+            let mut pulled = false;
+            while let Some(report) = reports.next().await {
+                // Pull errors arrive in-band with HTTP 200: check every report.
+                let report = report.map_err(|e| image_error(image, &e))?;
+                if let Some(message) = report.error {
+                    return Err(Error::Image {
+                        image: image.to_string(),
+                        message,
+                    });
+                }
+                pulled |= report.id.is_some() || report.images.is_some();
+            }
+            if !pulled {
                 return Err(Error::Image {
                     image: image.to_string(),
-                    message,
+                    message: "the pull reported no image".into(),
                 });
             }
-            pulled |= report.id.is_some() || report.images.is_some();
-        }
-        if !pulled {
-            return Err(Error::Image {
-                image: image.to_string(),
-                message: "the pull reported no image".into(),
-            });
-        }
-        Ok(())
+            Ok(())
+        })
+        .await
     }
 
     /// The create request for `spec`: podman-api's builder for what it gets right, then the
@@ -443,15 +597,19 @@ impl PodmanClient {
     pub async fn create(&self, spec: &ContainerSpec) -> Result<String> {
         spec.validate()?;
         let body = self.create_body(spec)?;
+        // Never ended by a signal: a container podman made must have an id we know.
         let created: models::ContainerCreateCreatedBody = self
-            .raw
-            .post_json(
-                Self::ep("/containers/create".into()),
-                Payload::Json(body),
-                Headers::none(),
-            )
-            .await
-            .map_err(|e| cerr("create", e))?;
+            .bounded("create", Bound::Uncancelled, async {
+                self.raw
+                    .post_json(
+                        Self::ep("/containers/create".into()),
+                        Payload::Json(body),
+                        Headers::none(),
+                    )
+                    .await
+                    .map_err(|e| cerr("create", e))
+            })
+            .await?;
         let id = created.id;
         if id.is_empty() {
             return Err(Error::container(
@@ -472,47 +630,56 @@ impl PodmanClient {
             "/containers/{id}/attach?stream=true&stdout=true&stderr=true&logs=true"
         ));
         let stream = self
-            .raw
-            .clone()
-            .post_upgrade_stream(ep, Payload::empty())
-            .await
-            .map_err(|e| cerr("attach", e))?;
+            .bounded("attach", Bound::Quick, async {
+                self.raw
+                    .clone()
+                    .post_upgrade_stream(ep, Payload::empty())
+                    .await
+                    .map_err(|e| cerr("attach", e))
+            })
+            .await?;
         Ok(Box::pin(stream))
     }
 
     async fn start_raw(&self, id: &str) -> Result<()> {
-        match self
-            .raw
-            .post(
-                Self::ep(format!("/containers/{id}/start")),
-                Payload::empty(),
-                Headers::none(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-            Err(e) => Err(cerr("start", e)),
-        }
+        self.bounded("start", Bound::Quick, async {
+            match self
+                .raw
+                .post(
+                    Self::ep(format!("/containers/{id}/start")),
+                    Payload::empty(),
+                    Headers::none(),
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+                Err(e) => Err(cerr("start", e)),
+            }
+        })
+        .await
     }
 
     /// Initialises a created container without starting it (its root filesystem is then
     /// owned by the container's root, which a user namespace needs before another container
     /// writes into it). An initialised or running container is not an error.
     pub async fn init(&self, id: &str) -> Result<()> {
-        match self
-            .raw
-            .post(
-                Self::ep(format!("/containers/{id}/init")),
-                Payload::empty(),
-                Headers::none(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-            Err(e) => Err(cerr("init", e)),
-        }
+        self.bounded("init", Bound::Quick, async {
+            match self
+                .raw
+                .post(
+                    Self::ep(format!("/containers/{id}/init")),
+                    Payload::empty(),
+                    Headers::none(),
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+                Err(e) => Err(cerr("init", e)),
+            }
+        })
+        .await
     }
 
     /// Starts a created container; its output is pumped to `sink` in the background until
@@ -564,9 +731,14 @@ impl PodmanClient {
         let ep = Self::ep(format!(
             "/containers/{id}/wait?condition=exited&condition=stopped&interval=10ms"
         ));
-        let wait = self.raw.post_string(ep, Payload::empty(), Headers::none());
+        let wait = self.bounded("wait", Bound::Long, async {
+            self.raw
+                .post_string(ep, Payload::empty(), Headers::none())
+                .await
+                .map_err(|e| cerr("wait", e))
+        });
         let body = tokio::select! {
-            body = wait => body.map_err(|e| cerr("wait", e))?,
+            body = wait => body?,
             () = cancel.cancelled() => return Err(Error::Interrupted),
         };
         body.trim()
@@ -600,9 +772,13 @@ impl PodmanClient {
         let started_at = SystemTime::now();
         self.start_raw(id).await?;
         let limit = spec.timeout.map(|t| Duration::from_secs(t + 30));
-        let pumped = frames::pump_to_end(stream, sink);
+        let pumped = self.bounded(
+            "output stream",
+            Bound::Long,
+            with_limit(limit, frames::pump_to_end(stream, sink)),
+        );
         tokio::select! {
-            result = with_limit(limit, pumped) => { result?; }
+            result = pumped => { result?; }
             () = cancel.cancelled() => return Err(Error::Interrupted),
         }
         let exit_code = self.wait_exit(id, cancel).await?;
@@ -646,14 +822,17 @@ impl PodmanClient {
         }
         let body = serde_json::to_vec(&create).map_err(|e| Error::container("exec", e))?;
         let created: serde_json::Value = self
-            .raw
-            .post_json(
-                Self::ep(format!("/containers/{id}/exec")),
-                Payload::Json(body),
-                Headers::none(),
-            )
-            .await
-            .map_err(|e| cerr("exec", e))?;
+            .bounded("exec", Bound::Quick, async {
+                self.raw
+                    .post_json(
+                        Self::ep(format!("/containers/{id}/exec")),
+                        Payload::Json(body),
+                        Headers::none(),
+                    )
+                    .await
+                    .map_err(|e| cerr("exec", e))
+            })
+            .await?;
         let exec_id = created
             .get("Id")
             .and_then(|v| v.as_str())
@@ -662,24 +841,34 @@ impl PodmanClient {
         let start = serde_json::to_vec(&serde_json::json!({"Detach": false, "Tty": false}))
             .map_err(|e| Error::container("exec", e))?;
         let stream = self
-            .raw
-            .clone()
-            .post_upgrade_stream(
-                Self::ep(format!("/exec/{exec_id}/start")),
-                Payload::Json(start),
-            )
-            .await
-            .map_err(|e| cerr("exec start", e))?;
-        let pumped = frames::pump_to_end(Box::pin(stream), sink);
+            .bounded("exec start", Bound::Quick, async {
+                self.raw
+                    .clone()
+                    .post_upgrade_stream(
+                        Self::ep(format!("/exec/{exec_id}/start")),
+                        Payload::Json(start),
+                    )
+                    .await
+                    .map_err(|e| cerr("exec start", e))
+            })
+            .await?;
+        let pumped = self.bounded(
+            "exec output stream",
+            Bound::Long,
+            frames::pump_to_end(Box::pin(stream), sink),
+        );
         tokio::select! {
             result = pumped => { result?; }
             () = cancel.cancelled() => return Err(Error::Interrupted),
         }
         let info: serde_json::Value = self
-            .raw
-            .get_json(Self::ep(format!("/exec/{exec_id}/json")))
-            .await
-            .map_err(|e| cerr("exec inspect", e))?;
+            .bounded("exec inspect", Bound::Quick, async {
+                self.raw
+                    .get_json(Self::ep(format!("/exec/{exec_id}/json")))
+                    .await
+                    .map_err(|e| cerr("exec inspect", e))
+            })
+            .await?;
         if info.get("Running").and_then(|v| v.as_bool()) == Some(true) {
             return Err(Error::container(
                 "exec",
@@ -714,28 +903,42 @@ impl PodmanClient {
 
     /// Writes `bytes` as the file `dest` in the container.
     pub async fn copy_bytes(&self, id: &str, bytes: &[u8], dest: &str) -> Result<()> {
-        self.podman
-            .containers()
-            .get(id)
-            .copy_file_into(dest, bytes)
-            .await
-            .map_err(|e| cerr("copy", e))
+        self.bounded("copy", Bound::Quick, async {
+            self.podman
+                .containers()
+                .get(id)
+                .copy_file_into(dest, bytes)
+                .await
+                .map_err(|e| cerr("copy", e))
+        })
+        .await
     }
 
     /// Asks the container to stop; kills it after `grace` seconds.
     pub async fn stop(&self, id: &str, grace: u64) -> Result<()> {
-        match self
-            .raw
-            .post(
-                Self::ep(format!("/containers/{id}/stop?timeout={grace}")),
-                Payload::empty(),
-                Headers::none(),
-            )
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-            Err(e) => Err(cerr("stop", e)),
+        // The grace period is podman's to wait: it adds to the bound of the call.
+        let call = async {
+            match self
+                .raw
+                .post(
+                    Self::ep(format!("/containers/{id}/stop?timeout={grace}")),
+                    Payload::empty(),
+                    Headers::none(),
+                )
+                .await
+            {
+                Ok(_) => Ok(()),
+                Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
+                Err(e) => Err(cerr("stop", e)),
+            }
+        };
+        let limit = self.timeout + Duration::from_secs(grace);
+        let cancel = Cancel::current();
+        tokio::select! {
+            result = tokio::time::timeout(limit, call) => {
+                result.unwrap_or_else(|_| Err(self.unanswered("stop")))
+            }
+            () = cancel.cancelled() => Err(Error::Interrupted),
         }
     }
 
@@ -755,7 +958,14 @@ impl PodmanClient {
         ));
         let mut attempt = 0;
         loop {
-            match self.raw.delete(ep.clone()).await {
+            // Cleanup: never ended by a signal, and short when the service was just found
+            // unresponsive (the reaper removes what is left once it answers again).
+            let call = tokio::time::timeout(self.cleanup_limit(), self.raw.delete(ep.clone()));
+            let Ok(removed) = call.await else {
+                self.note_unanswered();
+                return Err(self.unanswered("remove"));
+            };
+            match removed {
                 Ok(_) => {
                     debug!(target: LOG_TARGET, container = %short(id), "removed");
                     return Ok(());
@@ -788,30 +998,36 @@ impl PodmanClient {
     pub async fn disconnect(&self, id: &str, network: &str) -> Result<()> {
         let body = serde_json::to_vec(&serde_json::json!({"Container": id, "Force": true}))
             .map_err(|e| Error::container("disconnect", e))?;
-        self.raw
-            .post(
-                Self::ep(format!("/networks/{network}/disconnect")),
-                Payload::Json(body),
-                Headers::none(),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| cerr("network disconnect", e))
+        self.bounded("network disconnect", Bound::Quick, async {
+            self.raw
+                .post(
+                    Self::ep(format!("/networks/{network}/disconnect")),
+                    Payload::Json(body),
+                    Headers::none(),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| cerr("network disconnect", e))
+        })
+        .await
     }
 
     /// Connects a container to a network (a URL repo's install steps need it back).
     pub async fn connect(&self, id: &str, network: &str) -> Result<()> {
         let body = serde_json::to_vec(&serde_json::json!({"container": id}))
             .map_err(|e| Error::container("connect", e))?;
-        self.raw
-            .post(
-                Self::ep(format!("/networks/{network}/connect")),
-                Payload::Json(body),
-                Headers::none(),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| cerr("network connect", e))
+        self.bounded("network connect", Bound::Quick, async {
+            self.raw
+                .post(
+                    Self::ep(format!("/networks/{network}/connect")),
+                    Payload::Json(body),
+                    Headers::none(),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| cerr("network connect", e))
+        })
+        .await
     }
 
     /// Saves a container's filesystem as the image `repo:tag` with `labels`; returns its ID.
@@ -844,10 +1060,13 @@ impl PodmanClient {
         body: Payload<Body>,
     ) -> Result<String> {
         let reply: serde_json::Value = self
-            .raw
-            .post_json(Self::ep(path), body, Headers::none())
-            .await
-            .map_err(|e| cerr(op, e))?;
+            .bounded(op, Bound::Long, async {
+                self.raw
+                    .post_json(Self::ep(path), body, Headers::none())
+                    .await
+                    .map_err(|e| cerr(op, e))
+            })
+            .await?;
         reply
             .get("Id")
             .and_then(|v| v.as_str())
@@ -859,14 +1078,17 @@ impl PodmanClient {
     /// mount until the container is removed). Another container may bind-mount that path.
     pub async fn mount(&self, id: &str) -> Result<PathBuf> {
         let path = self
-            .raw
-            .post_string(
-                Self::ep(format!("/containers/{id}/mount")),
-                Payload::empty(),
-                Headers::none(),
-            )
-            .await
-            .map_err(|e| cerr("mount", e))?;
+            .bounded("mount", Bound::Quick, async {
+                self.raw
+                    .post_string(
+                        Self::ep(format!("/containers/{id}/mount")),
+                        Payload::empty(),
+                        Headers::none(),
+                    )
+                    .await
+                    .map_err(|e| cerr("mount", e))
+            })
+            .await?;
         // The body is a JSON string.
         let path: String = serde_json::from_str(path.trim())
             .unwrap_or_else(|_| path.trim().trim_matches('"').to_owned());
@@ -909,14 +1131,17 @@ impl PodmanClient {
         let body = tar
             .into_inner()
             .map_err(|e| Error::io("packing files for a container", e))?;
-        self.raw
-            .put(
-                Self::ep(format!("/containers/{id}/archive?path=%2F")),
-                Payload::XTar(body),
-            )
-            .await
-            .map(|_| ())
-            .map_err(|e| cerr("copy into container", e))
+        self.bounded("copy into container", Bound::Quick, async {
+            self.raw
+                .put(
+                    Self::ep(format!("/containers/{id}/archive?path=%2F")),
+                    Payload::XTar(body),
+                )
+                .await
+                .map(|_| ())
+                .map_err(|e| cerr("copy into container", e))
+        })
+        .await
     }
 
     /// Takes files out of a container through podman's archive endpoint: the regular files
@@ -954,7 +1179,7 @@ impl PodmanClient {
             Ok(true)
         };
         let found = tokio::select! {
-            found = pump => found,
+            found = self.bounded("copy from container", Bound::Long, pump) => found,
             () = cancel.cancelled() => Err(Error::Interrupted),
         };
         drop(tx);
@@ -1001,7 +1226,7 @@ impl PodmanClient {
             Ok(written)
         };
         let result = tokio::select! {
-            written = copy => written,
+            written = self.bounded("copy from container", Bound::Long, copy) => written,
             () = cancel.cancelled() => Err(Error::Interrupted),
         };
         if result.is_err() {
@@ -1047,11 +1272,7 @@ impl PodmanClient {
     ///
     /// [`accounting`]: crate::core::accounting
     pub async fn usage(&self, id: &str) -> Result<Option<accounting::Usage>> {
-        let info: serde_json::Value = self
-            .raw
-            .get_json(Self::ep(format!("/containers/{}/json", encode(id))))
-            .await
-            .map_err(|e| Error::container("inspect", podman_message(&e)))?;
+        let info = self.inspect_container(id).await?;
         let path = info
             .pointer("/State/CgroupPath")
             .and_then(serde_json::Value::as_str)
@@ -1060,27 +1281,52 @@ impl PodmanClient {
         Ok(path.map(|p| accounting::read_usage(Path::new(accounting::CGROUP_ROOT), &p)))
     }
 
+    /// How many processes of the container the kernel's OOM killer killed (its cgroup's
+    /// `oom_kill` count); `None` when podman names no cgroup (it has stopped) or the kernel
+    /// does not say.
+    pub async fn oom_kills(&self, id: &str) -> Result<Option<u64>> {
+        let info = self.inspect_container(id).await?;
+        Ok(info
+            .pointer("/State/CgroupPath")
+            .and_then(serde_json::Value::as_str)
+            .filter(|p| !p.is_empty())
+            .and_then(|p| accounting::read_oom_kills(Path::new(accounting::CGROUP_ROOT), p)))
+    }
+
+    /// podman's inspect of a container, as podman returns it (`podman inspect`).
+    pub async fn inspect_container(&self, id: &str) -> Result<serde_json::Value> {
+        self.bounded("inspect", Bound::Quick, async {
+            self.raw
+                .get_json(Self::ep(format!("/containers/{}/json", encode(id))))
+                .await
+                .map_err(|e| Error::container("inspect", podman_message(&e)))
+        })
+        .await
+    }
+
     /// podman's inspect of a local image, as podman returns it (`podman image inspect`).
     pub async fn inspect_image(&self, image: &str) -> Result<serde_json::Value> {
-        match self
-            .raw
-            .get_json(Self::ep(format!("/images/{}/json", encode(image))))
-            .await
-        {
-            Ok(value) => Ok(value),
-            Err(e) => Err(image_error(image, &e)),
-        }
+        self.bounded("inspect image", Bound::Quick, async {
+            self.raw
+                .get_json(Self::ep(format!("/images/{}/json", encode(image))))
+                .await
+                .map_err(|e| image_error(image, &e))
+        })
+        .await
     }
 
     /// An image's ID, digest and architecture (what a task's log records of its image).
     pub async fn image_info(&self, image: &str) -> Result<ImageInfo> {
         let info = self
-            .podman
-            .images()
-            .get(image)
-            .inspect()
-            .await
-            .map_err(|e| image_error(image, &e))?;
+            .bounded("inspect image", Bound::Quick, async {
+                self.podman
+                    .images()
+                    .get(image)
+                    .inspect()
+                    .await
+                    .map_err(|e| image_error(image, &e))
+            })
+            .await?;
         Ok(ImageInfo {
             id: info.id.unwrap_or_default(),
             digest: info.digest.unwrap_or_default(),
@@ -1103,14 +1349,17 @@ impl PodmanClient {
             encode("LABEL io.koji.adjutant.empty=1"),
             encode("koji-adjutant: the empty root a fresh buildroot starts from")
         );
-        self.raw
-            .post_string(
-                Self::ep(format!("/images/import?{query}")),
-                Payload::XTar(empty),
-                Headers::none(),
-            )
-            .await
-            .map_err(|e| cerr("import the empty image", e))?;
+        self.bounded("import the empty image", Bound::Quick, async {
+            self.raw
+                .post_string(
+                    Self::ep(format!("/images/import?{query}")),
+                    Payload::XTar(empty),
+                    Headers::none(),
+                )
+                .await
+                .map_err(|e| cerr("import the empty image", e))
+        })
+        .await?;
         self.image_id(EMPTY_IMAGE)
             .await?
             .ok_or_else(|| Error::Image {
@@ -1138,13 +1387,16 @@ impl PodmanClient {
         };
         let filters = serde_json::json!({ "label": [format!("{key}={value}")] }).to_string();
         let listed: Vec<serde_json::Value> = self
-            .raw
-            .get_json(Self::ep(format!(
-                "/images/json?filters={}",
-                encode(&filters)
-            )))
-            .await
-            .map_err(|e| cerr("list images", e))?;
+            .bounded("list images", Bound::Quick, async {
+                self.raw
+                    .get_json(Self::ep(format!(
+                        "/images/json?filters={}",
+                        encode(&filters)
+                    )))
+                    .await
+                    .map_err(|e| cerr("list images", e))
+            })
+            .await?;
         Ok(listed
             .into_iter()
             .map(|img| ImageSummary {
@@ -1175,16 +1427,20 @@ impl PodmanClient {
 
     /// Removes a local image; one still used by a container is left (`Ok(false)`).
     pub async fn remove_image(&self, id: &str) -> Result<bool> {
-        match self
-            .raw
-            .delete(Self::ep(format!("/images/{}", encode(id))))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(true),
-            Err(e) if fault_code(&e) == Some(StatusCode::CONFLICT) => Ok(false),
-            Err(e) => Err(cerr("remove image", e)),
-        }
+        // Cancellable: an image removal podman finishes after a signal leaves nothing wrong.
+        self.bounded("remove image", Bound::Quick, async {
+            match self
+                .raw
+                .delete(Self::ep(format!("/images/{}", encode(id))))
+                .await
+            {
+                Ok(_) => Ok(true),
+                Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => Ok(true),
+                Err(e) if fault_code(&e) == Some(StatusCode::CONFLICT) => Ok(false),
+                Err(e) => Err(cerr("remove image", e)),
+            }
+        })
+        .await
     }
 
     /// Containers (any state) carrying all of `labels`.
@@ -1198,11 +1454,14 @@ impl PodmanClient {
             )
             .build();
         let listed = self
-            .podman
-            .containers()
-            .list(&opts)
-            .await
-            .map_err(|e| cerr("list", e))?;
+            .bounded("list", Bound::Quick, async {
+                self.podman
+                    .containers()
+                    .list(&opts)
+                    .await
+                    .map_err(|e| cerr("list", e))
+            })
+            .await?;
         Ok(listed
             .into_iter()
             .map(|c| ContainerSummary {
@@ -1492,6 +1751,124 @@ mod tests {
             pids: None,
         };
         assert!(body_of(&client, &spec).get("resource_limits").is_none());
+    }
+
+    /// A podman service stand-in on a unix socket: it answers `GET .../_ping` with `OK`
+    /// while `answering` is set and never answers anything else.
+    struct WedgedService {
+        dir: crate::core::testutil::Scratch,
+        answering: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    impl WedgedService {
+        fn start() -> WedgedService {
+            use std::io::{BufRead, Write};
+            use std::sync::atomic::Ordering;
+            let dir = crate::core::testutil::Scratch::new("wedged");
+            let listener = std::os::unix::net::UnixListener::bind(dir.join("podman.sock")).unwrap();
+            let answering = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(true));
+            let flag = answering.clone();
+            std::thread::spawn(move || {
+                for conn in listener.incoming() {
+                    let Ok(mut conn) = conn else { return };
+                    let flag = flag.clone();
+                    std::thread::spawn(move || {
+                        let mut line = String::new();
+                        let mut reader = std::io::BufReader::new(conn.try_clone().unwrap());
+                        if reader.read_line(&mut line).is_err() {
+                            return;
+                        }
+                        if line.contains("/_ping") && flag.load(Ordering::SeqCst) {
+                            let _ = conn.write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nOK",
+                            );
+                            return;
+                        }
+                        // Hold the connection, as a stopped service does.
+                        std::thread::sleep(Duration::from_secs(30));
+                    });
+                }
+            });
+            WedgedService { dir, answering }
+        }
+
+        fn client(&self, timeout: u64) -> PodmanClient {
+            PodmanClient::new(self.dir.join("podman.sock").to_str().unwrap(), "w1")
+                .unwrap()
+                .with_timeout(Duration::from_secs(timeout))
+                .unwrap()
+        }
+    }
+
+    fn current_thread() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn an_unanswered_call_fails_after_the_timeout() {
+        let service = WedgedService::start();
+        let client = service.client(1);
+        let started = Instant::now();
+        let err = current_thread()
+            .block_on(client.list(&BTreeMap::from([("a".into(), "b".into())])))
+            .unwrap_err();
+        assert!(
+            err.to_string().contains("did not answer within 1 s"),
+            "{err}"
+        );
+        assert!(started.elapsed() < Duration::from_secs(3));
+        // Cleanup right after is short, whatever the timeout.
+        assert_eq!(
+            client.cleanup_limit(),
+            WEDGED_CLEANUP_LIMIT.min(client.timeout())
+        );
+        assert!(PodmanClient::new("/x.sock", "w1")
+            .unwrap()
+            .with_timeout(Duration::from_millis(10))
+            .is_err());
+    }
+
+    #[test]
+    fn a_long_call_lasts_while_pings_answer_and_fails_when_they_stop() {
+        let service = WedgedService::start();
+        let client = service.client(1);
+        let flag = service.answering.clone();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(2500));
+            flag.store(false, std::sync::atomic::Ordering::SeqCst);
+        });
+        let started = Instant::now();
+        let err = current_thread()
+            .block_on(client.wait("0123456789ab", &Cancel::never()))
+            .unwrap_err();
+        let waited = started.elapsed();
+        assert!(err.to_string().contains("did not answer its ping"), "{err}");
+        // Alive for 2.5 s (longer than the timeout), then found within a probe plus a timeout.
+        assert!(waited > Duration::from_millis(2500), "{waited:?}");
+        assert!(waited < Duration::from_millis(5000), "{waited:?}");
+    }
+
+    #[test]
+    fn the_cancel_scope_ends_calls_but_never_a_create() {
+        let service = WedgedService::start();
+        let client = service.client(2);
+        let (handle, cancel) = crate::core::cancel::cancel_pair();
+        handle.cancel();
+        let rt = current_thread();
+        let started = Instant::now();
+        let listed = rt.block_on(cancel.clone().scope(client.ping()));
+        assert!(matches!(listed, Err(Error::Interrupted)), "{listed:?}");
+        assert!(started.elapsed() < Duration::from_millis(500));
+        // A create runs to its answer (here: the timeout), so its container id is known.
+        let spec = ContainerSpec::new("img:1", vec!["true".into()]);
+        let created = rt.block_on(cancel.scope(client.create(&spec)));
+        assert!(
+            matches!(&created, Err(Error::Container { message, .. }) if message.contains("did not answer")),
+            "{created:?}"
+        );
     }
 
     #[test]

@@ -95,6 +95,41 @@ impl Default for ResourceLimits {
 
 pub const DEFAULT_PIDS_LIMIT: i64 = 4096;
 
+/// The share of the builder's memory a task container may use by default.
+pub const DEFAULT_MEMORY_PERCENT: u64 = 75;
+/// The CPUs left to kojid, Podman and log uploads by default: a task container may use all
+/// of the builder's CPUs but this (and at least one).
+pub const DEFAULT_CPUS_HELD_BACK: f64 = 0.5;
+
+impl ResourceLimits {
+    /// The limits of a task container unless the caller sets others: 75% of this host's
+    /// memory (no swap beyond it), all its CPUs but half of one (at least one), and
+    /// [`DEFAULT_PIDS_LIMIT`] processes. A runaway build is then stopped inside its own
+    /// container: the OOM killer picks one of its processes, not kojid or Podman; kojid
+    /// keeps the CPU time to answer the hub and upload logs; a fork bomb stops at the pids
+    /// limit. (`docs/config.md` says why these numbers.)
+    pub fn task_defaults() -> Self {
+        let memory = host_memory_bytes().map(|total| total / 100 * DEFAULT_MEMORY_PERCENT);
+        let cpus = std::thread::available_parallelism()
+            .ok()
+            .map(|n| (n.get() as f64 - DEFAULT_CPUS_HELD_BACK).max(1.0));
+        ResourceLimits {
+            memory_bytes: memory,
+            cpus,
+            pids: Some(DEFAULT_PIDS_LIMIT),
+        }
+    }
+}
+
+/// The host's physical memory (`MemTotal` of /proc/meminfo).
+fn host_memory_bytes() -> Option<u64> {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").ok()?;
+    meminfo.lines().find_map(|line| {
+        let kib = line.strip_prefix("MemTotal:")?.trim().strip_suffix("kB")?;
+        kib.trim().parse::<u64>().ok()?.checked_mul(1024)
+    })
+}
+
 /// The container's network: none at all, or podman's default bridge.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NetworkMode {
@@ -422,6 +457,19 @@ mod tests {
         assert_eq!(s.limits.pids, Some(DEFAULT_PIDS_LIMIT));
         assert!(s.remove_after_exit);
         assert!(s.cap_add.is_empty());
+    }
+
+    #[test]
+    fn task_containers_get_memory_cpu_and_pids_limits_by_default() {
+        let limits = ResourceLimits::task_defaults();
+        let total = host_memory_bytes().unwrap();
+        assert_eq!(limits.memory_bytes, Some(total / 100 * 75));
+        let cpus = std::thread::available_parallelism().unwrap().get() as f64;
+        assert_eq!(limits.cpus, Some((cpus - 0.5).max(1.0)));
+        assert_eq!(limits.pids, Some(DEFAULT_PIDS_LIMIT));
+        let mut s = spec();
+        s.limits = limits;
+        s.validate().unwrap();
     }
 
     #[test]

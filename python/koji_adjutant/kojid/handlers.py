@@ -110,7 +110,9 @@ class AdjutantTaskMixin:
         if config is None:
             config = self.adjutant_config()
         try:
-            manager = koji_adjutant.PodmanManager(config.podman_socket, worker_id=config.worker_id)
+            manager = koji_adjutant.PodmanManager(
+                config.podman_socket, worker_id=config.worker_id, timeout=config.podman_timeout
+            )
             manager.ping()
         except koji_adjutant.AdjutantError as exc:
             raise RefuseTask(
@@ -330,6 +332,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             arch=koji.canonArch(br_arch),
             default=config.task_image,
             bootstrap=config.buildroot_mode == "tag",
+            allowlist=config.image_allowlist,
         )
         repo, topdir = self.buildroot_repo(config, repo_info, koji.canonArch(br_arch))
         repomd_sha256 = None if topdir else self.repomd_sha256(repo_info, koji.canonArch(br_arch))
@@ -579,6 +582,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             userns_base=config.userns_base,
             keep_failed_root=round(config.keep_failed_root * 3600),
             yum_proxy=getattr(self.options, "yum_proxy", None) or None,
+            dnf_timeout=config.dnf_timeout,
         )
 
     def run_build(  # type: ignore[no-untyped-def]
@@ -791,6 +795,7 @@ class CreaterepoMixin(AdjutantTaskMixin):
             method="createrepo",
             arch=koji.canonArch(arch),
             default=config.task_image,
+            allowlist=config.image_allowlist,
         )
         self.logger.info("createrepo in image %s (from %s)", image.image, image.source)
         # 4. (asked before the run) the external repos to merge

@@ -19,17 +19,22 @@ from the build config the task already fetched; a value that is not a string nam
 well-formed image, or an ``adjutant.image.<suffix>`` whose suffix is neither a known method
 nor a known arch (a typo would otherwise be ignored silently), fails the task with a message
 that names the tag, the key and the value.
+
+With ``image_allowlist`` in ``adjutant.conf``, the chosen image, wherever it came from, must
+be covered by it (:func:`koji_adjutant.config.image_allowed`); otherwise the task fails,
+naming the image, where it came from and the allowlist. A tag (anyone who may edit its extra)
+then cannot make this builder pull and run an image from a registry the admin did not choose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import koji
 
-from koji_adjutant.config import check_image_reference
+from koji_adjutant.config import check_image_reference, image_allowed
 
 __all__ = [
     "BOOTSTRAP_IMAGE_KEY",
@@ -123,15 +128,43 @@ def select_image(
     arch: str,
     default: str | None,
     bootstrap: bool = False,
+    allowlist: Sequence[str] | None = None,
 ) -> ImageChoice:
     """The image for a ``method`` task on canonical ``arch`` of tag ``tag_name``.
 
     ``extra`` is the tag extra of ``getBuildConfig`` (inherited); ``default`` the builder's
     ``task_image``; ``bootstrap`` says the image is a bootstrap (tag mode buildArch), for
-    which Koji's ``mock.bootstrap_image`` comes first. Raises :class:`ImagePolicyError` (a
+    which Koji's ``mock.bootstrap_image`` comes first; ``allowlist`` the builder's
+    ``image_allowlist`` (None: any image). Raises :class:`ImagePolicyError` (a
     ``koji.ConfigurationError``, so kojid reports its message as the task's failure) when a
-    value is invalid or nothing is set.
+    value is invalid, nothing is set, or the image is not allowed.
     """
+    choice = _choose(
+        extra, tag_name=tag_name, method=method, arch=arch, default=default, bootstrap=bootstrap
+    )
+    if allowlist is not None and not image_allowed(choice.image, tuple(allowlist)):
+        origin = (
+            "task_image of adjutant.conf"
+            if choice.source == "task_image"
+            else f"tag extra {choice.source} of tag {tag_name}"
+        )
+        raise ImagePolicyError(
+            f"image {choice.image} (from {origin}) is not in this builder's image_allowlist"
+            f" ({' '.join(allowlist)}); a fully qualified reference on an allowed registry is"
+            " needed"
+        )
+    return choice
+
+
+def _choose(
+    extra: Mapping[str, Any] | None,
+    *,
+    tag_name: str,
+    method: str,
+    arch: str,
+    default: str | None,
+    bootstrap: bool,
+) -> ImageChoice:
     if method not in METHODS:
         raise ValueError(f"unknown method {method!r}")
     extra = extra or {}
