@@ -11,6 +11,8 @@ mod _core {
     use super::*;
 
     #[pymodule_export]
+    use crate::bindings::buildarch::kojid_build_result;
+    #[pymodule_export]
     use crate::bindings::buildarch::{PyBuildArchAdapter, PyBuildArchResult};
     #[pymodule_export]
     use crate::bindings::context::PyTaskContext;
@@ -43,6 +45,10 @@ mod _core {
         let _ = logger.install();
         m.add("InvalidSpec", bindings::errors::invalid_spec_type(py)?)?;
         m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+        m.add(
+            "INSTALL_CAPS",
+            pyo3::types::PyTuple::new(py, core::buildarch::INSTALL_CAPS)?,
+        )?;
         Ok(())
     }
 }

@@ -19,6 +19,7 @@ import hashlib
 import io
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -2041,3 +2042,31 @@ def test_reaper_cli_and_plugin_start_remove_leftovers(
     manager.start(manager.create(spec))
     kojidloader.load_plugin(None)
     assert manager.list_containers({LABEL_WORKER: WORKER_ID}) == []
+
+
+def test_the_result_dict_is_kojids_and_checks_the_kept_srpm() -> None:
+    """The glue's buildArch result comes from the core (one implementation of kojid's dict):
+    upload-relative paths, and kojid's BuildError when a kept SRPM is missing or not alone."""
+    up = "tasks/7/7"
+    kw: dict[str, Any] = {"logs": ["build.log", "root.log"], "brootid": 3}
+    ret = koji_adjutant.kojid_build_result(
+        up, 7, rpms=["/w/result/a-1-1.noarch.rpm"], srpms=["/w/a-1-1.src.rpm"], keep_srpm=True, **kw
+    )
+    assert ret == {
+        "rpms": [f"{up}/a-1-1.noarch.rpm"],
+        "srpms": [f"{up}/a-1-1.src.rpm"],
+        "logs": [f"{up}/build.log", f"{up}/root.log"],
+        "brootid": 3,
+    }
+    dropped = koji_adjutant.kojid_build_result(
+        up, 7, rpms=[], srpms=["/w/a-1-1.src.rpm"], keep_srpm=False, **kw
+    )
+    assert dropped["srpms"] == []
+    with pytest.raises(koji_adjutant.BuildError, match=r"^no srpm files found for task 7$"):
+        koji_adjutant.kojid_build_result(up, 7, rpms=[], srpms=[], keep_srpm=True, **kw)
+    two = ["/w/a-1-1.src.rpm", "/w/b-1-1.src.rpm"]
+    with pytest.raises(
+        koji_adjutant.BuildError,
+        match=re.escape("multiple srpm files found for task 7: ['a-1-1.src.rpm', 'b-1-1.src.rpm']"),
+    ):
+        koji_adjutant.kojid_build_result(up, 7, rpms=[], srpms=two, keep_srpm=True, **kw)

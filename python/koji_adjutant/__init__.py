@@ -5,6 +5,7 @@ in Rust (``koji_adjutant._core``); this package re-exports them and adds the koj
 """
 
 from koji_adjutant._core import (
+    INSTALL_CAPS,
     AdjutantError,
     BuildArchAdapter,
     BuildArchResult,
@@ -29,10 +30,12 @@ from koji_adjutant._core import (
     TeeSink,
     VolumeMount,
     __version__,
+    kojid_build_result,
     read_package,
 )
 
 __all__ = [
+    "INSTALL_CAPS",
     "AdjutantError",
     "BuildArchAdapter",
     "BuildArchResult",
@@ -57,5 +60,6 @@ __all__ = [
     "TeeSink",
     "VolumeMount",
     "__version__",
+    "kojid_build_result",
     "read_package",
 ]

@@ -9,6 +9,8 @@ from typing import Protocol, final
 from koji_adjutant.types import BuildrootMode, FileSinkState, Network, PullPolicy, SelinuxLabel
 
 __version__: str
+#: The capabilities of a buildArch's bootstrap container (root installing the buildroot).
+INSTALL_CAPS: tuple[str, ...]
 
 class AdjutantError(Exception): ...
 class ContainerError(AdjutantError): ...
@@ -27,6 +29,16 @@ class TaskRefused(AdjutantError): ...
 class InvalidSpec(AdjutantError, ValueError): ...
 
 def read_package(path: str | os.PathLike[str]) -> dict[str, object]: ...
+def kojid_build_result(
+    upload_path: str,
+    task_id: int,
+    *,
+    rpms: Sequence[str | os.PathLike[str]],
+    srpms: Sequence[str | os.PathLike[str]],
+    logs: Sequence[str],
+    brootid: int,
+    keep_srpm: bool,
+) -> dict[str, object]: ...
 
 class LogSink(Protocol):
     def write_stdout(self, data: bytes, /) -> object: ...

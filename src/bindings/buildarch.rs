@@ -396,7 +396,8 @@ impl PyBuildArchResult {
         let upload_path = upload_path.unwrap_or_else(|| task::upload_path(self.task_id));
         let mut logs = logs.unwrap_or_else(|| names(&self.logs));
         logs.extend(extra_logs);
-        let result = kojid_result(
+        result_dict(
+            py,
             &upload_path,
             self.task_id,
             &names(&self.rpms),
@@ -404,13 +405,7 @@ impl PyBuildArchResult {
             &logs,
             brootid,
             self.keep_srpm,
-        )?;
-        let d = PyDict::new(py);
-        d.set_item("rpms", result.rpms)?;
-        d.set_item("srpms", result.srpms)?;
-        d.set_item("logs", result.logs)?;
-        d.set_item("brootid", result.brootid)?;
-        Ok(d)
+        )
     }
 
     fn __repr__(&self, py: Python<'_>) -> String {
@@ -423,4 +418,53 @@ impl PyBuildArchResult {
             if self.cache_hit { "True" } else { "False" }
         )
     }
+}
+
+/// kojid's `BuildArchTask.handler` result for files already chosen: `{'rpms', 'srpms', 'logs',
+/// 'brootid'}`, each path `"<upload_path>/<file name>"`. With `keep_srpm` there must be exactly
+/// one SRPM (BuildError otherwise, in kojid's words). The kojid glue builds its result with
+/// this; `BuildArchResult.kojid_result` is the same for a result's own files.
+#[pyfunction]
+#[pyo3(signature = (upload_path, task_id, *, rpms, srpms, logs, brootid, keep_srpm))]
+#[allow(clippy::too_many_arguments)]
+pub fn kojid_build_result<'py>(
+    py: Python<'py>,
+    upload_path: &str,
+    task_id: i64,
+    rpms: Vec<PathBuf>,
+    srpms: Vec<PathBuf>,
+    logs: Vec<String>,
+    brootid: i64,
+    keep_srpm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    result_dict(
+        py,
+        upload_path,
+        task_id,
+        &names(&rpms),
+        &names(&srpms),
+        &logs,
+        brootid,
+        keep_srpm,
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn result_dict<'py>(
+    py: Python<'py>,
+    upload_path: &str,
+    task_id: i64,
+    rpms: &[String],
+    srpms: &[String],
+    logs: &[String],
+    brootid: i64,
+    keep_srpm: bool,
+) -> PyResult<Bound<'py, PyDict>> {
+    let result = kojid_result(upload_path, task_id, rpms, srpms, logs, brootid, keep_srpm)?;
+    let d = PyDict::new(py);
+    d.set_item("rpms", result.rpms)?;
+    d.set_item("srpms", result.srpms)?;
+    d.set_item("logs", result.logs)?;
+    d.set_item("brootid", result.brootid)?;
+    Ok(d)
 }

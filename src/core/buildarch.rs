@@ -60,7 +60,7 @@ const LOG_TARGET: &str = "koji_adjutant::buildarch";
 /// Capabilities root needs in the bootstrap container to install RPMs into the root (file
 /// owners, modes, file capabilities, scriptlets switching users, rpm chrooting into the root
 /// for scriptlets). The build container gets none: its bounding set is empty.
-const INSTALL_CAPS: [&str; 8] = [
+pub const INSTALL_CAPS: [&str; 8] = [
     "CHOWN",
     "DAC_OVERRIDE",
     "FOWNER",

@@ -702,14 +702,14 @@ class BuildArchMixin(AdjutantTaskMixin):
         self, broot, result, keep_srpm, extra_logs: Sequence[str] = ()
     ) -> dict[str, Any]:
         """16.-18.: noarch rpmdiff, the RPMs, the SRPM when kept; the result dict; EXPIRED.
-        ``extra_logs`` (the provenance files) are uploaded and listed after the logs."""
+        ``extra_logs`` (the provenance files) are uploaded and listed after the logs. The
+        dict is the core's (``koji_adjutant.kojid_build_result``), which also makes kojid's
+        checks that exactly one SRPM was built when it is kept."""
         import koji.rpmdiff  # needs rpm's bindings, which kojid always has
 
-        rpm_files = sorted((os.fspath(p) for p in result.rpms), key=os.path.basename)
-        srpm_files = sorted((os.fspath(p) for p in result.srpms), key=os.path.basename)
         log_files = sorted(broot.logs)
         rpmdiff_hash: dict[int, dict[str, str]] = {self.id: {}}
-        for path in rpm_files:
+        for path in map(os.fspath, result.rpms):
             if path.endswith(".noarch.rpm"):
                 diff = koji.rpmdiff.Rpmdiff(path, path, ignore="S5TN")
                 rpmdiff_hash[self.id][os.path.basename(path)] = diff.kojihash()
@@ -722,27 +722,25 @@ class BuildArchMixin(AdjutantTaskMixin):
         for path in extra_logs:
             self.uploadFile(path)  # type: ignore[attr-defined]
             log_files.append(os.path.basename(path))
-        uploadpath = broot.getUploadPath()
-        for path in rpm_files:
-            self.uploadFile(path)  # type: ignore[attr-defined]
+        try:
+            ret = koji_adjutant.kojid_build_result(
+                broot.getUploadPath(),
+                self.id,
+                rpms=result.rpms,
+                srpms=result.srpms,
+                logs=log_files,
+                brootid=broot.id,
+                keep_srpm=bool(keep_srpm),
+            )
+        except koji_adjutant.BuildError as exc:
+            raise koji.BuildError(str(exc)) from None
+        for path in result.rpms:
+            self.uploadFile(os.fspath(path))  # type: ignore[attr-defined]
         if keep_srpm:
-            if not srpm_files:
-                raise koji.BuildError(f"no srpm files found for task {self.id}")
-            if len(srpm_files) > 1:
-                names = [os.path.basename(p) for p in srpm_files]
-                raise koji.BuildError(f"multiple srpm files found for task {self.id}: {names}")
-            self.srpm_sanity_checks(srpm_files[0])  # type: ignore[attr-defined]
-            self.uploadFile(srpm_files[0])  # type: ignore[attr-defined]
-        ret = {
-            "rpms": [f"{uploadpath}/{os.path.basename(p)}" for p in rpm_files],
-            "srpms": (
-                [f"{uploadpath}/{os.path.basename(p)}" for p in srpm_files] if keep_srpm else []
-            ),
-            "logs": [f"{uploadpath}/{name}" for name in log_files],
-            "brootid": broot.id,
-        }
+            self.srpm_sanity_checks(os.fspath(result.srpms[0]))  # type: ignore[attr-defined]
+            self.uploadFile(os.fspath(result.srpms[0]))  # type: ignore[attr-defined]
         broot.expire()
-        return ret
+        return dict(ret)
 
 
 class CreaterepoMixin(AdjutantTaskMixin):

@@ -42,17 +42,6 @@ __all__ = [
     "rebuild_root",
 ]
 
-#: What the bootstrap container of a build gets (ARCHITECTURE.md): enough for an RPM install.
-INSTALL_CAPS = (
-    "CHOWN",
-    "DAC_OVERRIDE",
-    "FOWNER",
-    "FSETID",
-    "SETFCAP",
-    "SETGID",
-    "SETUID",
-    "SYS_CHROOT",
-)
 ROOT = "/br"
 PKGS = "/pkgs"
 QUERY_FORMAT = (
@@ -401,7 +390,7 @@ def rebuild_root(
     doc. ``repo`` is another base URL or directory for the lockfile's Koji repo; ``sink``
     gets dnf's output. Raises :class:`RebuildError`; a root that differs from the lockfile
     is not an error (the report says how)."""
-    from koji_adjutant import ContainerSpec, VolumeMount
+    from koji_adjutant import INSTALL_CAPS, ContainerSpec, VolumeMount
 
     image_ref, image_id, notes = _choose_image(manager, lock, image, pull_policy)
     root = _new_root(Path(dest))
