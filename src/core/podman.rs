@@ -641,12 +641,14 @@ impl PodmanClient {
         Ok(Box::pin(stream))
     }
 
-    async fn start_raw(&self, id: &str) -> Result<()> {
-        self.bounded("start", Bound::Quick, async {
+    /// `POST /containers/{id}/<action>` (start, init), bounded as a quick call; podman's
+    /// "already done" (304) is no error.
+    async fn container_action(&self, id: &str, action: &str) -> Result<()> {
+        self.bounded(action, Bound::Quick, async {
             match self
                 .raw
                 .post(
-                    Self::ep(format!("/containers/{id}/start")),
+                    Self::ep(format!("/containers/{id}/{action}")),
                     Payload::empty(),
                     Headers::none(),
                 )
@@ -654,32 +656,21 @@ impl PodmanClient {
             {
                 Ok(_) => Ok(()),
                 Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-                Err(e) => Err(cerr("start", e)),
+                Err(e) => Err(cerr(action, e)),
             }
         })
         .await
+    }
+
+    async fn start_raw(&self, id: &str) -> Result<()> {
+        self.container_action(id, "start").await
     }
 
     /// Initialises a created container without starting it (its root filesystem is then
     /// owned by the container's root, which a user namespace needs before another container
     /// writes into it). An initialised or running container is not an error.
     pub async fn init(&self, id: &str) -> Result<()> {
-        self.bounded("init", Bound::Quick, async {
-            match self
-                .raw
-                .post(
-                    Self::ep(format!("/containers/{id}/init")),
-                    Payload::empty(),
-                    Headers::none(),
-                )
-                .await
-            {
-                Ok(_) => Ok(()),
-                Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-                Err(e) => Err(cerr("init", e)),
-            }
-        })
-        .await
+        self.container_action(id, "init").await
     }
 
     /// Starts a created container; its output is pumped to `sink` in the background until
