@@ -166,6 +166,10 @@ class AdjutantConfig:
     podman_timeout: int = 60
     #: Seconds each root step of a buildroot (dnf's installs) and each query may run.
     dnf_timeout: int = 7200
+    #: buildSRPMFromSCM: ``source_cmd`` (from ``allowed_scms``) runs with a network, in a
+    #: container of its own on the buildroot, as under mock; ``no``: without one. A tag's
+    #: ``adjutant.source_cmd_network`` false turns it off for that tag.
+    source_cmd_network: bool = True
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -429,6 +433,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "image_allowlist": _optional(_allowlist),
     "podman_timeout": _positive_int,
     "dnf_timeout": _positive_int,
+    "source_cmd_network": _bool,
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}
