@@ -8,11 +8,7 @@ The handlers are kojid's own (KOJI_SRC) or built on the stand-ins of
 
 from __future__ import annotations
 
-import os
-import shutil
-import socket
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Callable
@@ -49,123 +45,20 @@ pytestmark = [
 DIST = glue.DIST
 HOST = glue.HOST
 
-#: The package of the git repository: its source (greeting.txt) is not in git but fetched by
-#: source_cmd (``get-sources``, which needs a network); the spec's Lua, read by rpmbuild -bs,
-#: fails when rpmbuild has a network (an interface besides lo).
-SCM_SPEC = """\
-Name:           adj-scmhello
-Version:        2.0
-Release:        1%{?dist}
-Summary:        Built from git by koji-adjutant's tests
-License:        MIT
-BuildArch:      noarch
-Source0:        greeting.txt
-%{lua:
-for line in io.lines("/proc/net/dev") do
-  if string.find(line, "eth", 1, true) then error("rpmbuild has a network") end
-end
-}
-
-%description
-Test data for koji-adjutant.
-
-%prep
-%setup -q -c -T
-cp %{SOURCE0} .
-
-%install
-install -D -m 0644 greeting.txt %{buildroot}%{_datadir}/adj-scmhello/greeting.txt
-
-%files
-%{_datadir}/adj-scmhello/
-"""
-
-#: source_cmd of the repository: the lookaside download, which fails without a network.
-GET_SOURCES = """\
-#!/bin/sh
-if ! grep -q '^ *eth' /proc/net/dev; then
-    echo "get-sources: no network" >&2
-    exit 3
-fi
-echo 'Hello from git' > greeting.txt
-"""
-
-
-def _git(cwd: Path, *args: str) -> str:
-    env = {
-        **os.environ,
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.org",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.org",
-    }
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
-    )
-    return done.stdout.strip()
-
-
-def _make_repo(base: Path, name: str, files: dict[str, str]) -> str:
-    """A bare repository ``base/<name>.git`` with one commit of ``files``; its hash."""
-    work = base / f"{name}-work"
-    work.mkdir()
-    _git(work, "init", "-q")
-    for rel, text in files.items():
-        (work / rel).write_text(text)
-        if rel == "get-sources":
-            (work / rel).chmod(0o755)
-    _git(work, "add", ".")
-    _git(work, "commit", "-q", "-m", "import")
-    commit = _git(work, "rev-parse", "HEAD")
-    _git(base, "clone", "-q", "--bare", str(work), f"{name}.git")
-    shutil.rmtree(work)
-    return commit
-
 
 @pytest.fixture(scope="module")
 def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, dict[str, str]]]:
-    """``git daemon`` on 127.0.0.1 serving the test repositories: (base URL, commits)."""
+    """``git daemon`` on 127.0.0.1 serving adj-scmhello (tests/specs; its source_cmd needs a
+    network, its spec fails when rpmbuild has one) and adj-prepfail: (base URL, commits)."""
     base = tmp_path_factory.mktemp("git")
-    prepfail = kt.spec_path("adj-prepfail").read_text()
     commits = {
-        "adj-scmhello": _make_repo(
-            base,
-            "adj-scmhello",
-            {"adj-scmhello.spec": SCM_SPEC, "get-sources": GET_SOURCES},
+        "adj-scmhello": kt.make_git_repo(base, "adj-scmhello", kt.scm_hello_files()),
+        "adj-prepfail": kt.make_git_repo(
+            base, "adj-prepfail", {"adj-prepfail.spec": kt.spec_path("adj-prepfail").read_text()}
         ),
-        "adj-prepfail": _make_repo(base, "adj-prepfail", {"adj-prepfail.spec": prepfail}),
     }
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    daemon = subprocess.Popen(
-        [
-            "git",
-            "daemon",
-            "--reuseaddr",
-            "--export-all",
-            "--listen=127.0.0.1",
-            f"--port={port}",
-            f"--base-path={base}",
-            str(base),
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise RuntimeError("git daemon did not start") from None
-                time.sleep(0.1)
-        yield f"git://127.0.0.1:{port}", commits
-    finally:
-        daemon.terminate()
-        daemon.wait(timeout=30)
+    with kt.GitDaemon(base) as daemon:
+        yield daemon.url, commits
 
 
 def _scm_options(options: Any, source_cmd: str = "./get-sources") -> Any:
