@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
@@ -61,20 +62,67 @@ def git_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
         yield daemon.url, commits
 
 
-def _scm_options(options: Any, source_cmd: str = "./get-sources") -> Any:
-    # host:repository:use_common:source_cmd; '?' matches the ':' of host:port
-    options.allowed_scms = f"127.0.0.1?*:/adj-*:no:{source_cmd}"
-    return options
+@dataclass
+class Builder:
+    """A builder of the hub fake that runs the SRPM handlers on ``real_world``'s tag."""
+
+    handlers: Handlers
+    hub: HubFake
+    world: glue.World
+    session: koji.ClientSession
+    options: Any
+    write_conf: Callable[..., Path]
+    git_url: str
+    commits: dict[str, str]
+
+    def configure(self, **values: Any) -> None:
+        self.write_conf(**{"network": "none", **values})
+
+    def scm_url(self, name: str) -> str:
+        return f"{self.git_url}/{name}.git#{self.commits[name]}"
+
+    def run(
+        self,
+        method: str,
+        source: str,
+        source_cmd: str = "./get-sources",
+        allowed_scms: str | None = None,
+    ) -> int:
+        """One task of ``method`` (rebuildSRPM or buildSRPMFromSCM) on ``source``, run as
+        kojid runs it; ``source_cmd`` is what allowed_scms sets for the test repositories."""
+        # host:repository:use_common:source_cmd; '?' matches the ':' of host:port
+        self.options.allowed_scms = allowed_scms or f"127.0.0.1?*:/adj-*:no:{source_cmd}"
+        request = [source, self.world.tag["id"], {"repo_id": self.world.repo["id"]}]
+        task_id = int(self.hub.add_task(method, request, arch="noarch", host=HOST)["id"])
+        by_method = {
+            "rebuildSRPM": self.handlers.rebuild_srpm,
+            "buildSRPMFromSCM": self.handlers.build_srpm_from_scm,
+        }
+        kojidloader.run_task(by_method[method], self.session, self.options, task_id)
+        return task_id
+
+    def build_log(self, task_id: int) -> str:
+        return self.hub.upload_bytes(f"{glue.upload_dir(task_id)}/build.log").decode()
 
 
-def _scm_task(hub: HubFake, world: glue.World, url: str) -> int:
-    request = [url, world.tag["id"], {"repo_id": world.repo["id"]}]
-    return int(hub.add_task("buildSRPMFromSCM", request, arch="noarch", host=HOST)["id"])
+@pytest.fixture
+def builder(
+    handlers: Handlers,
+    hub: HubFake,
+    real_world: glue.World,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    git_server: tuple[str, dict[str, str]],
+) -> Builder:
+    def write_conf(**values: Any) -> Path:
+        return conf(podman_socket=podman_socket, task_image=image, **values)
 
-
-def _rebuild_task(hub: HubFake, world: glue.World, srpm: str) -> int:
-    request = [srpm, world.tag["id"], {"repo_id": world.repo["id"]}]
-    return int(hub.add_task("rebuildSRPM", request, arch="noarch", host=HOST)["id"])
+    made = Builder(handlers, hub, real_world, session, options, write_conf, *git_server)
+    made.configure()
+    return made
 
 
 def _assert_srpm_buildroot(hub: HubFake, brootid: int, dev_distro: DevDistro) -> None:
@@ -92,33 +140,18 @@ def _log_names(result: dict[str, Any]) -> set[str]:
 
 
 def test_build_srpm_from_scm_fetches_with_a_network_and_builds_without(
-    handlers: Handlers,
-    hub: HubFake,
-    real_world: glue.World,
-    session: koji.ClientSession,
-    options: Any,
-    conf: Callable[..., Path],
-    image: str,
-    podman_socket: str,
-    git_server: tuple[str, dict[str, str]],
-    dev_distro: DevDistro,
+    builder: Builder, dev_distro: DevDistro
 ) -> None:
-    conf(podman_socket=podman_socket, task_image=image, network="none")
-    base, commits = git_server
-    url = f"{base}/adj-scmhello.git#{commits['adj-scmhello']}"
-    task_id = _scm_task(hub, real_world, url)
-    kojidloader.run_task(handlers.build_srpm_from_scm, session, _scm_options(options), task_id)
+    hub = builder.hub
+    url = builder.scm_url("adj-scmhello")
+    task_id = builder.run("buildSRPMFromSCM", url)
     task = hub.task(task_id)
     assert task.fault is None, task.fault
     rel = glue.upload_dir(task_id)
     result = task.result
-    name = f"adj-scmhello-2.0-1{DIST}.src.rpm"
-    assert result["srpm"] == f"{rel}/{name}"
-    assert result["source"] == {
-        "url": url,
-        "source": f"git://127.0.0.1:{base.rsplit(':', 1)[1]}/adj-scmhello.git#"
-        f"{commits['adj-scmhello']}",
-    }
+    assert result["srpm"] == f"{rel}/adj-scmhello-2.0-1{DIST}.src.rpm"
+    # kojid's source: the URL asked for, and what was checked out (git rev-parse HEAD)
+    assert result["source"] == {"url": url, "source": url}
     assert {"build.log", "root.log", "state.log", "buildroot_config.log"} <= _log_names(result)
     _assert_srpm_buildroot(hub, result["brootid"], dev_distro)
     # the SRPM holds the spec and the source source_cmd fetched
@@ -130,120 +163,68 @@ def test_build_srpm_from_scm_fetches_with_a_network_and_builds_without(
     assert koji_adjutant.read_package(str(srpm))["name"] == "adj-scmhello"
     # kojid's checkout log reached the hub; build.log shows which step had a network
     assert b"git" in hub.upload_bytes(f"{rel}/checkout.log")
-    build_log = hub.upload_bytes(f"{rel}/build.log").decode()
+    build_log = builder.build_log(task_id)
     assert "Executing command: ./get-sources (user 1000:135, network on)" in build_log
     assert "rpmbuild -bs" in build_log and "network off" in build_log
 
 
-def test_source_cmd_without_network_fails_as_kojid_reports_it(
-    handlers: Handlers,
-    hub: HubFake,
-    real_world: glue.World,
-    session: koji.ClientSession,
-    options: Any,
-    conf: Callable[..., Path],
-    image: str,
-    podman_socket: str,
-    git_server: tuple[str, dict[str, str]],
-) -> None:
+def test_source_cmd_without_network_fails_as_kojid_reports_it(builder: Builder) -> None:
     # source_cmd_network = no: get-sources runs in the build container, which has none
-    conf(podman_socket=podman_socket, task_image=image, network="none", source_cmd_network="no")
-    base, commits = git_server
-    task_id = _scm_task(hub, real_world, f"{base}/adj-scmhello.git#{commits['adj-scmhello']}")
-    kojidloader.run_task(handlers.build_srpm_from_scm, session, _scm_options(options), task_id)
-    fault = hub.task(task_id).fault
+    builder.configure(source_cmd_network="no")
+    task_id = builder.run("buildSRPMFromSCM", builder.scm_url("adj-scmhello"))
+    fault = builder.hub.task(task_id).fault
     assert fault is not None and fault[0] == koji.BuildError.faultCode
     assert fault[1] == (
         "error retrieving sources, source_cmd exited with status 3;"
         " see build.log for more information"
     )
-    assert b"get-sources: no network" in hub.upload_bytes(f"{glue.upload_dir(task_id)}/build.log")
-    (broot,) = hub.buildroots
+    assert "get-sources: no network" in builder.build_log(task_id)
+    (broot,) = builder.hub.buildroots
     assert broot.state_history == ["INIT", "BUILDING", "EXPIRED"]
 
 
-def test_a_spec_failing_in_prep_fails_both_methods(
-    handlers: Handlers,
-    hub: HubFake,
-    real_world: glue.World,
-    session: koji.ClientSession,
-    options: Any,
-    conf: Callable[..., Path],
-    image: str,
-    podman_socket: str,
-    git_server: tuple[str, dict[str, str]],
-    tmp_path: Path,
-) -> None:
-    conf(podman_socket=podman_socket, task_image=image, network="none")
-    base, commits = git_server
+def test_a_spec_failing_in_prep_fails_both_methods(builder: Builder, tmp_path: Path) -> None:
     # no source_cmd at all (allowed_scms' empty field): copy, then rpmbuild -bs
-    scm_id = _scm_task(hub, real_world, f"{base}/adj-prepfail.git#{commits['adj-prepfail']}")
-    kojidloader.run_task(
-        handlers.build_srpm_from_scm, session, _scm_options(options, source_cmd=""), scm_id
-    )
-    srpm = glue._add_srpm(hub, "adj-prepfail", tmp_path)
-    rebuild_id = _rebuild_task(hub, real_world, srpm)
-    kojidloader.run_task(handlers.rebuild_srpm, session, options, rebuild_id)
+    scm_id = builder.run("buildSRPMFromSCM", builder.scm_url("adj-prepfail"), source_cmd="")
+    rebuild_id = builder.run("rebuildSRPM", glue._add_srpm(builder.hub, "adj-prepfail", tmp_path))
     for task_id in (scm_id, rebuild_id):
-        fault = hub.task(task_id).fault
+        fault = builder.hub.task(task_id).fault
         assert fault is not None and fault[0] == koji.BuildError.faultCode
         assert fault[1] == (
             "error building srpm, rpmbuild exited with status 1; see build.log for more information"
         )
-        build_log = hub.upload_bytes(f"{glue.upload_dir(task_id)}/build.log")
-        assert b"adj-prepfail: %prep fails in the buildroot" in build_log
-        assert b"source_cmd" not in build_log
-    assert [b.state_history for b in hub.buildroots] == [["INIT", "BUILDING", "EXPIRED"]] * 2
+        build_log = builder.build_log(task_id)
+        assert "adj-prepfail: %prep fails in the buildroot" in build_log
+        assert "source_cmd" not in build_log
+    states = [b.state_history for b in builder.hub.buildroots]
+    assert states == [["INIT", "BUILDING", "EXPIRED"]] * 2
 
 
-def test_an_scm_outside_allowed_scms_is_refused_before_any_buildroot(
-    handlers: Handlers,
-    hub: HubFake,
-    real_world: glue.World,
-    session: koji.ClientSession,
-    options: Any,
-    conf: Callable[..., Path],
-    image: str,
-    podman_socket: str,
-    git_server: tuple[str, dict[str, str]],
-) -> None:
-    conf(podman_socket=podman_socket, task_image=image, network="none")
-    base, commits = git_server
-    task_id = _scm_task(hub, real_world, f"{base}/adj-scmhello.git#{commits['adj-scmhello']}")
-    options.allowed_scms = "scm.example.org:/rpms/*:no"
-    kojidloader.run_task(handlers.build_srpm_from_scm, session, options, task_id)
-    fault = hub.task(task_id).fault
+def test_an_scm_outside_allowed_scms_is_refused_before_any_buildroot(builder: Builder) -> None:
+    task_id = builder.run(
+        "buildSRPMFromSCM", builder.scm_url("adj-scmhello"), allowed_scms="scm.example.org:/rpms/*"
+    )
+    fault = builder.hub.task(task_id).fault
     assert fault is not None and fault[0] == koji.BuildError.faultCode
     assert fault[1].endswith("/adj-scmhello.git is not in the list of allowed SCMs")
-    assert hub.buildroots == []
-    assert not any(c.method == "host.newBuildRoot" for c in hub.calls)
+    assert builder.hub.buildroots == []
+    assert not any(c.method == "host.newBuildRoot" for c in builder.hub.calls)
 
 
 def test_rebuild_srpm_rebuilds_the_uploaded_srpm_in_the_buildroot(
-    handlers: Handlers,
-    hub: HubFake,
-    real_world: glue.World,
-    session: koji.ClientSession,
-    options: Any,
-    conf: Callable[..., Path],
-    image: str,
-    podman_socket: str,
-    dev_distro: DevDistro,
+    builder: Builder, dev_distro: DevDistro
 ) -> None:
-    conf(podman_socket=podman_socket, task_image=image, network="none")
-    task_id = _rebuild_task(hub, real_world, real_world.srpm_name)
-    kojidloader.run_task(handlers.rebuild_srpm, session, options, task_id)
+    hub = builder.hub
+    task_id = builder.run("rebuildSRPM", builder.world.srpm_name)
     task = hub.task(task_id)
     assert task.fault is None, task.fault
     result = task.result
     name = f"adj-hello-1.0-1{DIST}.src.rpm"
-    rel = glue.upload_dir(task_id)
-    assert result["srpm"] == f"{rel}/{name}"
+    assert result["srpm"] == f"{glue.upload_dir(task_id)}/{name}"
     assert result["source"] == {"source": name, "url": name}
     assert {"build.log", "root.log", "state.log"} <= _log_names(result)
     _assert_srpm_buildroot(hub, result["brootid"], dev_distro)
     # rebuilt in the buildroot with the builder's macros (kojid's vendor), not the upload
     rebuilt = Path(hub.workdir) / result["srpm"]
-    assert kt.rpm_header(rebuilt, "vendor")["vendor"] == options.vendor
-    build_log = hub.upload_bytes(f"{rel}/build.log").decode()
-    assert "rpm -Uvh --nodeps /builddir/build/originals/" in build_log
+    assert kt.rpm_header(rebuilt, "vendor")["vendor"] == builder.options.vendor
+    assert "rpm -Uvh --nodeps /builddir/build/originals/" in builder.build_log(task_id)

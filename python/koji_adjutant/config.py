@@ -105,7 +105,8 @@ def _default_cpus() -> float:
 class AdjutantConfig:
     """The ``[adjutant]`` settings, typed. Field names are the config keys."""
 
-    #: Run buildArch and createrepo in containers; ``False``: kojid's own handlers (mock, host
+    #: Run buildArch, rebuildSRPM, buildSRPMFromSCM and createrepo in containers; ``False``:
+    #: kojid's own handlers (mock, host
     #: createrepo_c), unchanged. A tag's ``adjutant.enabled`` extra overrides it per tag.
     enabled: bool = True
     #: Podman's REST API socket (a path or a ``unix://`` URL).

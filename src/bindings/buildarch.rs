@@ -208,25 +208,12 @@ impl PyBuildArchAdapter {
         on_buildroot_final: Option<Py<PyAny>>,
         on_usage: Option<Py<PyAny>>,
     ) -> PyResult<PyBuildArchResult> {
-        let build_config: BuildConfig = pythonize::depythonize(build_config)
-            .map_err(|e| Error::invalid(format!("build_config: {e}")))?;
-        let request = BuildArchRequest {
-            input: Input::Srpm(srpm_path),
-            product: Product::Binaries,
-            arch,
-            repo: repo_location(&repo, topdir)?,
-            repo_id,
-            tag_name,
-            build_config,
-            keep_srpm,
-            buildroot_arch,
-            repomd_sha256,
-        };
-        let hooks = PyHooks {
-            ready: on_buildroot_ready,
-            final_list: on_buildroot_final,
-            usage: on_usage,
-        };
+        let place = RepoPlace::new(repo, topdir, repo_id, tag_name);
+        let mut request = place.request(Input::Srpm(srpm_path), arch, build_config)?;
+        request.keep_srpm = keep_srpm;
+        request.buildroot_arch = buildroot_arch;
+        request.repomd_sha256 = repomd_sha256;
+        let hooks = PyHooks::new(on_buildroot_ready, on_buildroot_final, on_usage);
         self.execute(py, ctx, &request, sink, hooks)
     }
 
@@ -240,18 +227,15 @@ impl PyBuildArchAdapter {
     /// `arch` is rpmbuild's `--target` (kojid's `noarch`); `buildroot_arch` the buildroot's.
     /// Repo, callbacks and errors as `run` (no `on_buildroot_final`: kojid sends no list
     /// after these tools). The result's `srpms` holds the one SRPM, checked by its header.
-    #[pyo3(signature = (ctx, *, repo, repo_id, tag_name, build_config, srpm_path = None, checkout = None,
-        workdir = "", spec = None, sources = None, source_cmd = None, source_network = false,
-        arch = "noarch", topdir = None, buildroot_arch = None, repomd_sha256 = None, sink = None,
-        on_buildroot_ready = None, on_usage = None))]
+    #[pyo3(signature = (ctx, *, build_config, srpm_path = None, checkout = None, workdir = "",
+        spec = None, sources = None, source_cmd = None, source_network = false, repo, repo_id,
+        tag_name, arch = "noarch", topdir = None, buildroot_arch = None, repomd_sha256 = None,
+        sink = None, on_buildroot_ready = None, on_usage = None))]
     #[allow(clippy::too_many_arguments)]
     fn build_srpm(
         &self,
         py: Python<'_>,
         ctx: &PyTaskContext,
-        repo: String,
-        repo_id: i64,
-        tag_name: String,
         build_config: &Bound<'_, PyAny>,
         srpm_path: Option<PathBuf>,
         checkout: Option<PathBuf>,
@@ -260,6 +244,9 @@ impl PyBuildArchAdapter {
         sources: Option<String>,
         source_cmd: Option<Vec<String>>,
         source_network: bool,
+        repo: String,
+        repo_id: i64,
+        tag_name: String,
         arch: &str,
         topdir: Option<PathBuf>,
         buildroot_arch: Option<String>,
@@ -285,25 +272,18 @@ impl PyBuildArchAdapter {
                 .into())
             }
         };
-        let request = BuildArchRequest {
-            input,
-            product: Product::Srpm,
-            arch: arch.to_owned(),
-            repo: repo_location(&repo, topdir)?,
-            repo_id,
-            tag_name,
-            build_config: pythonize::depythonize(build_config)
-                .map_err(|e| Error::invalid(format!("build_config: {e}")))?,
-            keep_srpm: false,
-            buildroot_arch,
-            repomd_sha256,
-        };
-        let hooks = PyHooks {
-            ready: on_buildroot_ready,
-            final_list: None,
-            usage: on_usage,
-        };
-        self.execute(py, ctx, &request, sink, hooks)
+        let place = RepoPlace::new(repo, topdir, repo_id, tag_name);
+        let mut request = place.request(input, arch.to_owned(), build_config)?;
+        request.product = Product::Srpm;
+        (request.buildroot_arch, request.repomd_sha256) = (buildroot_arch, repomd_sha256);
+        // kojid sends no list after rebuild_srpm and build_srpm
+        self.execute(
+            py,
+            ctx,
+            &request,
+            sink,
+            PyHooks::new(on_buildroot_ready, None, on_usage),
+        )
     }
 
     fn __repr__(&self) -> String {
@@ -313,6 +293,47 @@ impl PyBuildArchAdapter {
             self.config.mode.as_str(),
             self.config.cache.enabled
         )
+    }
+}
+
+/// Where a run's buildroot comes from, as `run` and `build_srpm` take it.
+struct RepoPlace {
+    repo: String,
+    topdir: Option<PathBuf>,
+    repo_id: i64,
+    tag_name: String,
+}
+
+impl RepoPlace {
+    fn new(repo: String, topdir: Option<PathBuf>, repo_id: i64, tag_name: String) -> Self {
+        RepoPlace {
+            repo,
+            topdir,
+            repo_id,
+            tag_name,
+        }
+    }
+
+    /// A buildArch request (binaries, no kept SRPM) of `input` for `arch`.
+    fn request(
+        self,
+        input: Input,
+        arch: String,
+        build_config: &Bound<'_, PyAny>,
+    ) -> Result<BuildArchRequest> {
+        Ok(BuildArchRequest {
+            input,
+            product: Product::Binaries,
+            arch,
+            repo: repo_location(&self.repo, self.topdir)?,
+            repo_id: self.repo_id,
+            tag_name: self.tag_name,
+            build_config: pythonize::depythonize(build_config)
+                .map_err(|e| Error::invalid(format!("build_config: {e}")))?,
+            keep_srpm: false,
+            buildroot_arch: None,
+            repomd_sha256: None,
+        })
     }
 }
 
@@ -400,6 +421,20 @@ struct PyHooks {
     ready: Option<Py<PyAny>>,
     final_list: Option<Py<PyAny>>,
     usage: Option<Py<PyAny>>,
+}
+
+impl PyHooks {
+    fn new(
+        ready: Option<Py<PyAny>>,
+        final_list: Option<Py<PyAny>>,
+        usage: Option<Py<PyAny>>,
+    ) -> Self {
+        PyHooks {
+            ready,
+            final_list,
+            usage,
+        }
+    }
 }
 
 /// Calls `callback` (if any) with `value` as Python data.

@@ -746,20 +746,12 @@ impl Task<'_> {
             .clone()
             .ok_or_else(|| Error::container("source", "no build container"))?;
         let root = self.client.mount(&build_id).await?;
-        let mut spec = ContainerSpec::new(
-            format!("rootfs-of-{build_id}"),
-            PAUSE_COMMAND.map(str::to_owned).to_vec(),
+        let mut spec = self.task_container(
+            &format!("rootfs-of-{build_id}"),
+            "source",
+            NetworkMode::Bridge,
         );
         spec.rootfs = Some(root);
-        spec.task_id = Some(self.plan.task_id);
-        spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
-        spec.init = true;
-        spec.network = NetworkMode::Bridge;
-        spec.limits = self.config.limits.clone();
-        spec.timeout = Some(self.config.backstop());
-        spec.userns = self.config.userns;
-        spec.labels
-            .insert("io.koji.adjutant.role".to_owned(), "source".to_owned());
         self.logs.note(
             None,
             "Creating source container on the build container's root (network bridge)",
@@ -879,20 +871,26 @@ impl Task<'_> {
         usage
     }
 
-    /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
-    /// no capabilities, no network, only the SRPM mounted.
-    async fn create_build_container(&mut self, image: &str) -> Result<String> {
+    /// A container of this task with `role`: catatonit pausing as `nobody` as its main
+    /// process, the task's limits, backstop, user namespace and labels, no capabilities.
+    fn task_container(&self, image: &str, role: &str, network: NetworkMode) -> ContainerSpec {
         let mut spec = ContainerSpec::new(image, PAUSE_COMMAND.map(str::to_owned).to_vec());
         spec.task_id = Some(self.plan.task_id);
         spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
         spec.init = true;
-        spec.network = NetworkMode::None;
+        spec.network = network;
         spec.limits = self.config.limits.clone();
         spec.timeout = Some(self.config.backstop());
         spec.userns = self.config.userns;
         spec.labels
-            .insert("io.koji.adjutant.role".to_owned(), "build".to_owned());
-        spec.mounts = Vec::new();
+            .insert("io.koji.adjutant.role".to_owned(), role.to_owned());
+        spec
+    }
+
+    /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
+    /// no capabilities, no network, only the SRPM mounted.
+    async fn create_build_container(&mut self, image: &str) -> Result<String> {
+        let mut spec = self.task_container(image, "build", NetworkMode::None);
         for mount in self.plan.build_mounts.clone() {
             spec.mounts.push(self.owned_mount(mount).await?);
         }
@@ -939,24 +937,13 @@ impl Task<'_> {
             self.client.init(&build_id).await?;
         }
         let root = self.client.mount(&build_id).await?;
-        let mut spec = ContainerSpec::new(
-            self.config.image.as_str(),
-            PAUSE_COMMAND.map(str::to_owned).to_vec(),
-        );
-        spec.task_id = Some(self.plan.task_id);
-        spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
-        spec.init = true;
-        spec.network = if self.plan.repo_network {
+        let network = if self.plan.repo_network {
             NetworkMode::Bridge
         } else {
             NetworkMode::None
         };
-        spec.limits = self.config.limits.clone();
-        spec.timeout = Some(self.config.backstop());
-        spec.userns = self.config.userns;
+        let mut spec = self.task_container(&self.config.image, "bootstrap", network);
         spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
-        spec.labels
-            .insert("io.koji.adjutant.role".to_owned(), "bootstrap".to_owned());
         // Koji's directories are shared: never relabelled.
         spec.mounts = self.plan.bootstrap_mounts.clone();
         spec.mounts.push(VolumeMount {

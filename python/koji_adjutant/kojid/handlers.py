@@ -367,16 +367,9 @@ class BuildArchMixin(AdjutantTaskMixin):
         # (adjutant) can this builder's image build it as the tag asks? if not, another
         # builder takes it, before any buildroot record exists
         adapter = self.build_adapter(runtime, image)
-        try:
-            adapter.check(
-                arch,
-                build_config=build_config,
-                buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
-            )
-        except koji_adjutant.TaskRefused as exc:
-            raise RefuseTask(f"koji-adjutant: {exc}") from None
-        except koji_adjutant.AdjutantError as exc:
-            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+        self.check_task(
+            adapter, arch, build_config, koji.canonArch(br_arch) if arch == "noarch" else None
+        )
         # 6.-8. the hub's buildroot record
         broot = self.buildroot_class(
             self.session,
@@ -576,6 +569,18 @@ class BuildArchMixin(AdjutantTaskMixin):
         if config.log_dir:
             patterns.append(os.path.join(config.log_dir, str(self.id), "container.log"))
         return patterns
+
+    def check_task(
+        self, adapter: Any, arch: str, build_config: Mapping[str, Any], buildroot_arch: Any
+    ) -> None:
+        """Whether the image builds the task as the tag asks (``BuildArchAdapter.check``),
+        before any buildroot record: if not, the task is refused for another builder."""
+        try:
+            adapter.check(arch, build_config=build_config, buildroot_arch=buildroot_arch)
+        except koji_adjutant.TaskRefused as exc:
+            raise RefuseTask(f"koji-adjutant: {exc}") from None
+        except koji_adjutant.AdjutantError as exc:
+            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
 
     def build_adapter(
         self, runtime: _Runtime, image: ImageChoice, install_group: str = "build"

@@ -28,7 +28,6 @@ import os
 from typing import Any
 
 import koji
-from koji.tasks import RefuseTask
 
 import koji_adjutant
 from koji_adjutant.config import AdjutantConfig
@@ -102,12 +101,7 @@ class SrpmTaskMixin(BuildArchMixin):
             repo,
         )
         adapter = self.build_adapter(runtime, image, install_group=SRPM_BUILD_GROUP)
-        try:
-            adapter.check("noarch", build_config=build_config, buildroot_arch=arch)
-        except koji_adjutant.TaskRefused as exc:
-            raise RefuseTask(f"koji-adjutant: {exc}") from None
-        except koji_adjutant.AdjutantError as exc:
-            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+        self.check_task(adapter, "noarch", build_config, arch)
         broot = self.buildroot_class(
             self.session,
             self.options,
@@ -254,22 +248,20 @@ class BuildSRPMFromSCMMixin(SrpmTaskMixin):
         koji.ensuredir(scmdir)
         logfile = os.path.join(self.workdir, "checkout.log")
         uploadpath = self.getUploadDir()  # type: ignore[attr-defined]
-        self.run_callbacks(  # type: ignore[attr-defined]
-            "preSCMCheckout",
-            scminfo=scm.get_info(),
-            build_tag=build_tag,
-            scratch=opts.get("scratch"),
-            buildroot=broot,
-        )
+
+        def callbacks(name: str, **extra: Any) -> None:
+            self.run_callbacks(  # type: ignore[attr-defined]
+                name,
+                scminfo=scm.get_info(),
+                build_tag=build_tag,
+                scratch=opts.get("scratch"),
+                buildroot=broot,
+                **extra,
+            )
+
+        callbacks("preSCMCheckout")
         sourcedir = scm.checkout(scmdir, self.session, uploadpath, logfile)
-        self.run_callbacks(  # type: ignore[attr-defined]
-            "postSCMCheckout",
-            scminfo=scm.get_info(),
-            build_tag=build_tag,
-            scratch=opts.get("scratch"),
-            srcdir=sourcedir,
-            buildroot=broot,
-        )
+        callbacks("postSCMCheckout", srcdir=sourcedir)
         self.scm_source = scm.get_source()
         self.patch_scm_source(sourcedir, logfile, opts)  # type: ignore[attr-defined]
         spec_file = self.find_spec(sourcedir)
