@@ -1,4 +1,5 @@
-"""kojid builder plugin: run buildArch and createrepo tasks in Podman containers.
+"""kojid builder plugin: run buildArch, rebuildSRPM, buildSRPMFromSCM and createrepo tasks
+in Podman containers.
 
 Install: copy this file into kojid's ``pluginpath`` (default ``/usr/lib/koji-builder-plugins``)
 and add ``plugins = adjutant`` to ``[kojid]`` in ``/etc/kojid/kojid.conf``; settings go to
@@ -18,3 +19,5 @@ _handlers = _kojid_handlers(_kojid)
 AdjutantBuildArchTask = _handlers["AdjutantBuildArchTask"]
 AdjutantCreaterepoTask = _handlers["AdjutantCreaterepoTask"]
 AdjutantSaveFailedTreeTask = _handlers["AdjutantSaveFailedTreeTask"]
+AdjutantRebuildSRPM = _handlers["AdjutantRebuildSRPM"]
+AdjutantBuildSRPMFromSCMTask = _handlers["AdjutantBuildSRPMFromSCMTask"]

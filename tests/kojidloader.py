@@ -57,6 +57,12 @@ KOJID_DEFAULTS: dict[str, Any] = {
     "rpmbuild_timeout": 3600 * 24,
     "pluginpath": "/usr/lib/koji-builder-plugins",
     "plugin": [],
+    "allowed_scms": "",
+    "allowed_scms_use_config": True,
+    "allowed_scms_use_policy": False,
+    "allow_password_in_scm_url": False,
+    "scm_credentials_dir": None,
+    "support_rpm_source_layout": True,
 }
 
 

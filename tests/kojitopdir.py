@@ -27,8 +27,10 @@ import json
 import os
 import re
 import shutil
+import socket
 import subprocess
 import tempfile
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,6 +45,7 @@ __all__ = [
     "SAMPLE_SPEC",
     "SPECS_DIR",
     "BuiltPackage",
+    "GitDaemon",
     "KojiBuild",
     "KojiRepo",
     "KojiRpm",
@@ -58,8 +61,10 @@ __all__ = [
     "ensure_rpm_tools",
     "generate_comps",
     "link_or_copy",
+    "make_git_repo",
     "rpm_header",
     "run_createrepo",
+    "scm_hello_files",
     "spec_path",
 ]
 
@@ -753,3 +758,91 @@ def run_createrepo(arch_dir: Path) -> Path:
         for produced in sorted((outdir / "repodata").iterdir()):
             shutil.move(str(produced), str(repodata / produced.name))
     return repodata
+
+
+# -- git repositories for builds from SCM -------------------------------------------------
+
+
+def _git(cwd: Path, *args: str) -> str:
+    env = {
+        **os.environ,
+        "GIT_AUTHOR_NAME": "koji-adjutant tests",
+        "GIT_AUTHOR_EMAIL": "tests@example.org",
+        "GIT_COMMITTER_NAME": "koji-adjutant tests",
+        "GIT_COMMITTER_EMAIL": "tests@example.org",
+    }
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=env, check=True, capture_output=True, text=True
+    )
+    return done.stdout.strip()
+
+
+def make_git_repo(base: Path, name: str, files: Mapping[str, str]) -> str:
+    """A bare repository ``base/<name>.git`` with one commit of ``files`` (``get-sources``
+    executable); returns the commit's hash."""
+    work = Path(tempfile.mkdtemp(prefix=f"{name}-", dir=base))
+    _git(work, "init", "-q")
+    for rel, text in files.items():
+        (work / rel).write_text(text)
+        if rel == "get-sources":
+            (work / rel).chmod(0o755)
+    _git(work, "add", ".")
+    _git(work, "commit", "-q", "-m", "import")
+    commit = _git(work, "rev-parse", "HEAD")
+    _git(base, "clone", "-q", "--bare", str(work), f"{name}.git")
+    shutil.rmtree(work)
+    return commit
+
+
+def scm_hello_files() -> dict[str, str]:
+    """adj-scmhello's repository: the spec, and ``get-sources`` (its source_cmd, which
+    writes greeting.txt and fails without a network)."""
+    return {
+        "adj-scmhello.spec": spec_path("adj-scmhello").read_text(),
+        "get-sources": (SPECS_DIR / "adj-scmhello-get-sources").read_text(),
+    }
+
+
+class GitDaemon:
+    """``git daemon`` on 127.0.0.1 (a free port) serving ``base``'s repositories, while in
+    its ``with`` block; ``url`` is ``git://127.0.0.1:<port>``."""
+
+    def __init__(self, base: Path) -> None:
+        self.base = base
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            self.port = probe.getsockname()[1]
+        self.url = f"git://127.0.0.1:{self.port}"
+        self._process: subprocess.Popen[bytes] | None = None
+
+    def __enter__(self) -> GitDaemon:
+        self._process = subprocess.Popen(
+            [
+                "git",
+                "daemon",
+                "--reuseaddr",
+                "--export-all",
+                "--listen=127.0.0.1",
+                f"--port={self.port}",
+                f"--base-path={self.base}",
+                str(self.base),
+            ],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return self
+            except OSError:
+                if time.monotonic() > deadline or self._process.poll() is not None:
+                    self.__exit__()
+                    raise RuntimeError("git daemon did not start") from None
+                time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self._process is not None:
+            self._process.terminate()
+            self._process.wait(timeout=30)
+            self._process = None

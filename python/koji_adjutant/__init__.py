@@ -1,4 +1,5 @@
-"""koji-adjutant: run Koji's buildArch and createrepo tasks in Podman containers.
+"""koji-adjutant: run Koji's buildArch, rebuildSRPM, buildSRPMFromSCM and createrepo tasks in
+Podman containers.
 
 The container lifecycle, buildroot initialisation, createrepo and log sinks are implemented
 in Rust (``koji_adjutant._core``); this package re-exports them and adds the kojid glue.

@@ -105,7 +105,8 @@ def _default_cpus() -> float:
 class AdjutantConfig:
     """The ``[adjutant]`` settings, typed. Field names are the config keys."""
 
-    #: Run buildArch and createrepo in containers; ``False``: kojid's own handlers (mock, host
+    #: Run buildArch, rebuildSRPM, buildSRPMFromSCM and createrepo in containers; ``False``:
+    #: kojid's own handlers (mock, host
     #: createrepo_c), unchanged. A tag's ``adjutant.enabled`` extra overrides it per tag.
     enabled: bool = True
     #: Podman's REST API socket (a path or a ``unix://`` URL).
@@ -166,6 +167,10 @@ class AdjutantConfig:
     podman_timeout: int = 60
     #: Seconds each root step of a buildroot (dnf's installs) and each query may run.
     dnf_timeout: int = 7200
+    #: buildSRPMFromSCM: ``source_cmd`` (from ``allowed_scms``) runs with a network, in a
+    #: container of its own on the buildroot, as under mock; ``no``: without one. A tag's
+    #: ``adjutant.source_cmd_network`` false turns it off for that tag.
+    source_cmd_network: bool = True
 
 
 # -- value parsers: each takes the raw string and returns the typed value or raises ValueError
@@ -429,6 +434,7 @@ _PARSERS: dict[str, Callable[[str], object]] = {
     "image_allowlist": _optional(_allowlist),
     "podman_timeout": _positive_int,
     "dnf_timeout": _positive_int,
+    "source_cmd_network": _bool,
 }
 
 assert set(_PARSERS) == {f.name for f in dataclasses.fields(AdjutantConfig)}

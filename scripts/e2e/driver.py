@@ -4,7 +4,9 @@
 group, a target, a buildroot package imported), like an admin with the koji CLI would.
 ``driver.py check MODE``: with kojid running (MODE: plugin or patch), regenerate the tag's repo
 (kojid's newRepo task, whose createrepo subtask runs in a container), build the sample package
-(buildArch in a container) and check the hub's records of both.
+from an uploaded SRPM (rebuildSRPM, then buildArch, in containers) and adj-scmhello from a git
+repository served by ``git daemon`` on 127.0.0.1 (buildSRPMFromSCM, then buildArch), and check
+the hub's records of all; prints each task's wall time and each container step's (state.log).
 
 Environment: E2E_HUB (hub URL), E2E_DB (psycopg2 DSN), E2E_DIR, E2E_IMAGE, E2E_HOST,
 E2E_PODMAN_SOCKET (for making the dev distribution the build tag holds).
@@ -34,6 +36,7 @@ DSN = os.environ["E2E_DB"]
 E2E = Path(os.environ["E2E_DIR"])
 #: The tag's build group, written at setup for the checks of the buildroot list.
 BUILD_GROUP = E2E / "build-group.txt"
+SRPM_BUILD_GROUP = E2E / "srpm-build-group.txt"
 IMAGE = os.environ["E2E_IMAGE"]
 HOST = os.environ.get("E2E_HOST", "e2e-builder")
 ADMIN = "kojiadmin"
@@ -94,7 +97,7 @@ def setup() -> None:
     session.createTag(DEST_TAG)
     session.editTag2(
         BUILD_TAG,
-        extra={"rebuild_srpm": False, "rpm.macro.dist": ".e2e", "adjutant.image": IMAGE},
+        extra={"rpm.macro.dist": ".e2e", "adjutant.image": IMAGE},
     )
     session.createBuildTarget(TARGET, BUILD_TAG, DEST_TAG)
     # the buildroot's packages: the dev distribution (the task image's own files as RPMs;
@@ -115,7 +118,9 @@ def setup() -> None:
             session.importRPM("e2e-import", path.name)
         session.tagBuildBypass(BUILD_TAG, srpm.name[: -len(".src.rpm")])
     BUILD_GROUP.write_text("\n".join(distro.groups["build"]) + "\n")
+    SRPM_BUILD_GROUP.write_text("\n".join(distro.groups["srpm-build"]) + "\n")
     session.packageListAdd(DEST_TAG, "adj-hello", owner=ADMIN)
+    session.packageListAdd(DEST_TAG, "adj-scmhello", owner=ADMIN)
     session.logout()
     print("hub set up")
 
@@ -174,24 +179,102 @@ def check_newrepo(session: koji.ClientSession) -> dict[str, Any]:
 
 
 def check_build(session: koji.ClientSession, mode: str) -> None:
-    # with rebuild_srpm off the build takes its NVR from this SRPM: give it the tag's dist
-    srpm = kt.build_srpm(kt.spec_path("adj-hello"), E2E / f"srpm-{mode}", defines={"dist": ".e2e"})
+    """A build from an uploaded SRPM: rebuildSRPM (the tag keeps rebuild_srpm on), then
+    buildArch."""
+    # built on the host without the tag's dist: rebuildSRPM makes the NVR in the buildroot
+    srpm = kt.build_srpm(kt.spec_path("adj-hello"), E2E / f"srpm-{mode}")
     serverdir = f"cli-build/e2e-{mode}-{int(time.time())}"
     session.uploadWrapper(str(srpm), serverdir)
     # the plugin run makes a real build (completeBuild maps each RPM to the buildroot); the
     # patch run a scratch one
     opts: dict[str, Any] = {"scratch": mode != "plugin"}
     task_id = session.build(f"{serverdir}/{srpm.name}", TARGET, opts)
+    check_build_task(session, task_id, "rebuildSRPM", "adj-hello-1.0-1.e2e", opts["scratch"])
+
+
+def check_scm_build(session: koji.ClientSession, mode: str) -> None:
+    """``koji build TARGET git://127.0.0.1:<port>/adj-scmhello.git#<commit>``: buildSRPMFromSCM
+    (source_cmd with a network, rpmbuild -bs without), then buildArch."""
+    base = Path(tempfile.mkdtemp(prefix=f"git-{mode}-", dir=E2E))
+    commit = kt.make_git_repo(base, "adj-scmhello", kt.scm_hello_files())
+    with kt.GitDaemon(base) as daemon:
+        url = f"{daemon.url}/adj-scmhello.git#{commit}"
+        opts: dict[str, Any] = {"scratch": mode != "plugin"}
+        started = time.monotonic()
+        task_id = session.build(url, TARGET, opts)
+        check_build_task(
+            session, task_id, "buildSRPMFromSCM", "adj-scmhello-2.0-1.e2e", opts["scratch"]
+        )
+        print(f"timing: the whole SCM build ({mode}) took {time.monotonic() - started:.1f} s")
+    srpm_task = next(
+        c for c in session.getTaskChildren(task_id) if c["method"] == "buildSRPMFromSCM"
+    )
+    result = session.getTaskResult(srpm_task["id"])
+    check(result["source"]["url"] == url, "buildSRPMFromSCM result names the SCM URL")
+    check(result["source"]["source"].endswith(f"#{commit}"), "and the commit checked out")
+    output = session.listTaskOutput(srpm_task["id"])
+    check("checkout.log" in output, "kojid's checkout.log uploaded")
+    build_log = session.downloadTaskOutput(srpm_task["id"], "build.log").decode()
+    check(
+        "./get-sources (user 1000:135, network on)" in build_log,
+        "source_cmd ran with a network (its own container)",
+    )
+    check("Hello from git" not in build_log, "nothing but logs in build.log")
+
+
+def print_timings(session: koji.ClientSession, task_id: int) -> None:
+    """The wall time of the build task and of each subtask, and each container step's time
+    from the subtask's state.log."""
+    tasks = [session.getTaskInfo(task_id), *session.getTaskChildren(task_id)]
+    for info in sorted(tasks, key=lambda t: t["id"]):
+        seconds = (info.get("completion_ts") or 0) - (info.get("start_ts") or 0)
+        print(f"timing: task {info['id']} {info['method']}: {seconds:.1f} s")
+        if "state.log" not in session.listTaskOutput(info["id"]):
+            continue
+        text = session.downloadTaskOutput(info["id"], "state.log").decode()
+        for line in text.splitlines():
+            if " Finish: " in line or "Usage of the" in line:
+                print(f"timing:     {line.split(' ', 2)[-1]}")
+
+
+def check_build_task(
+    session: koji.ClientSession, task_id: int, srpm_method: str, nvr: str, scratch: bool
+) -> None:
+    """The build task closed; its SRPM subtask and buildArch ran in containers, each with
+    its buildroot recorded (the SRPM's from the srpm-build group, the RPMs' from build)."""
     info = wait_task(session, task_id)
     if koji.TASK_STATES[info["state"]] != "CLOSED":
-        fail(f"build ({mode}) did not close:\n" + describe_failure(session, task_id))
-    arch_tasks = [c for c in session.getTaskChildren(task_id) if c["method"] == "buildArch"]
+        fail(f"build {nvr} did not close:\n" + describe_failure(session, task_id))
+    print_timings(session, task_id)
+    children = session.getTaskChildren(task_id)
+    srpm_tasks = [c for c in children if c["method"] == srpm_method]
+    check(len(srpm_tasks) == 1, f"one {srpm_method} subtask")
+    srpm_result = session.getTaskResult(srpm_tasks[0]["id"])
+    check(
+        sorted(srpm_result) == ["brootid", "logs", "source", "srpm"],
+        f"{srpm_method} result keys",
+    )
+    check(
+        os.path.basename(srpm_result["srpm"]) == f"{nvr}.src.rpm",
+        f"{srpm_method} made {srpm_result['srpm']}",
+    )
+    srpm_logs = {os.path.basename(p) for p in srpm_result["logs"]}
+    check({"build.log", "root.log", "state.log"} <= srpm_logs, f"{srpm_method} logs: {srpm_logs}")
+    srpm_broot = session.getBuildroot(srpm_result["brootid"])
+    check(srpm_broot["task_id"] == srpm_tasks[0]["id"], f"buildroot of the {srpm_method} task")
+    check(koji.BR_STATES[srpm_broot["state"]] == "EXPIRED", f"{srpm_method} buildroot EXPIRED")
+    names = sorted(r["name"] for r in session.getBuildrootListing(srpm_result["brootid"]))
+    check(
+        names == sorted(SRPM_BUILD_GROUP.read_text().split()),
+        f"the {srpm_method} buildroot list is the tag's srpm-build group: {names}",
+    )
+    arch_tasks = [c for c in children if c["method"] == "buildArch"]
     check(len(arch_tasks) == 1, "one buildArch subtask")
     child = arch_tasks[0]
     result = session.getTaskResult(child["id"])
     check(sorted(result) == ["brootid", "logs", "rpms", "srpms"], "buildArch result keys")
     check(
-        [os.path.basename(p) for p in result["rpms"]] == ["adj-hello-1.0-1.e2e.noarch.rpm"],
+        [os.path.basename(p) for p in result["rpms"]] == [f"{nvr}.noarch.rpm"],
         f"buildArch rpms: {result['rpms']}",
     )
     check(len(result["srpms"]) == 1, "the SRPM was kept (keep_srpm)")
@@ -214,17 +297,22 @@ def check_build(session: koji.ClientSession, mode: str) -> None:
     )
     output = session.listTaskOutput(child["id"])
     check("build.log" in output and "root.log" in output, "logs uploaded to the task")
-    if not opts["scratch"]:
-        build = session.getBuild("adj-hello-1.0-1.e2e", strict=True)
-        check(koji.BUILD_STATES[build["state"]] == "COMPLETE", "build COMPLETE")
-        rpms = session.listRPMs(buildID=build["id"])
-        check({r["arch"] for r in rpms} == {"noarch", "src"}, "build RPMs imported")
+    if not scratch:
+        build = session.getBuild(nvr, strict=True)
+        check(koji.BUILD_STATES[build["state"]] == "COMPLETE", f"build {nvr} COMPLETE")
+        rpms = {r["arch"]: r for r in session.listRPMs(buildID=build["id"])}
+        check(set(rpms) == {"noarch", "src"}, "build RPMs imported")
         check(
-            all(r["buildroot_id"] == result["brootid"] for r in rpms),
-            "each imported RPM records the container buildroot",
+            rpms["noarch"]["buildroot_id"] == result["brootid"],
+            "the RPM records the buildArch container buildroot",
         )
-        tagged = session.listTagged(DEST_TAG)
-        check([b["nvr"] for b in tagged] == ["adj-hello-1.0-1.e2e"], "build tagged")
+        # kojid's build imports the SRPM buildArch kept (rebuilt there, as under mock)
+        check(
+            rpms["src"]["buildroot_id"] == result["brootid"],
+            "the SRPM (buildArch's kept one, as with kojid) records its container buildroot",
+        )
+        tagged = session.listTagged(DEST_TAG, package=nvr.rsplit("-", 2)[0])
+        check([b["nvr"] for b in tagged] == [nvr], f"build {nvr} tagged")
 
 
 _SCHEMA_CHECK = """
@@ -293,6 +381,7 @@ def main() -> None:
         session = admin_session()
         check_newrepo(session)
         check_build(session, mode)
+        check_scm_build(session, mode)
         session.logout()
         print(f"E2E PASSED ({mode})")
         return

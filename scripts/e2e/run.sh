@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # End-to-end test against real Koji: a hub (koji's WSGI app on loopback, PostgreSQL from
 # Debian) and kojid, both from the koji checkout KOJI_SRC, with koji-adjutant hooked in first
-# as the plugin, then as the patch. Each time: newRepo (createrepo in a container) and a build
-# (buildArch in a container), checked through the hub's API (scripts/e2e/driver.py).
+# as the plugin, then as the patch. Each time: newRepo (createrepo in a container), a build from
+# an uploaded SRPM (rebuildSRPM and buildArch in containers) and one from a git repository
+# served on 127.0.0.1 (buildSRPMFromSCM and buildArch), checked through the hub's API
+# (scripts/e2e/driver.py), which prints each task's wall time and each container step's.
 # Also checks that kojid_patch/*.patch applies to KOJI_SRC.
 #
 #   KOJI_SRC=<koji checkout> scripts/e2e/run.sh        (as root; `make e2e KOJI_SRC=...`)
@@ -169,6 +171,7 @@ max_retries = 3
 retry_interval = 2
 minspace = 1
 maxjobs = 4
+allowed_scms = 127.0.0.1?*:/adj-*:no:./get-sources
 $(printf '%s\n' "$@")
 EOF
     KOJID_LOG=$E2E/logs/kojid-$mode.log "$PY" "$ROOT/scripts/e2e/kojid_launcher.py" "$script" \

@@ -15,7 +15,8 @@ use crate::core::buildarch::{self, BuildArchConfig, BuildHooks, TaskUsage};
 use crate::core::buildroot::cache::CacheConfig;
 use crate::core::buildroot::result::kojid_result;
 use crate::core::buildroot::{
-    BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootRpm, RepoLocation,
+    BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootRpm, Checkout, Input,
+    Product, RepoLocation,
 };
 use crate::core::error::{Error, Result};
 use crate::core::podman::{PodmanClient, PullPolicy};
@@ -207,37 +208,158 @@ impl PyBuildArchAdapter {
         on_buildroot_final: Option<Py<PyAny>>,
         on_usage: Option<Py<PyAny>>,
     ) -> PyResult<PyBuildArchResult> {
-        let build_config: BuildConfig = pythonize::depythonize(build_config)
-            .map_err(|e| Error::invalid(format!("build_config: {e}")))?;
-        let request = BuildArchRequest {
-            srpm: srpm_path,
-            arch,
-            repo: repo_location(&repo, topdir)?,
+        let place = RepoPlace::new(repo, topdir, repo_id, tag_name);
+        let mut request = place.request(Input::Srpm(srpm_path), arch, build_config)?;
+        request.keep_srpm = keep_srpm;
+        request.buildroot_arch = buildroot_arch;
+        request.repomd_sha256 = repomd_sha256;
+        let hooks = PyHooks::new(on_buildroot_ready, on_buildroot_final, on_usage);
+        self.execute(py, ctx, &request, sink, hooks)
+    }
+
+    /// Makes one SRPM in the buildroot of the tag's `srpm-build` group (`install_group`), as
+    /// kojid's rebuildSRPM and buildSRPMFromSCM do with mock: from `srpm_path` (inside
+    /// `ctx.work_dir`; unpacked and rebuilt with `rpmbuild -bs`), or from `checkout` (a
+    /// directory inside `ctx.work_dir`, kojid's `scmroot`), mounted read-only and copied by
+    /// the build user; `source_cmd` runs in the copy of `workdir`, in a container of its own
+    /// with a network when `source_network`, else without one; then `rpmbuild -bs` of `spec`
+    /// with `sources` as `%_sourcedir` (paths relative to `checkout`), without network.
+    /// `arch` is rpmbuild's `--target` (kojid's `noarch`); `buildroot_arch` the buildroot's.
+    /// Repo, callbacks and errors as `run` (no `on_buildroot_final`: kojid sends no list
+    /// after these tools). The result's `srpms` holds the one SRPM, checked by its header.
+    #[pyo3(signature = (ctx, *, build_config, srpm_path = None, checkout = None, workdir = "",
+        spec = None, sources = None, source_cmd = None, source_network = false, repo, repo_id,
+        tag_name, arch = "noarch", topdir = None, buildroot_arch = None, repomd_sha256 = None,
+        sink = None, on_buildroot_ready = None, on_usage = None))]
+    #[allow(clippy::too_many_arguments)]
+    fn build_srpm(
+        &self,
+        py: Python<'_>,
+        ctx: &PyTaskContext,
+        build_config: &Bound<'_, PyAny>,
+        srpm_path: Option<PathBuf>,
+        checkout: Option<PathBuf>,
+        workdir: &str,
+        spec: Option<String>,
+        sources: Option<String>,
+        source_cmd: Option<Vec<String>>,
+        source_network: bool,
+        repo: String,
+        repo_id: i64,
+        tag_name: String,
+        arch: &str,
+        topdir: Option<PathBuf>,
+        buildroot_arch: Option<String>,
+        repomd_sha256: Option<String>,
+        sink: Option<&Bound<'_, PyAny>>,
+        on_buildroot_ready: Option<Py<PyAny>>,
+        on_usage: Option<Py<PyAny>>,
+    ) -> PyResult<PyBuildArchResult> {
+        let input = match (srpm_path, checkout, spec) {
+            (Some(srpm), None, None) if source_cmd.is_none() => Input::Srpm(srpm),
+            (None, Some(dir), Some(spec)) => Input::Checkout(Checkout {
+                dir,
+                sources: sources.unwrap_or_else(|| workdir.to_owned()),
+                workdir: workdir.to_owned(),
+                spec,
+                source_cmd: source_cmd.unwrap_or_default(),
+                source_network,
+            }),
+            _ => {
+                return Err(Error::invalid(
+                    "build_srpm takes srpm_path alone, or checkout with spec (and workdir, sources, source_cmd)",
+                )
+                .into())
+            }
+        };
+        let place = RepoPlace::new(repo, topdir, repo_id, tag_name);
+        let mut request = place.request(input, arch.to_owned(), build_config)?;
+        request.product = Product::Srpm;
+        (request.buildroot_arch, request.repomd_sha256) = (buildroot_arch, repomd_sha256);
+        // kojid sends no list after rebuild_srpm and build_srpm
+        self.execute(
+            py,
+            ctx,
+            &request,
+            sink,
+            PyHooks::new(on_buildroot_ready, None, on_usage),
+        )
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "BuildArchAdapter(image={:?}, buildroot_mode={:?}, cache={})",
+            self.config.image,
+            self.config.mode.as_str(),
+            self.config.cache.enabled
+        )
+    }
+}
+
+/// Where a run's buildroot comes from, as `run` and `build_srpm` take it.
+struct RepoPlace {
+    repo: String,
+    topdir: Option<PathBuf>,
+    repo_id: i64,
+    tag_name: String,
+}
+
+impl RepoPlace {
+    fn new(repo: String, topdir: Option<PathBuf>, repo_id: i64, tag_name: String) -> Self {
+        RepoPlace {
+            repo,
+            topdir,
             repo_id,
             tag_name,
-            build_config,
-            keep_srpm,
-            buildroot_arch,
-            repomd_sha256,
-        };
+        }
+    }
+
+    /// A buildArch request (binaries, no kept SRPM) of `input` for `arch`.
+    fn request(
+        self,
+        input: Input,
+        arch: String,
+        build_config: &Bound<'_, PyAny>,
+    ) -> Result<BuildArchRequest> {
+        Ok(BuildArchRequest {
+            input,
+            product: Product::Binaries,
+            arch,
+            repo: repo_location(&self.repo, self.topdir)?,
+            repo_id: self.repo_id,
+            tag_name: self.tag_name,
+            build_config: pythonize::depythonize(build_config)
+                .map_err(|e| Error::invalid(format!("build_config: {e}")))?,
+            keep_srpm: false,
+            buildroot_arch: None,
+            repomd_sha256: None,
+        })
+    }
+}
+
+impl PyBuildArchAdapter {
+    /// Runs `request` with the callbacks of `hooks`; the result as Python sees it.
+    fn execute(
+        &self,
+        py: Python<'_>,
+        ctx: &PyTaskContext,
+        request: &BuildArchRequest,
+        sink: Option<&Bound<'_, PyAny>>,
+        mut hooks: PyHooks,
+    ) -> PyResult<PyBuildArchResult> {
         let ctx = ctx.to_core();
         let mut sink = sink_from(sink)?;
-        let mut hooks = PyHooks {
-            ready: on_buildroot_ready,
-            final_list: on_buildroot_final,
-            usage: on_usage,
-        };
         let client = &self.client;
         let config = &self.config;
         let outcome = block_on(py, |cancel| {
-            let (ctx, request, sink, hooks) = (&ctx, &request, &mut sink, &mut hooks);
+            let (ctx, sink, hooks) = (&ctx, &mut sink, &mut hooks);
             async move {
                 buildarch::run(client, ctx, config, request, sink.as_mut(), hooks, &cancel).await
             }
         })?;
         Ok(PyBuildArchResult {
             task_id: ctx.task_id,
-            keep_srpm,
+            keep_srpm: request.keep_srpm,
             result_dir: outcome.result_dir,
             rpms: outcome.rpms,
             srpms: outcome.srpms,
@@ -253,15 +375,6 @@ impl PyBuildArchAdapter {
                 .map_err(|e| Error::invalid(format!("usage: {e}")))?
                 .unbind(),
         })
-    }
-
-    fn __repr__(&self) -> String {
-        format!(
-            "BuildArchAdapter(image={:?}, buildroot_mode={:?}, cache={})",
-            self.config.image,
-            self.config.mode.as_str(),
-            self.config.cache.enabled
-        )
     }
 }
 
@@ -308,6 +421,20 @@ struct PyHooks {
     ready: Option<Py<PyAny>>,
     final_list: Option<Py<PyAny>>,
     usage: Option<Py<PyAny>>,
+}
+
+impl PyHooks {
+    fn new(
+        ready: Option<Py<PyAny>>,
+        final_list: Option<Py<PyAny>>,
+        usage: Option<Py<PyAny>>,
+    ) -> Self {
+        PyHooks {
+            ready,
+            final_list,
+            usage,
+        }
+    }
 }
 
 /// Calls `callback` (if any) with `value` as Python data.

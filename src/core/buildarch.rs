@@ -41,8 +41,8 @@ use crate::core::buildroot::requires::install_arguments;
 use crate::core::buildroot::result::check_result_package;
 use crate::core::buildroot::{
     BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootPlan, BuildrootRpm,
-    ExtraValue, LogTarget, RepoLocation, RunAs, Step, INSTALL_ROOT, MAX_BUILDREQUIRES_LOOPS,
-    PAUSE_UID, RPMS_DIR, SRPMS_DIR,
+    ExtraValue, Input, LogTarget, Product, RepoLocation, RunAs, Step, INSTALL_ROOT,
+    MAX_BUILDREQUIRES_LOOPS, PAUSE_UID, RPMS_DIR, SRPMS_DIR,
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
@@ -390,8 +390,16 @@ pub async fn run(
     // Everything that can be checked is checked before a container exists.
     ctx.validate()?;
     let mut request = request.clone();
-    request.srpm = ctx.ensure_inside(&request.srpm)?;
-    let srpm = read_srpm(&request.srpm)?;
+    let srpm = match &mut request.input {
+        Input::Srpm(path) => {
+            *path = ctx.ensure_inside(path)?;
+            Some(read_srpm(path)?)
+        }
+        Input::Checkout(checkout) => {
+            checkout.dir = ctx.ensure_inside(&checkout.dir)?;
+            None
+        }
+    };
     cache::validate(&config.cache)?;
     if config.mode == BuildrootMode::Tag && config.image_external_repo.is_some() {
         return Err(Error::invalid(
@@ -412,7 +420,7 @@ pub async fn run(
         &request,
         &options,
         &image_arches,
-        &srpm,
+        srpm.as_ref(),
     )?;
 
     let result_dir = ctx.fresh_dir("result")?;
@@ -477,6 +485,7 @@ pub async fn run(
         cancel,
         arch: request.arch.clone(),
         build_id: None,
+        source_id: None,
         bootstrap_id: None,
         scratch_dir,
         rounds: 0,
@@ -536,6 +545,8 @@ struct Task<'a> {
     arch: String,
     /// The build container, once created.
     build_id: Option<String>,
+    /// The source container while its step runs.
+    source_id: Option<String>,
     /// The bootstrap container, once created (lazily: a warm build without requirements to
     /// install never needs one).
     bootstrap_id: Option<String>,
@@ -609,6 +620,23 @@ impl Task<'_> {
             )?;
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
+        if self.plan.product == Product::Srpm {
+            // kojid's rebuild_srpm and build_srpm send no list after the tool run.
+            let srpms = self.make_srpm(result_dir).await?;
+            return Ok(BuildArchOutcome {
+                result_dir: result_dir.to_path_buf(),
+                rpms: Vec::new(),
+                srpms,
+                logs: Vec::new(),
+                buildroot: initial,
+                lock: self.last_listed.iter().map(InstalledRpm::locked).collect(),
+                unknown_rpms: unknown,
+                buildroot_arch: self.plan.buildroot_arch.clone(),
+                cache_hit: cached.is_some(),
+                image,
+                usage: TaskUsage::default(),
+            });
+        }
         self.ready = true;
 
         let mut previous = initial;
@@ -676,6 +704,62 @@ impl Task<'_> {
             image,
             usage: TaskUsage::default(),
         })
+    }
+
+    /// An SRPM task's steps (see `plan::srpm_steps`), then its one SRPM taken out and checked
+    /// by header.
+    async fn make_srpm(&mut self, result_dir: &Path) -> Result<Vec<PathBuf>> {
+        let installed_log = installed_pkgs_log(&self.last_listed);
+        self.logs
+            .write_log("installed_pkgs.log", installed_log.as_bytes())?;
+        for step in self.plan.srpm_steps.clone() {
+            self.checked(&step, false).await?;
+        }
+        let build_log = self.logs.path(LogTarget::BuildLog);
+        let mut srpms = Vec::new();
+        for file in self.take(SRPMS_DIR, is_srpm, result_dir, None).await?.files {
+            check_result_package(&file.path, PackageKind::Source, &build_log)?;
+            srpms.push(file.path);
+        }
+        self.sync_dnf_logs().await;
+        match srpms.len() {
+            1 => Ok(srpms),
+            n => Err(Error::Build {
+                message: format!(
+                    "{} srpms found for task {}; see build.log",
+                    if n == 0 { "No" } else { "Multiple" },
+                    self.plan.task_id
+                ),
+                log: Some(build_log),
+                exit_code: None,
+            }),
+        }
+    }
+
+    /// The source container of a networked step: the build container's root filesystem
+    /// (podman's mount of it, as the bootstrap container sees it at `/br`) as its root, a
+    /// bridge network, the build container's user, limits and lack of capabilities; made for
+    /// one step and removed after it, so nothing it started outlives the step.
+    async fn create_source_container(&mut self) -> Result<String> {
+        let build_id = self
+            .build_id
+            .clone()
+            .ok_or_else(|| Error::container("source", "no build container"))?;
+        let root = self.client.mount(&build_id).await?;
+        let mut spec = self.task_container(
+            &format!("rootfs-of-{build_id}"),
+            "source",
+            NetworkMode::Bridge,
+        );
+        spec.rootfs = Some(root);
+        self.logs.note(
+            None,
+            "Creating source container on the build container's root (network bridge)",
+        )?;
+        let id = self.client.create(&spec).await?;
+        self.source_id = Some(id.clone());
+        self.client.start(&id, Box::new(NullSink)).await?;
+        Ok(id)
     }
 
     /// mock's hw_info.log, from inside the build container, with the container's limits.
@@ -787,20 +871,26 @@ impl Task<'_> {
         usage
     }
 
-    /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
-    /// no capabilities, no network, only the SRPM mounted.
-    async fn create_build_container(&mut self, image: &str) -> Result<String> {
+    /// A container of this task with `role`: catatonit pausing as `nobody` as its main
+    /// process, the task's limits, backstop, user namespace and labels, no capabilities.
+    fn task_container(&self, image: &str, role: &str, network: NetworkMode) -> ContainerSpec {
         let mut spec = ContainerSpec::new(image, PAUSE_COMMAND.map(str::to_owned).to_vec());
         spec.task_id = Some(self.plan.task_id);
         spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
         spec.init = true;
-        spec.network = NetworkMode::None;
+        spec.network = network;
         spec.limits = self.config.limits.clone();
         spec.timeout = Some(self.config.backstop());
         spec.userns = self.config.userns;
         spec.labels
-            .insert("io.koji.adjutant.role".to_owned(), "build".to_owned());
-        spec.mounts = Vec::new();
+            .insert("io.koji.adjutant.role".to_owned(), role.to_owned());
+        spec
+    }
+
+    /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
+    /// no capabilities, no network, only the SRPM mounted.
+    async fn create_build_container(&mut self, image: &str) -> Result<String> {
+        let mut spec = self.task_container(image, "build", NetworkMode::None);
         for mount in self.plan.build_mounts.clone() {
             spec.mounts.push(self.owned_mount(mount).await?);
         }
@@ -847,24 +937,13 @@ impl Task<'_> {
             self.client.init(&build_id).await?;
         }
         let root = self.client.mount(&build_id).await?;
-        let mut spec = ContainerSpec::new(
-            self.config.image.as_str(),
-            PAUSE_COMMAND.map(str::to_owned).to_vec(),
-        );
-        spec.task_id = Some(self.plan.task_id);
-        spec.user = Some(format!("{PAUSE_UID}:{PAUSE_UID}"));
-        spec.init = true;
-        spec.network = if self.plan.repo_network {
+        let network = if self.plan.repo_network {
             NetworkMode::Bridge
         } else {
             NetworkMode::None
         };
-        spec.limits = self.config.limits.clone();
-        spec.timeout = Some(self.config.backstop());
-        spec.userns = self.config.userns;
+        let mut spec = self.task_container(&self.config.image, "bootstrap", network);
         spec.cap_add = INSTALL_CAPS.iter().map(|c| (*c).to_owned()).collect();
-        spec.labels
-            .insert("io.koji.adjutant.role".to_owned(), "bootstrap".to_owned());
         // Koji's directories are shared: never relabelled.
         spec.mounts = self.plan.bootstrap_mounts.clone();
         spec.mounts.push(VolumeMount {
@@ -1085,7 +1164,11 @@ impl Task<'_> {
             Some(oom) => format!("{code} ({oom})"),
             None => code.to_string(),
         };
-        let message = if code == LEFTOVERS_SURVIVED {
+        let message = if let (Some((words, tool)), false) =
+            (&step.failure, code == LEFTOVERS_SURVIVED)
+        {
+            format!("{words}, {tool} exited with status {status}; see {log} for more information")
+        } else if code == LEFTOVERS_SURVIVED {
             format!(
                 "step \"{}\" of task {} (arch {}): its processes did not die; see {log}",
                 step.name, self.plan.task_id, self.arch
@@ -1121,6 +1204,8 @@ impl Task<'_> {
         let (role, id) = match step.user {
             RunAs::Root => ("bootstrap", self.bootstrap_id.clone()?),
             RunAs::Builder => ("build", self.build_id.clone()?),
+            // removed with its step; its limits are the build container's
+            RunAs::Fetcher => return None,
         };
         let kills = match self.client.oom_kills(&id).await {
             Ok(kills) => kills?,
@@ -1131,7 +1216,7 @@ impl Task<'_> {
         };
         let seen = match step.user {
             RunAs::Root => &mut self.oom_seen.1,
-            RunAs::Builder => &mut self.oom_seen.0,
+            RunAs::Builder | RunAs::Fetcher => &mut self.oom_seen.0,
         };
         if kills <= *seen {
             return None;
@@ -1224,7 +1309,26 @@ impl Task<'_> {
                 .build_id
                 .clone()
                 .ok_or_else(|| Error::container("exec", "no build container"))?,
+            RunAs::Fetcher => {
+                let result = match self.create_source_container().await {
+                    Ok(id) => self.exec_in(id, step, capture).await,
+                    Err(e) => Err(e),
+                };
+                if let Some(id) = self.source_id.take() {
+                    self.client.remove_logged(&id).await;
+                }
+                return result;
+            }
         };
+        self.exec_in(container, step, capture).await
+    }
+
+    async fn exec_in(
+        &mut self,
+        container: String,
+        step: &Step,
+        capture: Option<&mut (dyn Write + Send)>,
+    ) -> Result<i64> {
         let started = Instant::now();
         self.logs.note(None, &format!("Start: {}", step.name))?;
         self.logs.note(
@@ -1233,7 +1337,9 @@ impl Task<'_> {
                 "Executing command: {} (user {}, network {})",
                 shell::format_cmd(&step.argv),
                 step.user.podman_user(),
-                if step.user == RunAs::Root && self.plan.repo_network {
+                if (step.user == RunAs::Root && self.plan.repo_network)
+                    || step.user == RunAs::Fetcher
+                {
                     "on"
                 } else {
                     "off"
@@ -1402,9 +1508,13 @@ impl Task<'_> {
 
     /// Removes the bootstrap container, then the build container (whose root it mounted).
     async fn remove_containers(&mut self) {
-        for id in [self.bootstrap_id.take(), self.build_id.take()]
-            .into_iter()
-            .flatten()
+        for id in [
+            self.source_id.take(),
+            self.bootstrap_id.take(),
+            self.build_id.take(),
+        ]
+        .into_iter()
+        .flatten()
         {
             self.client.remove_logged(&id).await;
         }
@@ -1474,11 +1584,16 @@ fn config_report(
         plan.rpmbuild_timeout
     ));
     line(format!(
-        "network: build container none; bootstrap container {}",
+        "network: build container none; bootstrap container {}{}",
         if plan.repo_network {
             "bridge (URL repo)"
         } else {
             "none"
+        },
+        if plan.fetches() {
+            "; source container (source_cmd only) bridge"
+        } else {
+            ""
         }
     ));
     line(match config.userns {

@@ -531,6 +531,12 @@ impl PodmanClient {
             serde_json::from_str(&json).map_err(|e| Error::container("create", e))?;
         let typed =
             |v: serde_json::Result<serde_json::Value>| v.map_err(|e| Error::container("create", e));
+        if let Some(root) = &spec.rootfs {
+            // `image` only names where the root came from (labels, logs): podman takes
+            // either an image or a rootfs.
+            gen.remove("image");
+            gen.insert("rootfs".into(), root.to_string_lossy().into_owned().into());
+        }
         gen.insert("no_new_privileges".into(), true.into());
         gen.insert("cap_drop".into(), serde_json::json!(["ALL"]));
         if spec.init {
@@ -1647,6 +1653,22 @@ mod tests {
 
     fn body_of(client: &PodmanClient, spec: &ContainerSpec) -> serde_json::Value {
         serde_json::from_slice(&client.create_body(spec).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_rootfs_spec_names_the_directory_and_no_image() {
+        let client = PodmanClient::new("/run/none.sock", "w1").unwrap();
+        let mut spec = ContainerSpec::new("origin", vec!["true".into()]);
+        spec.rootfs = Some("/var/lib/containers/storage/overlay/x/merged".into());
+        let body = body_of(&client, &spec);
+        assert!(body.get("image").is_none());
+        assert_eq!(
+            body["rootfs"],
+            "/var/lib/containers/storage/overlay/x/merged"
+        );
+        assert!(body.get("rootfs_overlay").is_none());
+        spec.rootfs = Some("relative/root".into());
+        assert!(spec.validate().is_err());
     }
 
     #[test]

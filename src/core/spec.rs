@@ -181,6 +181,10 @@ pub struct ContainerSpec {
     pub scratch_volumes: Vec<String>,
     /// A user namespace with this mapping; `None`: none (container root is host root).
     pub userns: Option<IdMap>,
+    /// A directory used as the root filesystem instead of `image` (podman's `--rootfs`,
+    /// without an overlay: writes reach the directory). Only the root of another of the
+    /// task's containers, which podman mounted, is ever given here.
+    pub rootfs: Option<PathBuf>,
 }
 
 impl ContainerSpec {
@@ -202,13 +206,24 @@ impl ContainerSpec {
             init: false,
             scratch_volumes: Vec::new(),
             userns: None,
+            rootfs: None,
         }
     }
 
     /// Checks everything podman would only reject later (or, worse, accept): run before any
     /// container exists, so a bad spec leaves nothing behind.
     pub fn validate(&self) -> Result<()> {
-        validate_image_ref(&self.image)?;
+        match &self.rootfs {
+            None => validate_image_ref(&self.image)?,
+            Some(root) => {
+                if !root.is_absolute() || has_parent_component(root) || self.image.is_empty() {
+                    return Err(Error::invalid(format!(
+                        "rootfs must be an absolute path without '..' (and image names its origin), not {}",
+                        root.display()
+                    )));
+                }
+            }
+        }
         if self.command.is_empty() {
             return Err(Error::invalid("command must not be empty"));
         }

@@ -546,6 +546,22 @@ class Hub:
             return None
         return host.as_info()
 
+    @exported("getChannel")
+    def getChannel(self, channelInfo: Any, strict: bool = False) -> dict[str, Any] | None:
+        """kojihub's getChannel for the one channel the fake has: ``default`` (id 1), which
+        every task is in (buildSRPMFromSCM's policy data names it)."""
+        if channelInfo in (1, "default"):
+            return {
+                "id": 1,
+                "name": "default",
+                "description": None,
+                "enabled": True,
+                "comment": None,
+            }
+        if strict:
+            raise koji.GenericError(f"No such channel: {channelInfo}")
+        return None
+
     @exported("getTaskInfo")
     def getTaskInfo(self, task_id: Any, request: bool = False, strict: bool = False) -> Any:
         if isinstance(task_id, (list, tuple)):

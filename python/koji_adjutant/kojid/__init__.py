@@ -98,14 +98,6 @@ def kojid_handlers(kojid: Any) -> dict[str, type]:
     reap_at_start()
     logger.info(
         "koji-adjutant handles %s",
-        ", ".join(
-            m
-            for cls in (handlers.build_arch, handlers.createrepo, handlers.save_failed_tree)
-            for m in cls.Methods
-        ),
+        ", ".join(m for cls in handlers.all() for m in cls.Methods),
     )
-    return {
-        "AdjutantBuildArchTask": handlers.build_arch,
-        "AdjutantCreaterepoTask": handlers.createrepo,
-        "AdjutantSaveFailedTreeTask": handlers.save_failed_tree,
-    }
+    return {cls.__name__: cls for cls in handlers.all()}

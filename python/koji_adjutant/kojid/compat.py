@@ -25,6 +25,7 @@ import io
 import json
 import logging
 import os
+import re
 import xml.etree.ElementTree as ET
 from typing import IO, Any, ClassVar
 
@@ -33,13 +34,68 @@ import koji.tasks
 import requests
 from koji.daemon import incremental_upload
 
-__all__ = ["BuildArchTaskBase", "BuildRootBase", "CreaterepoTaskBase"]
+__all__ = [
+    "BaseBuildTaskBase",
+    "BuildArchTaskBase",
+    "BuildRootBase",
+    "BuildSRPMFromSCMTaskBase",
+    "CreaterepoTaskBase",
+    "RebuildSRPMBase",
+]
 
 _REPO_NS = "{http://linux.duke.edu/metadata/repo}"
 _NVRA = "%(name)s-%(version)s-%(release)s.%(arch)s"
 
 
-class BuildArchTaskBase(koji.tasks.BaseTaskHandler):
+class BaseBuildTaskBase(koji.tasks.BaseTaskHandler):
+    """kojid's BaseBuildTask: the host check on the tag's arches."""
+
+    def checkHostArch(self, tag: Any, hostdata: dict[str, Any], event: int | None = None) -> bool:
+        ref = (tag.get("id") or tag.get("name")) if isinstance(tag, dict) else tag
+        kwargs = {} if event is None else {"event": event}
+        config = self.session.getBuildConfig(ref, **kwargs)
+        if config and config["arches"]:
+            tag_arches = {koji.canonArch(a) for a in config["arches"].split()}
+            if not tag_arches.intersection(hostdata["arches"].split()):
+                self.logger.info(
+                    "Task %s (%s): tag arches and host arches are disjoint", self.id, self.method
+                )
+                return False
+        return True
+
+    def checkHost(self, hostdata: dict[str, Any]) -> bool:
+        return self.checkHostArch(self.params[1], hostdata)
+
+
+class RebuildSRPMBase(BaseBuildTaskBase):
+    """kojid's RebuildSRPM minus its handler."""
+
+    Methods: ClassVar[list[str]] = ["rebuildSRPM"]
+    _taskWeight = 1.0
+
+
+class BuildSRPMFromSCMTaskBase(BaseBuildTaskBase):
+    """kojid's BuildSRPMFromSCMTask minus its handler: the spec checks (no ``Packager``,
+    ``Distribution`` or ``Vendor`` set or defined in the spec) and the patch hook."""
+
+    Methods: ClassVar[list[str]] = ["buildSRPMFromSCM"]
+    _taskWeight = 1.0
+
+    def spec_sanity_checks(self, filename: str) -> None:
+        with open(filename, encoding="utf-8", errors="replace") as handle:
+            spec = handle.read()
+        for tag in ("Packager", "Distribution", "Vendor"):
+            if re.match(f"{tag}:", spec, re.M):
+                raise koji.BuildError(f"{tag} is not allowed to be set in spec file")
+        for tag in ("packager", "distribution", "vendor"):
+            if re.match(rf"%define\s+{tag}\s+", spec, re.M):
+                raise koji.BuildError(f"{tag} is not allowed to be defined in spec file")
+
+    def patch_scm_source(self, sourcedir: str, logfile: str, opts: Any) -> None:
+        pass
+
+
+class BuildArchTaskBase(BaseBuildTaskBase):
     """kojid's BuildArchTask minus its handler (see module doc)."""
 
     Methods: ClassVar[list[str]] = ["buildArch"]
@@ -59,22 +115,6 @@ class BuildArchTaskBase(koji.tasks.BaseTaskHandler):
             return
         adjustment = min(18.0, avg / 4800.0)
         self.session.host.setTaskWeight(self.id, self.weight() + adjustment)
-
-    def checkHostArch(self, tag: Any, hostdata: dict[str, Any], event: int | None = None) -> bool:
-        ref = (tag.get("id") or tag.get("name")) if isinstance(tag, dict) else tag
-        kwargs = {} if event is None else {"event": event}
-        config = self.session.getBuildConfig(ref, **kwargs)
-        if config and config["arches"]:
-            tag_arches = {koji.canonArch(a) for a in config["arches"].split()}
-            if not tag_arches.intersection(hostdata["arches"].split()):
-                self.logger.info(
-                    "Task %s (%s): tag arches and host arches are disjoint", self.id, self.method
-                )
-                return False
-        return True
-
-    def checkHost(self, hostdata: dict[str, Any]) -> bool:
-        return self.checkHostArch(self.params[1], hostdata)
 
     def srpm_sanity_checks(self, filename: str) -> None:
         fields = koji.get_header_fields(filename, ["packager", "vendor", "distribution"])

@@ -48,6 +48,7 @@ from datetime import datetime, timezone
 from typing import IO, Any, Callable
 
 import koji
+import koji.daemon
 import koji.tasks
 import requests
 from koji.tasks import RefuseTask
@@ -70,11 +71,23 @@ LOG_UPLOAD_INTERVAL = 1.0
 
 @dataclass(frozen=True)
 class Handlers:
-    """The two handler classes made for one kojid."""
+    """The handler classes made for one kojid."""
 
     build_arch: type[koji.tasks.BaseTaskHandler]
     createrepo: type[koji.tasks.BaseTaskHandler]
     save_failed_tree: type[koji.tasks.BaseTaskHandler]
+    rebuild_srpm: type[koji.tasks.BaseTaskHandler]
+    build_srpm_from_scm: type[koji.tasks.BaseTaskHandler]
+
+    def all(self) -> list[type[koji.tasks.BaseTaskHandler]]:
+        """Every class made."""
+        return [
+            self.build_arch,
+            self.createrepo,
+            self.save_failed_tree,
+            self.rebuild_srpm,
+            self.build_srpm_from_scm,
+        ]
 
 
 @dataclass
@@ -210,9 +223,14 @@ def usage_figures(usage: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def tag_enabled(build_config: Mapping[str, Any]) -> bool:
-    """The tag's ``adjutant.enabled`` extra (inherited; absent: enabled), parsed as kojid
-    parses boolean extras (``True``, ``1``, ``"yes"``...)."""
-    value = (build_config.get("extra") or {}).get("adjutant.enabled", True)
+    """The tag's ``adjutant.enabled`` extra (inherited; absent: enabled)."""
+    return tag_flag(build_config, "adjutant.enabled")
+
+
+def tag_flag(build_config: Mapping[str, Any], key: str) -> bool:
+    """A boolean tag extra (inherited; absent: true), parsed as kojid parses boolean extras
+    (``True``, ``1``, ``"yes"``...)."""
+    value = (build_config.get("extra") or {}).get(key, True)
     if isinstance(value, str):
         return value.strip().lower() not in ("0", "false", "no", "off", "")
     return bool(value)
@@ -224,6 +242,8 @@ class BuildArchMixin(AdjutantTaskMixin):
     buildroot_class: type[Any]
     log_watcher_class: Callable[..., Any]
     params: list[Any]
+    #: kojid's BuildRoot.build sends updateBuildRootList after the tool, failed or not
+    updates_list_after_build = True
 
     def choose_noarch_arch(self, arch: str) -> str | None:
         """kojid's preferred arch for a noarch task (the task's), else this builder's own."""
@@ -347,16 +367,9 @@ class BuildArchMixin(AdjutantTaskMixin):
         # (adjutant) can this builder's image build it as the tag asks? if not, another
         # builder takes it, before any buildroot record exists
         adapter = self.build_adapter(runtime, image)
-        try:
-            adapter.check(
-                arch,
-                build_config=build_config,
-                buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
-            )
-        except koji_adjutant.TaskRefused as exc:
-            raise RefuseTask(f"koji-adjutant: {exc}") from None
-        except koji_adjutant.AdjutantError as exc:
-            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+        self.check_task(
+            adapter, arch, build_config, koji.canonArch(br_arch) if arch == "noarch" else None
+        )
         # 6.-8. the hub's buildroot record
         broot = self.buildroot_class(
             self.session,
@@ -557,12 +570,27 @@ class BuildArchMixin(AdjutantTaskMixin):
             patterns.append(os.path.join(config.log_dir, str(self.id), "container.log"))
         return patterns
 
-    def build_adapter(self, runtime: _Runtime, image: ImageChoice) -> Any:
+    def check_task(
+        self, adapter: Any, arch: str, build_config: Mapping[str, Any], buildroot_arch: Any
+    ) -> None:
+        """Whether the image builds the task as the tag asks (``BuildArchAdapter.check``),
+        before any buildroot record: if not, the task is refused for another builder."""
+        try:
+            adapter.check(arch, build_config=build_config, buildroot_arch=buildroot_arch)
+        except koji_adjutant.TaskRefused as exc:
+            raise RefuseTask(f"koji-adjutant: {exc}") from None
+        except koji_adjutant.AdjutantError as exc:
+            raise koji.BuildrootError(f"koji-adjutant: {exc}") from None
+
+    def build_adapter(
+        self, runtime: _Runtime, image: ImageChoice, install_group: str = "build"
+    ) -> Any:
         """The buildArch adapter for this task, from adjutant.conf and kojid's options."""
         config = runtime.config
         return koji_adjutant.BuildArchAdapter(
             runtime.manager,
             image=image.image,
+            install_group=install_group,
             buildroot_mode=config.buildroot_mode,
             pull_policy=config.pull_policy,
             vendor=self.options.vendor,
@@ -599,6 +627,30 @@ class BuildArchMixin(AdjutantTaskMixin):
         repomd_sha256=None,
     ):
         """10.-15.: the adapter run, with the logs streamed and the buildroot recorded."""
+        return self.run_adapter(
+            runtime,
+            broot,
+            lambda ready, final, usage: adapter.run(
+                self.adjutant_context(runtime.config),
+                srpm,
+                arch,
+                repo=repo,
+                repo_id=broot.repoid,
+                tag_name=broot.tag_name,
+                build_config=broot.config,
+                keep_srpm=bool(keep_srpm),
+                topdir=topdir,
+                buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
+                repomd_sha256=repomd_sha256,
+                on_buildroot_ready=ready,
+                on_buildroot_final=final,
+                on_usage=usage,
+            ),
+        )
+
+    def run_adapter(self, runtime: _Runtime, broot: Any, launch: Callable[..., Any]) -> Any:
+        """``launch(on_buildroot_ready, on_buildroot_final, on_usage)`` (an adapter run) with
+        the logs streamed and the buildroot recorded; a failure as kojid reports it."""
         config = runtime.config
         watcher = self.log_watcher_class(
             broot,
@@ -651,22 +703,7 @@ class BuildArchMixin(AdjutantTaskMixin):
 
         try:
             with uploads:
-                return adapter.run(
-                    self.adjutant_context(config),
-                    srpm,
-                    arch,
-                    repo=repo,
-                    repo_id=broot.repoid,
-                    tag_name=broot.tag_name,
-                    build_config=broot.config,
-                    keep_srpm=bool(keep_srpm),
-                    topdir=topdir,
-                    buildroot_arch=koji.canonArch(br_arch) if arch == "noarch" else None,
-                    repomd_sha256=repomd_sha256,
-                    on_buildroot_ready=on_buildroot_ready,
-                    on_buildroot_final=on_buildroot_final,
-                    on_usage=on_usage,
-                )
+                return launch(on_buildroot_ready, on_buildroot_final, on_usage)
         except BaseException as exc:
             # an exception of the callback (a hub fault) propagates as it would from kojid's
             # BuildRoot.init; the adapter may wrap it
@@ -690,8 +727,9 @@ class BuildArchMixin(AdjutantTaskMixin):
             broot.expire()
             raise RefuseTask(f"koji-adjutant: {exc}") from None
         if isinstance(exc, koji_adjutant.BuildError):
-            # BuildRoot.build: the list is updated even after a failed build
-            if installed is not None:
+            # BuildRoot.build: the list is updated even after a failed build (not by
+            # rebuild_srpm and build_srpm)
+            if installed is not None and self.updates_list_after_build:
                 broot.update_list(installed)
             broot.expire()
             raise koji.BuildError(str(exc)) from None
@@ -931,4 +969,34 @@ def make_handlers(kojid: Any = None) -> Handlers:
             "log_watcher_class": LogWatcher,
         },
     )
-    return Handlers(build_arch, createrepo, failed_tree.make_class())
+    srpm_classes = srpm_handlers(kojid, buildroot_class, log_watcher)
+    return Handlers(build_arch, createrepo, failed_tree.make_class(), *srpm_classes)
+
+
+def srpm_handlers(kojid: Any, buildroot_class: type, log_watcher: Any) -> tuple[Any, Any]:
+    """Subclasses of kojid's ``RebuildSRPM`` and ``BuildSRPMFromSCMTask`` (or their
+    stand-ins in :mod:`compat`, with koji.daemon's ``SCM``)."""
+    from koji_adjutant.kojid.srpm import BuildSRPMFromSCMMixin, RebuildSRPMMixin
+
+    made = []
+    for mixin, base_name, method in (
+        (RebuildSRPMMixin, "RebuildSRPM", "rebuildSRPM"),
+        (BuildSRPMFromSCMMixin, "BuildSRPMFromSCMTask", "buildSRPMFromSCM"),
+    ):
+        base = _lookup(kojid, base_name) or getattr(compat, f"{base_name}Base")
+        _check_base(base, method)
+        made.append(
+            type(
+                f"Adjutant{base_name}",
+                (mixin, base),
+                {
+                    "__module__": __name__,
+                    "__doc__": mixin.__doc__,
+                    "Methods": list(base.Methods),
+                    "buildroot_class": buildroot_class,
+                    "log_watcher_class": log_watcher,
+                    "scm_class": _lookup(kojid, "SCM") or koji.daemon.SCM,
+                },
+            )
+        )
+    return made[0], made[1]

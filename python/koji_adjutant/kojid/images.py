@@ -3,10 +3,12 @@
 A Koji admin picks images per build tag with tag extra (``koji edit-tag --extra``), which the
 hub inherits along the tag hierarchy and hands to kojid in ``getBuildConfig``'s ``extra``:
 
-* for a buildArch task in tag mode, where the image is the *bootstrap* (its dnf installs the
-  buildroot from the tag's repo), first Koji's own ``mock.bootstrap_image``, as mock uses it,
-  unless ``mock.use_bootstrap_image`` is set and false;
-* ``adjutant.image.<method>`` (``adjutant.image.buildArch``, ``adjutant.image.createrepo``)
+* for a buildArch, rebuildSRPM or buildSRPMFromSCM task in tag mode, where the image is the
+  *bootstrap* (its dnf installs the buildroot from the tag's repo), first Koji's own
+  ``mock.bootstrap_image``, as mock uses it, unless ``mock.use_bootstrap_image`` is set and
+  false;
+* ``adjutant.image.<method>`` (``adjutant.image.buildArch``, ``adjutant.image.createrepo``,
+  ``adjutant.image.rebuildSRPM``, ``adjutant.image.buildSRPMFromSCM``)
 * ``adjutant.image.<arch>`` (``adjutant.image.x86_64``, ``adjutant.image.aarch64`` ...; the
   canonical Koji arch of the buildroot or repo)
 * ``adjutant.image``
@@ -50,7 +52,7 @@ IMAGE_KEY = "adjutant.image"
 BOOTSTRAP_IMAGE_KEY = "mock.bootstrap_image"
 USE_BOOTSTRAP_IMAGE_KEY = "mock.use_bootstrap_image"
 #: The task methods koji-adjutant runs; the only method suffixes ``adjutant.image.`` accepts.
-METHODS = ("buildArch", "createrepo")
+METHODS = ("buildArch", "createrepo", "rebuildSRPM", "buildSRPMFromSCM")
 
 
 class ImagePolicyError(koji.ConfigurationError):

@@ -302,7 +302,7 @@ mod tests {
                 ..Default::default()
             },
             &["x86_64".into()],
-            &srpm(),
+            Some(&srpm()),
         )
         .unwrap();
         variants.push(("install group", key(&group, "sha256:aa", REPOMD)));

@@ -65,7 +65,7 @@ pub mod result;
 
 pub use config::{BuildConfig, BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation};
 pub use pkglist::BuildrootRpm;
-pub use plan::{BuildArchRequest, BuildrootPlan, LogTarget, RunAs, Step};
+pub use plan::{BuildArchRequest, BuildrootPlan, Checkout, Input, LogTarget, Product, RunAs, Step};
 
 /// The unprivileged build user (mock's `chrootuser`).
 pub const BUILD_USER: &str = "mockbuild";

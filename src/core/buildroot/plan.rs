@@ -80,6 +80,10 @@ pub enum RunAs {
     Root,
     /// [`BUILD_USER`] (uid [`BUILD_UID`], gid [`BUILD_GID`]) in the build container.
     Builder,
+    /// [`BUILD_USER`] in the source container: the build container's root filesystem with
+    /// a network, made for this one step and removed after it (an SRPM task's networked
+    /// `source_cmd`).
+    Fetcher,
 }
 
 impl RunAs {
@@ -87,7 +91,7 @@ impl RunAs {
     pub fn podman_user(self) -> String {
         match self {
             RunAs::Root => "0:0".to_owned(),
-            RunAs::Builder => format!("{BUILD_UID}:{BUILD_GID}"),
+            RunAs::Builder | RunAs::Fetcher => format!("{BUILD_UID}:{BUILD_GID}"),
         }
     }
 }
@@ -126,6 +130,9 @@ pub struct Step {
     pub timeout_secs: Option<u64>,
     /// Exit codes that mean success.
     pub ok_exit_codes: Vec<i64>,
+    /// kojid's words for this step's failure, before ", <tool> exited with status N"
+    /// (`None`: the runner's own wording by the step's log).
+    pub failure: Option<(String, String)>,
 }
 
 impl Step {
@@ -156,10 +163,53 @@ pub struct ConfigFile {
     pub mode: u32,
 }
 
-/// One buildArch task's inputs, as kojid knows them after talking to the hub.
+/// What a task starts from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Input {
+    /// An SRPM (buildArch, rebuildSRPM), mounted read-only into the build container.
+    Srpm(PathBuf),
+    /// A checkout kojid made on the host (buildSRPMFromSCM).
+    Checkout(Checkout),
+}
+
+/// An SCM checkout on the host, mounted read-only at [`CHECKOUT_MOUNT`] and copied by the
+/// build user to [`CHECKOUT_DIR`], where `source_cmd` and rpmbuild work. Paths are relative
+/// to `dir` (kojid's `scmroot`, so `../common` of `use_common` is inside it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Checkout {
+    pub dir: PathBuf,
+    /// kojid's `sourcedir`, where `source_cmd` runs.
+    pub workdir: String,
+    /// The spec file.
+    pub spec: String,
+    /// The sources directory (`%_sourcedir`).
+    pub sources: String,
+    /// kojid's `scm.source_cmd` (empty: none).
+    pub source_cmd: Vec<String>,
+    /// `source_cmd` runs in the source container, with a network; else in the build
+    /// container, without one.
+    pub source_network: bool,
+}
+
+/// What a task makes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Product {
+    /// buildArch: binary RPMs (and the rebuilt SRPM with `keep_srpm`).
+    Binaries,
+    /// rebuildSRPM, buildSRPMFromSCM: one SRPM, `rpmbuild -bs` in the buildroot.
+    Srpm,
+}
+
+/// Where the checkout is mounted read-only in the build container.
+pub const CHECKOUT_MOUNT: &str = "/mnt/koji-checkout";
+/// The build user's copy of the checkout (mock's chroot copy of `scmroot`).
+pub const CHECKOUT_DIR: &str = "/builddir/build/scmroot";
+
+/// One task's inputs, as kojid knows them after talking to the hub.
 #[derive(Debug, Clone)]
 pub struct BuildArchRequest {
-    pub srpm: PathBuf,
+    pub input: Input,
+    pub product: Product,
     pub arch: String,
     pub repo: RepoLocation,
     pub repo_id: i64,
@@ -217,7 +267,10 @@ pub struct BuildrootPlan {
     /// build container (as the build user, fixed environment).
     pub hw_info: Step,
     pub rebuild_srpm_step: Step,
-    /// The input SRPM inside the build container (mounted read-only).
+    pub product: Product,
+    /// [`Product::Srpm`]: the steps that make the SRPM in `SRPMS`, in order.
+    pub srpm_steps: Vec<Step>,
+    /// The input SRPM inside the build container (mounted read-only); empty for a checkout.
     pub srpm_path: String,
     /// The spec inside the build container after the SRPM is unpacked.
     pub spec_path: String,
@@ -264,7 +317,7 @@ pub fn plan(
     request: &BuildArchRequest,
     options: &BuildrootOptions,
     image_arches: &[String],
-    srpm: &Package,
+    srpm: Option<&Package>,
 ) -> Result<BuildrootPlan> {
     let extra = &request.build_config.extra;
     if request.build_config.name != request.tag_name {
@@ -286,27 +339,51 @@ pub fn plan(
         chosen.clone()
     };
 
-    let spec_file = srpm.spec_file.as_deref().ok_or_else(|| {
-        Error::invalid(format!(
-            "no spec file found in SRPM {}",
-            request.srpm.display()
-        ))
-    })?;
-    if spec_file.contains('/') || spec_file.starts_with('.') {
-        return Err(Error::invalid(format!(
-            "bad spec file name in SRPM: {spec_file}"
-        )));
-    }
-    let srpm_name = request
-        .srpm
-        .file_name()
-        .and_then(|n| n.to_str())
-        .filter(|n| n.ends_with(".rpm") && !n.starts_with('.') && !n.contains(['\n', '\0']))
-        .ok_or_else(|| Error::invalid(format!("bad SRPM file name: {}", request.srpm.display())))?;
-
     let (repo_baseurl, bootstrap_mounts) = repo_access(&request.repo)?;
-    let srpm_path = format!("{ORIGINALS_DIR}/{srpm_name}");
-    let build_mounts = vec![read_only(&request.srpm, &srpm_path)];
+    let (srpm_path, spec_path, build_mounts) = match (&request.input, srpm) {
+        (Input::Srpm(path), Some(srpm)) => {
+            let spec_file = srpm.spec_file.as_deref().ok_or_else(|| {
+                Error::invalid(format!("no spec file found in SRPM {}", path.display()))
+            })?;
+            if spec_file.contains('/') || spec_file.starts_with('.') {
+                return Err(Error::invalid(format!(
+                    "bad spec file name in SRPM: {spec_file}"
+                )));
+            }
+            let srpm_name = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .filter(|n| n.ends_with(".rpm") && !n.starts_with('.') && !n.contains(['\n', '\0']))
+                .ok_or_else(|| Error::invalid(format!("bad SRPM file name: {}", path.display())))?;
+            let srpm_path = format!("{ORIGINALS_DIR}/{srpm_name}");
+            let mounts = vec![read_only(path, &srpm_path)];
+            (srpm_path, format!("{TOPDIR}/SPECS/{spec_file}"), mounts)
+        }
+        (Input::Checkout(checkout), None) => {
+            if request.product != Product::Srpm {
+                return Err(Error::invalid(
+                    "a checkout makes an SRPM: binary RPMs are built from an SRPM",
+                ));
+            }
+            if !checkout.dir.is_absolute() {
+                return Err(Error::invalid(format!(
+                    "the checkout must be an absolute path: {}",
+                    checkout.dir.display()
+                )));
+            }
+            let spec = checkout_path("spec", &checkout.spec)?;
+            if !spec.ends_with(".spec") {
+                return Err(Error::invalid(format!("not a spec file: {spec}")));
+            }
+            let mounts = vec![read_only(&checkout.dir, CHECKOUT_MOUNT)];
+            (String::new(), spec, mounts)
+        }
+        _ => {
+            return Err(Error::invalid(
+                "an SRPM input needs its header, a checkout none",
+            ))
+        }
+    };
 
     let repo_name = repo_section_name(&request.tag_name, request.repo_id);
     let mut bootstrap_files = vec![
@@ -376,7 +453,6 @@ pub fn plan(
     dnf_argv.extend(DNF_COMMON_OPTS.iter().map(|o| (*o).to_owned()));
 
     let environment = build_environment(extra)?;
-    let spec_path = format!("{TOPDIR}/SPECS/{spec_file}");
     let kit = StepKit {
         environment: environment.clone(),
         rpmbuild_timeout: options.rpmbuild_timeout,
@@ -395,6 +471,10 @@ pub fn plan(
     );
     let mut rebuild_srpm_step = kit.login_shell("rebuild SRPM", &rebuild);
     rebuild_srpm_step.ok_exit_codes = vec![0, REQUIRES_MISSING];
+    let srpm_steps = match request.product {
+        Product::Binaries => Vec::new(),
+        Product::Srpm => srpm_steps(&kit, &request.input, &request.arch, &srpm_path, &spec_path)?,
+    };
 
     let plan = BuildrootPlan {
         task_id,
@@ -437,6 +517,8 @@ pub fn plan(
             root_environment(),
         ),
         rebuild_srpm_step,
+        product: request.product,
+        srpm_steps,
         srpm_path,
         spec_path,
         keep_srpm: request.keep_srpm,
@@ -527,6 +609,11 @@ impl BuildrootPlan {
         step
     }
 
+    /// The build container's network for logs: `source_cmd`'s own container has one.
+    pub fn fetches(&self) -> bool {
+        self.srpm_steps.iter().any(|s| s.user == RunAs::Fetcher)
+    }
+
     fn kit(&self) -> StepKit {
         StepKit {
             environment: self.environment.clone(),
@@ -554,6 +641,7 @@ impl StepKit {
             capture_stdout: false,
             timeout_secs: None,
             ok_exit_codes: vec![0],
+            failure: None,
         }
     }
 
@@ -575,14 +663,22 @@ impl StepKit {
 
     /// A build-user command as mock runs rpmbuild: `bash --login -c`, build.log.
     fn login_shell(&self, name: &str, line: &str) -> Step {
-        Step {
-            name: name.to_owned(),
-            argv: vec![
+        self.plain(
+            name,
+            vec![
                 "bash".to_owned(),
                 "--login".to_owned(),
                 "-c".to_owned(),
                 line.to_owned(),
             ],
+        )
+    }
+
+    /// A build-user command run as it is (mock's `--chroot` with arguments), build.log.
+    fn plain(&self, name: &str, argv: Vec<String>) -> Step {
+        Step {
+            name: name.to_owned(),
+            argv,
             user: RunAs::Builder,
             workdir: BUILD_HOME.to_owned(),
             env: self.environment.clone(),
@@ -590,8 +686,109 @@ impl StepKit {
             capture_stdout: false,
             timeout_secs: Some(self.rpmbuild_timeout),
             ok_exit_codes: vec![0],
+            failure: None,
         }
     }
+}
+
+/// A path of the checkout, relative to its top: plain components only, as a container path
+/// under [`CHECKOUT_DIR`] (`""` is the top itself).
+fn checkout_path(what: &str, rel: &str) -> Result<String> {
+    let bad = rel.starts_with('/')
+        || rel.chars().any(|c| c.is_control())
+        || rel
+            .split('/')
+            .any(|c| c == ".." || c == "." || (c.is_empty() && !rel.is_empty()));
+    if bad {
+        return Err(Error::invalid(format!(
+            "the checkout's {what} must be a plain relative path, not {rel:?}"
+        )));
+    }
+    Ok(if rel.is_empty() {
+        CHECKOUT_DIR.to_owned()
+    } else {
+        format!("{CHECKOUT_DIR}/{rel}")
+    })
+}
+
+/// The steps of an SRPM task, in the build container as the build user but for a networked
+/// `source_cmd`: rebuildSRPM unpacks the SRPM and rebuilds it (kojid's
+/// `BuildRoot.rebuild_srpm`); buildSRPMFromSCM copies the read-only checkout, runs
+/// `source_cmd` in the copy of kojid's `sourcedir` and builds the SRPM from the spec and the
+/// sources dir (kojid's `BuildRoot.build_srpm`, mock's `--buildsrpm`). rpmbuild runs with
+/// `--target <arch>` (kojid's `noarch`) and `--nodeps`, as under mock.
+fn srpm_steps(
+    kit: &StepKit,
+    input: &Input,
+    arch: &str,
+    srpm_path: &str,
+    spec_path: &str,
+) -> Result<Vec<Step>> {
+    let building = Some(("error building srpm".to_owned(), "rpmbuild".to_owned()));
+    let rpmbuild = |sources: Option<&str>| {
+        let define = sources
+            .map(|dir| format!(" --define {}", shell::quote(&format!("_sourcedir {dir}"))))
+            .unwrap_or_default();
+        format!(
+            "{RPMBUILD} -bs --noclean --target {}{define} --nodeps {}",
+            shell::quote(arch),
+            shell::quote(spec_path),
+        )
+    };
+    let checkout = match input {
+        Input::Srpm(_) => {
+            let line = format!(
+                "rpm -Uvh --nodeps {} && {}",
+                shell::quote(srpm_path),
+                rpmbuild(None)
+            );
+            let mut step = kit.login_shell("rebuild SRPM", &line);
+            step.failure = building;
+            return Ok(vec![step]);
+        }
+        Input::Checkout(checkout) => checkout,
+    };
+    let workdir = checkout_path("source directory", &checkout.workdir)?;
+    let sources = checkout_path("sources directory", &checkout.sources)?;
+    let mut steps = vec![Step {
+        workdir: BUILD_HOME.to_owned(),
+        ..kit.plain(
+            "copy the checkout",
+            [
+                "cp",
+                "-R",
+                "--preserve=mode,timestamps",
+                "--",
+                CHECKOUT_MOUNT,
+                CHECKOUT_DIR,
+            ]
+            .iter()
+            .map(|a| (*a).to_owned())
+            .collect(),
+        )
+    }];
+    if let Some(first) = checkout.source_cmd.first() {
+        if first.is_empty() || checkout.source_cmd.iter().any(|a| a.contains('\0')) {
+            return Err(Error::invalid(format!(
+                "bad source_cmd: {:?}",
+                checkout.source_cmd
+            )));
+        }
+        let mut step = kit.plain("source_cmd", checkout.source_cmd.clone());
+        step.workdir = workdir;
+        step.failure = Some((
+            "error retrieving sources".to_owned(),
+            "source_cmd".to_owned(),
+        ));
+        if checkout.source_network {
+            step.user = RunAs::Fetcher;
+        }
+        steps.push(step);
+    }
+    let mut build = kit.login_shell("build SRPM", &rpmbuild(Some(&sources)));
+    build.failure = building;
+    steps.push(build);
+    Ok(steps)
 }
 
 /// The root steps that make a buildroot, in mock's order: its directories, module setup,
@@ -776,7 +973,8 @@ pub(crate) mod tests {
 
     pub(crate) fn request(extra: &[(&str, ExtraValue)]) -> BuildArchRequest {
         BuildArchRequest {
-            srpm: PathBuf::from("/work/tasks/1/tiny-1.0-3.src.rpm"),
+            input: Input::Srpm(PathBuf::from("/work/tasks/1/tiny-1.0-3.src.rpm")),
+            product: Product::Binaries,
             arch: "x86_64".to_owned(),
             repo: RepoLocation::Url(
                 "http://koji.example.org/kojifiles/repos/f40-build/77/x86_64".to_owned(),
@@ -821,7 +1019,7 @@ pub(crate) mod tests {
             req,
             &BuildrootOptions::default(),
             &["x86_64".to_owned()],
-            &srpm(),
+            Some(&srpm()),
         )
         .unwrap()
     }
@@ -868,7 +1066,7 @@ pub(crate) mod tests {
             &req,
             &opts,
             &["x86_64".into()],
-            &srpm(),
+            Some(&srpm()),
         )
         .unwrap();
         assert!(!image
@@ -890,7 +1088,7 @@ pub(crate) mod tests {
             &req,
             &opts,
             &["x86_64".into()],
-            &srpm(),
+            Some(&srpm()),
         )
         .unwrap();
         assert!(!tag.build_files.iter().any(|f| f.dest == RPMDB_MACROS_PATH));
@@ -1008,7 +1206,7 @@ pub(crate) mod tests {
             &request(&[("mock.releasever", s("--x"))]),
             &BuildrootOptions::default(),
             &["x86_64".into()],
-            &srpm(),
+            Some(&srpm()),
         );
         assert!(matches!(bad, Err(Error::InvalidSpec(_))));
     }
@@ -1061,7 +1259,7 @@ pub(crate) mod tests {
             &req,
             &BuildrootOptions::default(),
             &["x86_64".into()],
-            &srpm()
+            Some(&srpm())
         )
         .is_err());
     }
@@ -1083,7 +1281,7 @@ pub(crate) mod tests {
                 &other,
                 &BuildrootOptions::default(),
                 &["x86_64".into()],
-                &srpm()
+                Some(&srpm())
             ),
             Err(Error::Refused(_))
         ));
@@ -1099,7 +1297,7 @@ pub(crate) mod tests {
             &req,
             &BuildrootOptions::default(),
             &["x86_64".into()],
-            &srpm()
+            Some(&srpm())
         )
         .is_err());
         let mut odd = srpm();
@@ -1110,7 +1308,7 @@ pub(crate) mod tests {
             &request(&[]),
             &BuildrootOptions::default(),
             &["x86_64".into()],
-            &odd,
+            Some(&odd),
         )
         .unwrap();
         let line = &p.build_step(false).argv[3];
@@ -1128,8 +1326,124 @@ pub(crate) mod tests {
             &request(&[]),
             &BuildrootOptions::default(),
             &["x86_64".into()],
-            &bad
+            Some(&bad)
         )
         .is_err());
+    }
+
+    fn checkout(source_cmd: &[&str], network: bool) -> Checkout {
+        Checkout {
+            dir: PathBuf::from("/work/tasks/9/tmp/scmroot"),
+            workdir: "tiny".to_owned(),
+            spec: "tiny/tiny.spec".to_owned(),
+            sources: "tiny".to_owned(),
+            source_cmd: source_cmd.iter().map(|a| (*a).to_owned()).collect(),
+            source_network: network,
+        }
+    }
+
+    fn srpm_request(input: Input) -> BuildArchRequest {
+        BuildArchRequest {
+            input,
+            product: Product::Srpm,
+            arch: "noarch".to_owned(),
+            buildroot_arch: Some("x86_64".to_owned()),
+            ..request(&[])
+        }
+    }
+
+    fn srpm_plan(input: Input, srpm: Option<&Package>) -> Result<BuildrootPlan> {
+        plan(
+            9,
+            BuildrootMode::Tag,
+            &srpm_request(input),
+            &BuildrootOptions::default(),
+            &["x86_64".to_owned()],
+            srpm,
+        )
+    }
+
+    #[test]
+    fn a_checkout_is_mounted_read_only_copied_then_fetched_and_built_without_network() {
+        let p = srpm_plan(Input::Checkout(checkout(&["make", "sources"], true)), None).unwrap();
+        assert_eq!(p.build_mounts.len(), 1);
+        assert!(p.build_mounts[0].read_only);
+        assert_eq!(p.build_mounts[0].target, PathBuf::from(CHECKOUT_MOUNT));
+        let names: Vec<&str> = p.srpm_steps.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(names, ["copy the checkout", "source_cmd", "build SRPM"]);
+        let [copy, fetch, build] = p.srpm_steps.as_slice() else {
+            panic!("three steps")
+        };
+        assert_eq!(copy.user, RunAs::Builder);
+        assert_eq!(copy.argv.last().unwrap(), CHECKOUT_DIR);
+        // only source_cmd gets the network (its own container), in the copy of sourcedir
+        assert_eq!(fetch.user, RunAs::Fetcher);
+        assert_eq!(fetch.argv, ["make", "sources"]);
+        assert_eq!(fetch.workdir, format!("{CHECKOUT_DIR}/tiny"));
+        assert!(p.fetches());
+        assert_eq!(build.user, RunAs::Builder);
+        let words = shlex::split(&build.argv[3]).unwrap();
+        assert_eq!(words[..2], ["/usr/bin/rpmbuild", "-bs"]);
+        assert!(words.contains(&format!("_sourcedir {CHECKOUT_DIR}/tiny")));
+        assert_eq!(
+            words.last().unwrap(),
+            &format!("{CHECKOUT_DIR}/tiny/tiny.spec")
+        );
+        assert!(words.windows(2).any(|w| w == ["--target", "noarch"]));
+        // without the network, source_cmd runs in the build container
+        let p = srpm_plan(Input::Checkout(checkout(&["make", "sources"], false)), None).unwrap();
+        assert_eq!(p.srpm_steps[1].user, RunAs::Builder);
+        assert!(!p.fetches());
+        // no source_cmd: no step
+        let p = srpm_plan(Input::Checkout(checkout(&[], true)), None).unwrap();
+        assert_eq!(p.srpm_steps.len(), 2);
+    }
+
+    #[test]
+    fn checkout_paths_stay_inside_the_copy() {
+        for (workdir, spec) in [
+            ("../x", "tiny.spec"),
+            ("tiny", "/etc/x.spec"),
+            ("tiny", "tiny/../../x.spec"),
+            ("tiny//a", "tiny.spec"),
+            ("tiny", "tiny/Makefile"),
+        ] {
+            let mut c = checkout(&[], false);
+            c.workdir = workdir.to_owned();
+            c.spec = spec.to_owned();
+            assert!(
+                matches!(
+                    srpm_plan(Input::Checkout(c), None),
+                    Err(Error::InvalidSpec(_))
+                ),
+                "{workdir} {spec}"
+            );
+        }
+        let mut binaries = srpm_request(Input::Checkout(checkout(&[], false)));
+        binaries.product = Product::Binaries;
+        let p = plan(
+            1,
+            BuildrootMode::Tag,
+            &binaries,
+            &BuildrootOptions::default(),
+            &["x86_64".to_owned()],
+            None,
+        );
+        assert!(p.is_err());
+    }
+
+    #[test]
+    fn an_srpm_is_unpacked_and_rebuilt_with_rpmbuild_bs() {
+        let p = srpm_plan(
+            Input::Srpm(PathBuf::from("/work/tasks/1/tiny-1.0-3.src.rpm")),
+            Some(&srpm()),
+        )
+        .unwrap();
+        let [step] = p.srpm_steps.as_slice() else {
+            panic!("one step")
+        };
+        assert_eq!(step.user, RunAs::Builder);
+        assert!(step.argv[3].starts_with("rpm -Uvh --nodeps /builddir/build/originals/tiny-1.0-3.src.rpm && /usr/bin/rpmbuild -bs"));
+        assert_eq!(step.failure.as_ref().unwrap().0, "error building srpm");
     }
 }
