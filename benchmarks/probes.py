@@ -231,6 +231,9 @@ def orphan_mounts(settle: float = 2.0) -> list[str]:
         merged = {m for m in existing.values() if m}
         left = set()
         for point in points:
+            # the storage's own directories (podman bind-mounts its overlay dir onto itself)
+            if point.rstrip("/") + "/" in STORAGE_ROOTS or point.count("/") <= 5:
+                continue
             if point in merged:
                 continue
             if any(f"/{cid}/" in point + "/" for cid in existing):
