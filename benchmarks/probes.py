@@ -32,6 +32,7 @@ __all__ = [
     "load_average",
     "orphan_mounts",
     "service_pid",
+    "stale_conmons",
     "storage_mounts",
     "thread_count",
     "worker_containers",
@@ -132,6 +133,35 @@ def conmons() -> list[Conmon]:
         argv = _cmdline(pid)
         container = argv[argv.index("-c") + 1] if "-c" in argv[:-1] else ""
         found.append(Conmon(pid, stat[1], stat[2], container, "--exec-attach" in argv))
+    return found
+
+
+def _started(pid: int) -> float | None:
+    """When process ``pid`` started (epoch seconds), from /proc."""
+    raw = _read(f"/proc/{pid}/stat")
+    stat = _read("/proc/stat")
+    if not raw or not stat:
+        return None
+    ticks = int(raw[raw.rfind(")") + 2 :].split()[19])
+    boot = next(int(line.split()[1]) for line in stat.splitlines() if line.startswith("btime "))
+    return boot + ticks / os.sysconf("SC_CLK_TCK")
+
+
+def stale_conmons(since: float, grace: float = 330.0) -> list[Conmon]:
+    """conmon processes started after ``since`` (epoch seconds) and more than ``grace``
+    seconds ago whose container no longer exists: anyone's, not only a worker's (podman's
+    event log, which would name a worker's containers, is rotated and loses them on a long
+    run). An exec session's conmon outlives its exec by podman's exit delay (300 s), hence
+    the grace."""
+    existing = set(existing_containers())
+    found = []
+    now = time.time()
+    for conmon in conmons():
+        started = _started(conmon.pid)
+        if started is None or started < since or started > now - grace:
+            continue
+        if not any(c.startswith(conmon.container_id) for c in existing):
+            found.append(conmon)
     return found
 
 

@@ -215,9 +215,13 @@ def child(setup_json: str, task_id: int) -> int:
     setup = Setup.from_json(setup_json)
     manager = PodmanManager(setup.socket, worker_id=setup.worker)
     try:
-        setup.build(setup.build_adapter(manager), task_id)
+        result = setup.build(setup.build_adapter(manager), task_id)
     except _Terminated:
         return 143
+    rpms = [Path(p).name for p in result.rpms]
+    if rpms != [f"adj-soak-1.0-1{DIST}.noarch.rpm"]:
+        print(f"task {task_id}: unexpected RPMs {rpms}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -260,6 +264,8 @@ class Soak:
     reaped: int = 0
     samples: list[Sample] = field(default_factory=list)
     restarts: int = 0
+    #: tasks finished
+    done: int = 0
 
     def __post_init__(self) -> None:
         self.build_adapter = self.setup.build_adapter(self.manager)
@@ -409,7 +415,7 @@ class Soak:
         return f"killed, {left} containers left, {removed} reaped", ok
 
     def restart_service(self) -> None:
-        self.sample(self.task_id - 900_000, "before a service restart")
+        self.sample(self.done, "before a service restart")
         env = dict(os.environ, BUILD_DIR=str(Path(self.setup.socket).parent))
         for action in ("stop", "start"):
             subprocess.run(
@@ -588,19 +594,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         first = soak.sample(0)
         for kind, fault in tasks:
             soak.run_one(kind, fault)
-            done += 1
+            done = soak.done = done + 1
             if done % args.sample_every == 0:
                 soak.sample(done)
     except KeyboardInterrupt:
         print(f"soak interrupted after {done} tasks", flush=True)
     finally:
-        last = soak.sample(done) if soak.samples else None
+        last = None
+        if soak.samples:
+            last = soak.samples[-1] if soak.samples[-1].tasks == done else soak.sample(done)
         elapsed = time.monotonic() - soak.started
         ours = probes.container_ids_of(worker, since)
         left = probes.worker_containers(worker)
 
         def our_conmons() -> list[object]:
             return [c for c in probes.conmons() if c.container_id in ours]
+
+        def stale_conmons() -> list[object]:
+            return list(probes.stale_conmons(since))
 
         def our_zombies() -> list[object]:
             pid = probes.service_pid(socket)
@@ -609,6 +620,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # exec sessions' conmons wait podman's exit delay (300 s) after the exec ends
         conmons_at_end = len(our_conmons())
         conmons = _settled(our_conmons, 330)
+        stale = _settled(stale_conmons, 30)
         zombies = _settled(our_zombies, 30)
         mounts = probes.orphan_mounts()
         kept = probes.kept_images(worker)
@@ -621,7 +633,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  {count:4d}  {name}")
     for kind, times in sorted(soak.durations.items()):
         print(f"  {kind}: mean {sum(times) / len(times):.1f} s, max {max(times):.1f} s")
-    print(f"containers created by the soak's worker: {len(ours)}")
+    print(f"containers of the soak's worker in podman's event log: {len(ours)}")
     print(f"containers a fault left, removed by the reaper: {soak.reaped}")
     print(f"podman service restarts: {soak.restarts}")
     print(f"leaked containers at the end: {len(left)} {left}")
@@ -629,6 +641,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(
         f"conmon processes of the soak's containers: {conmons_at_end} at the end, "
         f"{len(conmons)} left once podman's exec exit delay (300 s) passed {conmons}"
+    )
+    print(
+        f"conmon processes started during the soak whose container is gone (anyone's): "
+        f"{len(stale)} {stale}"
     )
     print(f"zombie processes left: {len(zombies)} {zombies}")
     print(f"mounts in podman's storage of no container: {len(mounts)} {mounts}")
@@ -648,7 +664,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"({last.rss_kib - first.rss_kib:+d} KiB); threads {first.threads} -> {last.threads}"
         )
     print(f"cache images of the run removed: {removed_images}")
-    bad = left or conmons or zombies or mounts or kept or soak.hung or soak.unexpected
+    bad = left or conmons or stale or zombies or mounts or kept or soak.hung or soak.unexpected
     return 1 if bad else 0
 
 
