@@ -145,7 +145,7 @@ def run(args: object = None) -> list[dict[str, object]]:
         conmons = our_conmons() if wait else monitors
         if wait:
             conmons += [c for c in probes.stale_conmons(since) if c not in conmons]
-        zombies = probes.zombies([os.getpid(), *([service] if service else [])])
+        zombies = probes.persistent_zombies([os.getpid(), *([service] if service else [])])
         mounts = probes.orphan_mounts()
     finally:
         for key in {p.name.removesuffix(".lock") for p in setup.cache_dir.glob("*")}:

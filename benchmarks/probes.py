@@ -31,6 +31,7 @@ __all__ = [
     "kept_images",
     "load_average",
     "orphan_mounts",
+    "persistent_zombies",
     "service_pid",
     "stale_conmons",
     "storage_mounts",
@@ -179,6 +180,18 @@ def zombies(parents: Iterable[int]) -> list[tuple[int, int, str]]:
         if ppid in parents or ppid in conmon_pids or name == "conmon":
             found.append((pid, ppid, name))
     return found
+
+
+def persistent_zombies(parents: Iterable[int], settle: float = 10.0) -> list[tuple[int, int, str]]:
+    """``zombies(parents)`` still there ``settle`` seconds later. conmon double-forks, so an
+    exited conmon is PID 1's child, and a PID 1 that reaps in passes (this VM's does) shows it
+    as a zombie for a few seconds: only one that stays is left behind."""
+    parents = list(parents)
+    first = set(zombies(parents))
+    if not first:
+        return []
+    time.sleep(settle)
+    return sorted(first & set(zombies(parents)))
 
 
 def worker_containers(worker: str) -> list[str]:

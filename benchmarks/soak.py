@@ -615,7 +615,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         def our_zombies() -> list[object]:
             pid = probes.service_pid(socket)
-            return list(probes.zombies([os.getpid(), *([pid] if pid else [])]))
+            return list(probes.persistent_zombies([os.getpid(), *([pid] if pid else [])]))
 
         # exec sessions' conmons wait podman's exit delay (300 s) after the exec ends
         conmons_at_end = len(our_conmons())
