@@ -46,6 +46,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 from koji_adjutant import (
     AdjutantError,
@@ -65,6 +66,7 @@ from koji_adjutant.devdistro import DevDistro, ensure_dev_distro
 from benchmarks import common, probes
 
 ROOT = Path(__file__).resolve().parent.parent
+T = TypeVar("T")
 ARCH = "x86_64"
 BUILD_TAG = "soak-build"
 REPO_TAG = "soak-repo"
@@ -126,7 +128,7 @@ class Setup:
     def from_json(cls, text: str) -> Setup:
         raw = json.loads(text)
         paths = {"base", "top", "build_repo", "srpm", "failing_srpm", "cache_dir"}
-        values = {k: Path(v) if k in paths else v for k, v in raw.items()}
+        values: dict[str, Any] = {k: Path(v) if k in paths else v for k, v in raw.items()}
         values["build_repo_id"] = int(values["build_repo_id"])
         return cls(**values)
 
@@ -166,7 +168,10 @@ class Setup:
         return result
 
 
-def make_setup(base: Path, image: str, socket: str, worker: str, manager: PodmanManager) -> Setup:
+def make_setup(
+    base: Path, image: str, socket: str, worker: str, manager: PodmanManager
+) -> tuple[Setup, Any]:
+    """The Setup, and the KojiTopdir (tests/kojitopdir.py) holding its packages."""
     import kojitopdir as kt  # tests/ is on PYTHONPATH under `make soak`
 
     kt.ensure_rpm_tools()
@@ -251,7 +256,8 @@ class Sample:
 @dataclass
 class Soak:
     setup: Setup
-    top: object
+    #: the KojiTopdir (tests/kojitopdir.py) the createrepo tasks make repos in
+    top: Any
     manager: PodmanManager
     args: argparse.Namespace
     started: float = field(default_factory=time.monotonic)
@@ -393,10 +399,8 @@ class Soak:
                 break
             time.sleep(0.2)
         if proc.poll() is not None:
-            return (
-                f"ended before the signal (exit {proc.returncode}): {proc.stderr.read()[-500:]}",
-                False,
-            )  # type: ignore[union-attr]
+            err = proc.stderr.read() if proc.stderr else ""
+            return f"ended before the signal (exit {proc.returncode}): {err[-500:]}", False
         proc.send_signal(signum)
         try:
             proc.communicate(timeout=self.args.hang_after)
@@ -551,13 +555,20 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=14)
     parser.add_argument("--hang-after", type=float, default=600.0, help="seconds (default 600)")
     parser.add_argument("--sample-every", type=int, default=50)
+    parser.add_argument(
+        "--settle",
+        type=float,
+        default=330.0,
+        help="seconds to wait for exec sessions' conmons to exit (podman's exit delay is 300; "
+        "0: count only container monitors, for a smoke run)",
+    )
     parser.add_argument("--image", default=common.IMAGE)
     parser.add_argument("--verbose", action="store_true", help="print every task")
     parser.add_argument("--child", nargs=2, metavar=("SETUP", "TASK_ID"), help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def _settled(check: Callable[[], list[object]], seconds: float) -> list[object]:
+def _settled(check: Callable[[], list[T]], seconds: float) -> list[T]:
     """``check()`` until it finds nothing or ``seconds`` passed; what it found last."""
     deadline = time.monotonic() + seconds
     found = check()
@@ -607,20 +618,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         ours = probes.container_ids_of(worker, since)
         left = probes.worker_containers(worker)
 
-        def our_conmons() -> list[object]:
+        def our_conmons() -> list[probes.Conmon]:
             return [c for c in probes.conmons() if c.container_id in ours]
 
-        def stale_conmons() -> list[object]:
+        def stale_conmons() -> list[probes.Conmon]:
             return list(probes.stale_conmons(since))
 
-        def our_zombies() -> list[object]:
+        def our_zombies() -> list[tuple[int, int, str]]:
             pid = probes.service_pid(socket)
             return list(probes.persistent_zombies([os.getpid(), *([pid] if pid else [])]))
 
         # exec sessions' conmons wait podman's exit delay (300 s) after the exec ends
-        conmons_at_end = len(our_conmons())
-        conmons = _settled(our_conmons, 330)
-        stale = _settled(stale_conmons, 30)
+        at_end = our_conmons()
+        conmons_at_end = len(at_end)
+        stale: list[probes.Conmon] = []
+        if args.settle:
+            conmons = _settled(our_conmons, args.settle)
+            stale = _settled(stale_conmons, 30)
+        else:  # a smoke run: only container monitors count (exec sessions' linger 300 s)
+            conmons = [c for c in at_end if not c.exec_session]
         zombies = _settled(our_zombies, 30)
         mounts = probes.orphan_mounts()
         kept = probes.kept_images(worker)
@@ -640,7 +656,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"kept roots left: {len(kept)}")
     print(
         f"conmon processes of the soak's containers: {conmons_at_end} at the end, "
-        f"{len(conmons)} left once podman's exec exit delay (300 s) passed {conmons}"
+        + (
+            f"{len(conmons)} left after {args.settle:.0f} s (podman's exec exit delay is 300 s) "
+            if args.settle
+            else f"{len(conmons)} of them container monitors (--settle 0) "
+        )
+        + f"{conmons}"
     )
     print(
         f"conmon processes started during the soak whose container is gone (anyone's): "
