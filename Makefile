@@ -71,6 +71,13 @@ bench: host-deps develop image ## Run the benchmarks (ratios measured side by si
 	@trap 'scripts/podman-service.sh stop' EXIT; \
 	  KOJI_ADJUTANT_PODMAN_SOCKET=$(BUILD_DIR)/podman.sock PYTHONPATH=tests $(VENV)/bin/python -m benchmarks $(BENCH_ARGS)
 
+SOAK_ARGS ?=
+.PHONY: soak
+soak: host-deps develop image ## The soak: 500 short tasks with a fault every 25, then what they left (SOAK_ARGS="--tasks N")
+	@scripts/podman-service.sh start
+	@trap 'scripts/podman-service.sh stop' EXIT; \
+	  KOJI_ADJUTANT_PODMAN_SOCKET=$(BUILD_DIR)/podman.sock PYTHONPATH=tests $(VENV)/bin/python -m benchmarks.soak $(SOAK_ARGS)
+
 .PHONY: e2e
 e2e: host-deps develop image upstream-tests ## End-to-end against a real hub + kojid from KOJI_SRC (plugin and patch)
 	@test -n "$(KOJI_SRC)" || { echo "usage: make e2e KOJI_SRC=<koji checkout>"; exit 2; }

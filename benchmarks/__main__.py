@@ -4,7 +4,7 @@ Every ``benchmarks/bench_*.py`` module exposes ``run(args) -> list[dict]`` retur
 ``{"name", "ratio", "goal", "met", "detail"}`` and prints its own table; this driver runs the
 selected modules in benchmark order (P1, P2, ...) and prints all rows at the end.
 
-``--only`` takes a benchmark id (P1, P2, P3, P4, P6; a module runs if it provides that id, and
+``--only`` takes a benchmark id (P1 to P7; a module runs if it provides that id, and
 gets ``args.selected`` so it runs only the ids asked for) or a module name (``container`` or
 ``bench_container``: the whole module). Results are ratios; a goal that is not met is a
 finding, not a failure: the exit status is 0 unless a benchmark crashed (1) or the
@@ -120,7 +120,7 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
         action="append",
         default=[],
         metavar="NAME",
-        help="a benchmark id (P1..P6) or module name (container, buildarch, ...); repeatable",
+        help="a benchmark id (P1..P7) or module name (container, buildarch, ...); repeatable",
     )
     parser.add_argument("--quick", action="store_true", help="fewer repetitions (a smoke run)")
     parser.add_argument(

@@ -1946,7 +1946,9 @@ options = kojidloader.kojid_options(topdir={options.topdir!r}, topurl={options.t
 manager = koji_adjutant.PodmanManager(os.environ["KOJI_ADJUTANT_PODMAN_SOCKET"],
                                       worker_id={WORKER_ID!r})
 def watch():
-    while not manager.list_containers({{"io.koji.adjutant.task_id": "{task_id}"}}):
+    # this worker's: other test runs on the host use the same small task ids
+    while not manager.list_containers({{"io.koji.adjutant.task_id": "{task_id}",
+                                       "io.koji.adjutant.worker_id": {WORKER_ID!r}}}):
         time.sleep(0.2)
     open({str(ready)!r}, "w").close()
 threading.Thread(target=watch, daemon=True).start()

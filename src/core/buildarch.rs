@@ -470,10 +470,10 @@ pub async fn run(
         Err(e) => warn!(target: LOG_TARGET, "cannot look for expired kept buildroots: {e}"),
     }
     let key = cache::key(&plan, &image.id, &repomd);
-    let cached = if config.cache.enabled {
-        cache::lookup(client, &key).await?
+    let (cached, cache_lock) = if config.cache.enabled {
+        cached_or_locked(client, &config.cache, &key, cancel, &mut logs).await?
     } else {
-        None
+        (None, None)
     };
 
     let mut task = Task {
@@ -493,6 +493,7 @@ pub async fn run(
         last_listed: Vec::new(),
         baseline: Vec::new(),
         oom_seen: (0, 0),
+        cache_lock,
     };
     let mut outcome = task
         .work(&key, cached.as_ref(), hooks, &result_dir, image)
@@ -529,6 +530,55 @@ pub async fn run(
     })
 }
 
+/// The cached root of `key`, or else the key's lock, so that of the tasks missing the cache
+/// for one key at once only one installs and stores the root while the others wait for it and
+/// then start from what it stored. Without the lock (it could not be taken: a warning), the
+/// task installs its own root as before.
+async fn cached_or_locked(
+    client: &PodmanClient,
+    cache: &CacheConfig,
+    key: &str,
+    cancel: &Cancel,
+    logs: &mut TaskLogs,
+) -> Result<(Option<Cached>, Option<cache::KeyLock>)> {
+    if let Some(cached) = cache::lookup(client, key).await? {
+        return Ok((Some(cached), None));
+    }
+    let started = Instant::now();
+    let mut waited = false;
+    let locked = cache::lock(cache, key, cancel, || {
+        waited = true;
+        let _ = logs.note(
+            None,
+            &format!("Waiting for another task installing the buildroot of cache key {key}"),
+        );
+    })
+    .await;
+    let lock = match locked {
+        Ok(lock) => Some(lock),
+        Err(Error::Interrupted) => return Err(Error::Interrupted),
+        Err(e) => {
+            warn!(target: LOG_TARGET, "buildroot cache lock not taken: {e}");
+            logs.note(None, &format!("Buildroot cache lock not taken: {e}"))?;
+            None
+        }
+    };
+    if waited {
+        logs.note(
+            None,
+            &format!(
+                "Waited {:.2} s for the buildroot of cache key {key}",
+                started.elapsed().as_secs_f64()
+            ),
+        )?;
+    }
+    // the task that held the lock may have stored the root meanwhile
+    match cache::lookup(client, key).await? {
+        Some(cached) => Ok((Some(cached), None)),
+        None => Ok((None, lock)),
+    }
+}
+
 /// A root ready to be saved as an image (see `Task::snapshot`).
 enum Snapshot {
     Container(String),
@@ -561,6 +611,8 @@ struct Task<'a> {
     baseline: Vec<String>,
     /// OOM kills already reported, of the build and the bootstrap container.
     oom_seen: (u64, u64),
+    /// The cache key's lock while this task installs and stores a fresh root.
+    cache_lock: Option<cache::KeyLock>,
 }
 
 impl Task<'_> {
@@ -1024,6 +1076,8 @@ impl Task<'_> {
                 }
             }
         }
+        // stored (or not): the tasks waiting for this key look it up now
+        self.cache_lock = None;
         Ok(baseline)
     }
 

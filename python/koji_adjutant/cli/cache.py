@@ -98,12 +98,14 @@ def select(
 
 
 def _remove_last_use(cache_dir: str | None, key: str | None) -> None:
-    """The core's eviction also drops the entry's last-use file (src/core/buildroot/cache.rs)."""
+    """The core's eviction also drops the entry's last-use file and its lock file
+    (src/core/buildroot/cache.rs)."""
     if cache_dir and key and "/" not in key:
-        try:
-            os.unlink(os.path.join(cache_dir, key))
-        except OSError:
-            pass
+        for name in (key, f"{key}.lock"):
+            try:
+                os.unlink(os.path.join(cache_dir, name))
+            except OSError:
+                pass
 
 
 def run_list(args: argparse.Namespace) -> int:

@@ -11,12 +11,13 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::PathBuf;
-use std::time::SystemTime;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
 
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
+use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result};
 use crate::core::podman::{ImageSummary, PodmanClient};
 use crate::core::spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
@@ -164,6 +165,92 @@ pub async fn save_root(
     }
 }
 
+/// The lock of one cache key, held by the task installing and storing that key's root.
+///
+/// Tasks run at once (kojid's `maxjobs`, each in a process of its own) that miss the cache
+/// for the same key would each install the root and each store an image of it. The first
+/// takes this lock; the others wait for it, then find the stored image and start from it.
+/// It is an advisory `flock` on `<key>.lock` in the cache dir (the temp dir without one):
+/// the kernel drops it when its holder exits, however it ends (SIGKILL included).
+#[derive(Debug)]
+pub struct KeyLock {
+    _file: std::fs::File,
+}
+
+/// How often a task waiting for another's key lock tries again.
+const LOCK_POLL: Duration = Duration::from_millis(250);
+
+fn lock_path(cache: &CacheConfig, key: &str) -> PathBuf {
+    match &cache.dir {
+        Some(dir) => dir.join(format!("{key}.lock")),
+        None => std::env::temp_dir().join(format!("koji-adjutant-buildroot-{key}.lock")),
+    }
+}
+
+/// One attempt at the lock file at `path`: `None` while another holds it.
+fn try_lock(path: &Path) -> std::io::Result<Option<KeyLock>> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(path)?;
+    let meta = file.metadata()?;
+    // A lock file someone else planted (in the shared temp dir) is not ours to wait on.
+    let own_uid = std::fs::metadata("/proc/self").map(|m| m.uid())?;
+    if !meta.is_file() || meta.uid() != own_uid {
+        return Err(std::io::Error::other(
+            "not a regular file of this user: not used as a lock",
+        ));
+    }
+    match rustix::fs::flock(&file, rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+        Ok(()) => {}
+        Err(e) if e == rustix::io::Errno::WOULDBLOCK => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    // Eviction removes a key's lock file: the lock counts only on the file still at `path`.
+    match std::fs::symlink_metadata(path) {
+        Ok(now) if now.dev() == meta.dev() && now.ino() == meta.ino() => {
+            Ok(Some(KeyLock { _file: file }))
+        }
+        _ => Ok(None),
+    }
+}
+
+/// Takes the lock of `key`, waiting while another task holds it; `on_wait` is called once if
+/// it has to wait. Ends with [`Error::Interrupted`] when `cancel` fires while waiting.
+pub async fn lock(
+    cache: &CacheConfig,
+    key: &str,
+    cancel: &Cancel,
+    mut on_wait: impl FnMut(),
+) -> Result<KeyLock> {
+    let path = lock_path(cache, key);
+    if let Some(dir) = &cache.dir {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| Error::io(format!("cache dir {}", dir.display()), e))?;
+    }
+    let mut waited = false;
+    loop {
+        match try_lock(&path) {
+            Ok(Some(held)) => return Ok(held),
+            Ok(None) => {}
+            Err(e) => return Err(Error::io(format!("cache lock {}", path.display()), e)),
+        }
+        if !waited {
+            waited = true;
+            on_wait();
+        }
+        tokio::select! {
+            () = cancel.cancelled() => return Err(Error::Interrupted),
+            () = tokio::time::sleep(LOCK_POLL) => {}
+        }
+    }
+}
+
 /// Records a use of `key` (for least-recently-used eviction).
 pub fn touch(cache: &CacheConfig, key: &str) {
     if let Some(dir) = &cache.dir {
@@ -212,6 +299,7 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
             info!(target: LOG_TARGET, image = %img.id, "evicted buildroot cache image");
             if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(KEY_LABEL)) {
                 let _ = std::fs::remove_file(dir.join(key));
+                let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
             }
             removed += 1;
         }
@@ -222,6 +310,7 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
 #[cfg(test)]
 mod tests {
     use super::super::config::{BuildrootMode, BuildrootOptions, ExtraValue, RepoLocation};
+    use super::super::header::tests::TempDir;
     use super::super::plan::plan;
     use super::super::plan::tests::{plan_for, request, s, srpm};
     use super::*;
@@ -325,5 +414,78 @@ mod tests {
             "",
         );
         assert_ne!(tricky, base);
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn in_dir(dir: &Path) -> CacheConfig {
+        CacheConfig {
+            dir: Some(dir.to_path_buf()),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn one_task_at_a_time_holds_a_key_and_the_others_wait_for_it() {
+        let dir = TempDir::new();
+        let cache = in_dir(&dir.0);
+        let rt = runtime();
+        let never = Cancel::never();
+        let held = rt.block_on(lock(&cache, "k1", &never, || {})).unwrap();
+        // a second open file description is refused while the first holds the key...
+        assert!(try_lock(&lock_path(&cache, "k1")).unwrap().is_none());
+        // ...another key is free...
+        let other = rt.block_on(lock(&cache, "k2", &never, || {})).unwrap();
+        // ...and a waiter gets the key once its holder lets go.
+        let mut waits = 0;
+        let (handle, cancel) = crate::core::cancel::cancel_pair();
+        let released = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(600));
+            drop(held);
+        });
+        let taken = rt.block_on(lock(&cache, "k1", &cancel, || waits += 1));
+        released.join().unwrap();
+        assert!(taken.is_ok());
+        assert_eq!(waits, 1, "on_wait is called once however long the wait");
+        drop(other);
+        drop(handle);
+    }
+
+    #[test]
+    fn a_cancelled_wait_ends_interrupted() {
+        let dir = TempDir::new();
+        let cache = in_dir(&dir.0);
+        let rt = runtime();
+        let _held = rt
+            .block_on(lock(&cache, "k", &Cancel::never(), || {}))
+            .unwrap();
+        let (handle, cancel) = crate::core::cancel::cancel_pair();
+        handle.cancel();
+        let waited = rt.block_on(lock(&cache, "k", &cancel, || {}));
+        assert!(matches!(waited, Err(Error::Interrupted)), "{waited:?}");
+    }
+
+    #[test]
+    fn a_lock_file_replaced_by_a_symlink_or_removed_is_not_trusted() {
+        let dir = TempDir::new();
+        let cache = in_dir(&dir.0);
+        let target = dir.0.join("elsewhere");
+        std::fs::write(&target, b"").unwrap();
+        std::os::unix::fs::symlink(&target, lock_path(&cache, "s")).unwrap();
+        let refused = runtime().block_on(lock(&cache, "s", &Cancel::never(), || {}));
+        assert!(matches!(refused, Err(Error::Io { .. })), "{refused:?}");
+        // eviction removes a lock file under its holder: the next task locks the new file
+        let held = runtime()
+            .block_on(lock(&cache, "r", &Cancel::never(), || {}))
+            .unwrap();
+        std::fs::remove_file(lock_path(&cache, "r")).unwrap();
+        let next = try_lock(&lock_path(&cache, "r")).unwrap();
+        assert!(next.is_some());
+        drop(held);
     }
 }
