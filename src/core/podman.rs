@@ -243,6 +243,11 @@ fn service_unreachable(message: &str) -> bool {
         || message.contains("connection closed before message completed")
 }
 
+/// Whether a failed removal is worth another try a moment later (see [`PodmanClient::remove`]).
+fn retry_removal(message: &str) -> bool {
+    message.contains("resource busy") || message.contains("did not die within timeout")
+}
+
 fn cerr(op: &str, err: podman_api::Error) -> Error {
     Error::container(op, podman_message(&err))
 }
@@ -1013,10 +1018,10 @@ impl PodmanClient {
                 Err(e) if fault_code(&e) == Some(StatusCode::NOT_FOUND) => return Ok(()),
                 // In a user namespace, unmounting the container's /dev/shm right after its
                 // processes died sometimes fails with EBUSY (measured: 6 of 56 removals);
-                // a moment later it succeeds.
-                Err(e)
-                    if attempt < REMOVE_RETRIES && podman_message(&e).contains("resource busy") =>
-                {
+                // a moment later it succeeds. A loaded host, or a container whose service
+                // was restarted under it (the fault tests), may also leave its processes
+                // dying for longer than podman waits: "given PIDs did not die within timeout".
+                Err(e) if attempt < REMOVE_RETRIES && retry_removal(&podman_message(&e)) => {
                     attempt += 1;
                     debug!(target: LOG_TARGET, container = %short(id), "remove: busy, retrying");
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
@@ -1939,6 +1944,15 @@ mod tests {
             matches!(&created, Err(Error::Container { message, .. }) if message.contains("did not answer")),
             "{created:?}"
         );
+    }
+
+    #[test]
+    fn removals_retry_only_what_passes() {
+        assert!(retry_removal("unmounting: device or resource busy"));
+        assert!(retry_removal(
+            "cannot remove container 3d74 as it could not be stopped: given PIDs did not die within timeout"
+        ));
+        assert!(!retry_removal("no such container"));
     }
 
     #[test]
