@@ -50,7 +50,6 @@ merge_slashes = glue.merge_slashes
 hub = glue.hub
 options = glue.options
 conf = glue.conf
-hello = glue.hello
 tools = glue.tools
 
 pytestmark = [
