@@ -18,6 +18,7 @@ use a Podman service of their own (never the tests' shared one) with a short
 from __future__ import annotations
 
 import dataclasses
+import gc
 import json
 import os
 import shutil
@@ -111,6 +112,11 @@ class Builder:
             finally:
                 sess.setSession(None)
                 sess.rsession.close()
+        # A file left open to the garbage collector by koji's client code (two of seven full
+        # runs ended with an unclosed anonymous temporary file, as koji.openRemoteFile makes,
+        # raised at the session's end where no filter applies) is collected here, under
+        # this module's ResourceWarning filter.
+        gc.collect()
 
     def world(self, fault: str | None) -> glue.World:
         """A tag (with ``rpm.macro.adj_fault``) whose repo holds the dev distribution, and
@@ -600,6 +606,7 @@ def test_a_sink_that_raises_fails_the_run_and_removes_its_container(builder: Bui
     ctx = koji_adjutant.TaskContext(4712, again, worker_id=WORKER_ID)
     result = adapter.run(ctx, repo_dir=repo_dir, topdir=hub.topdir)
     assert (Path(result.repodata_dir) / "repomd.xml").is_file()
+    builder.keeps_working()
 
 
 def test_the_task_image_removed_while_a_task_waits(builder: Builder) -> None:
