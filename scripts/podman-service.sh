@@ -16,7 +16,9 @@ start)
     mkdir -p "$BUILD_DIR"
     if running; then echo "podman service already running (pid $(cat "$PIDFILE"))"; exit 0; fi
     rm -f "$SOCK"
-    podman --runtime runc system service --time=0 "unix://$SOCK" >"$LOG" 2>&1 &
+    # from the build dir: conmon writes an `oom` file into its working directory when the
+    # kernel's OOM killer acts in a container (the memory limit tests), which is the service's
+    (cd "$BUILD_DIR" && exec podman --runtime runc system service --time=0 "unix://$SOCK") >"$LOG" 2>&1 &
     echo $! >"$PIDFILE"
     for _ in $(seq 100); do
         if [[ -S $SOCK ]] && curl -sf --unix-socket "$SOCK" http://d/_ping >/dev/null 2>&1; then

@@ -7,6 +7,7 @@ laptop, but when ``CI`` is set a missing service or image is an error, never a s
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator
@@ -104,6 +105,25 @@ def podman_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["podman", "--runtime", "runc", *args], capture_output=True, text=True, check=False
     )
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str) -> Iterator[Path]:
+    """``path`` (made here) as a tmpfs of ``size`` for the block: a real full disk. Needs
+    root, as the podman tests do; without it, a skip on a laptop and a failure in CI."""
+    path.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0755", "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        _unavailable(f"cannot mount a tmpfs: {done.stderr.strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], check=False)
 
 
 def bridge_gateway() -> str:

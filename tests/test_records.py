@@ -6,12 +6,11 @@ import datetime
 import json
 import logging
 import multiprocessing
-import os
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from conftest import tmpfs
 from koji_adjutant import records
 
 
@@ -194,23 +193,9 @@ def test_unparsable_lines_are_skipped_and_a_record_after_a_cut_line_is_found(
 
 @pytest.fixture
 def tiny_fs(tmp_path: Path) -> Iterator[Path]:
-    """A 16 KiB tmpfs: a real full disk (needs root, as the podman tests do)."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", "size=16k,mode=0755", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        if os.environ.get("CI"):
-            pytest.fail(f"cannot mount a tmpfs: {done.stderr}")
-        pytest.skip(f"cannot mount a tmpfs: {done.stderr.strip()}")
-    try:
+    """A 16 KiB tmpfs: a real full disk."""
+    with tmpfs(tmp_path / "tiny", "16k") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
 
 
 def test_a_full_disk_is_a_warning_never_an_exception(

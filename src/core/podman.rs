@@ -45,8 +45,8 @@ const DRAIN_LIMIT: Duration = Duration::from_secs(30);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
 /// The most time between two pings of the service while a long operation is pending.
 const PROBE_INTERVAL: Duration = Duration::from_secs(10);
-/// How long removing a container may take right after the service left a call unanswered.
-const WEDGED_CLEANUP_LIMIT: Duration = Duration::from_secs(3);
+/// How long any call may take right after the service left a call unanswered.
+const WEDGED_CALL_LIMIT: Duration = Duration::from_secs(3);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PullPolicy {
@@ -173,7 +173,7 @@ pub struct PodmanClient {
     rlimits: HostRlimits,
     /// See [`DEFAULT_TIMEOUT`].
     timeout: Duration,
-    /// When a call last went unanswered (see [`PodmanClient::cleanup_limit`]).
+    /// When a call last went unanswered (see [`PodmanClient::call_limit`]).
     unanswered_at: Mutex<Option<Instant>>,
     /// Output pumps started by `start`, collected by `wait`.
     pumps: Mutex<HashMap<String, JoinHandle<Result<u64>>>>,
@@ -226,9 +226,14 @@ fn image_error(image: &str, err: &podman_api::Error) -> Error {
 ///   sometimes fails with EBUSY (measured: 6 of 56 removals);
 /// * a forced removal of a container whose process is just exiting: podman 4.3 finds it
 ///   running, then cannot kill it ("could not be stopped ... container state improper:
-///   stopped"; seen once in the 500-task soak, the container left behind).
+///   stopped"; seen once in the 500-task soak, the container left behind);
+/// * on a loaded host, or for a container whose service was restarted under it (the fault
+///   tests), its processes may take longer to die than podman waits ("given PIDs did not
+///   die within timeout").
 fn removal_retryable(message: &str) -> bool {
-    message.contains("resource busy") || message.contains("container state improper")
+    message.contains("resource busy")
+        || message.contains("container state improper")
+        || message.contains("did not die within timeout")
 }
 
 /// Podman's own message for an error, without the crate's "error 500 -" decoration.
@@ -244,6 +249,13 @@ fn fault_code(err: &podman_api::Error) -> Option<StatusCode> {
         podman_api::Error::Fault { code, .. } => Some(*code),
         _ => None,
     }
+}
+
+/// Whether a call's error says the service was not there (hyper's wording for a failed
+/// connect, or a connection closed under the request).
+fn service_unreachable(message: &str) -> bool {
+    message.contains("error trying to connect")
+        || message.contains("connection closed before message completed")
 }
 
 fn cerr(op: &str, err: podman_api::Error) -> Error {
@@ -297,30 +309,34 @@ impl PodmanClient {
         *self.unanswered_at.lock().unwrap_or_else(|p| p.into_inner()) = Some(Instant::now());
     }
 
-    /// How long a cleanup call (removing a container) may take: the timeout, but only
-    /// [`WEDGED_CLEANUP_LIMIT`] within a timeout of a call the service left unanswered, so
-    /// that a task on a wedged service fails in about one timeout, not one per container.
-    fn cleanup_limit(&self) -> Duration {
-        let recent = self
-            .unanswered_at
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .is_some_and(|at| at.elapsed() < self.timeout);
-        if recent {
-            WEDGED_CLEANUP_LIMIT.min(self.timeout)
+    /// How long a call may take: the timeout, but only [`WEDGED_CALL_LIMIT`] within a timeout
+    /// of a call the service left unanswered, so that a task on a wedged service fails in
+    /// about one timeout, not one per call it still makes (taking its logs out, reading its
+    /// usage, removing its containers).
+    fn call_limit(&self) -> Duration {
+        if self.wedged() {
+            WEDGED_CALL_LIMIT.min(self.timeout)
         } else {
             self.timeout
         }
     }
 
+    /// Whether the service left a call unanswered within the last timeout.
+    fn wedged(&self) -> bool {
+        self.unanswered_at
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .is_some_and(|at| at.elapsed() < self.timeout)
+    }
+
     /// The error of a call the service did not answer in time.
-    fn unanswered(&self, op: &str) -> Error {
+    fn unanswered(&self, op: &str, limit: Duration) -> Error {
         Error::container(
             op,
             format!(
                 "the podman service at {} did not answer within {} s",
                 self.socket,
-                self.timeout.as_secs()
+                limit.as_secs()
             ),
         )
     }
@@ -346,30 +362,58 @@ impl PodmanClient {
                     }
                 }
                 Bound::Quick | Bound::Uncancelled => {
-                    match tokio::time::timeout(self.timeout, &mut call).await {
+                    let limit = self.call_limit();
+                    match tokio::time::timeout(limit, &mut call).await {
                         Ok(result) => result,
                         Err(_) => {
                             self.note_unanswered();
-                            Err(self.unanswered(op))
+                            Err(self.unanswered(op, limit))
                         }
                     }
                 }
             }
         };
-        tokio::select! {
+        let result = tokio::select! {
             result = limited => result,
             () = cancel.cancelled() => Err(Error::Interrupted),
+        };
+        result.map_err(|e| self.name_the_service(e))
+    }
+
+    /// A call that could not reach the service (its socket gone while it restarts or is
+    /// stopped, the connection dropped under a call) says so, naming the socket: hyper's
+    /// "error trying to connect" alone does not say it was Podman.
+    fn name_the_service(&self, err: Error) -> Error {
+        match err {
+            Error::Container { op, message }
+                if service_unreachable(&message) && !op.contains(&self.socket) =>
+            {
+                Error::container(
+                op,
+                format!(
+                    "the podman service at {} cannot be reached (stopped or restarting?): {message}",
+                    self.socket
+                ),
+                )
+            }
+            other => other,
         }
     }
 
     /// Pings the service while a long operation is pending; resolves (with the error to
-    /// report) only when a ping fails or is not answered within the timeout.
+    /// report) only when a ping fails or is not answered within the timeout. Right after
+    /// the service left a call unanswered, the first ping goes at once, with the short limit.
     async fn watch(&self, op: &str) -> Error {
         let interval = (self.timeout / 2).min(PROBE_INTERVAL);
+        let mut first = true;
         loop {
-            tokio::time::sleep(interval).await;
+            if !(first && self.wedged()) {
+                tokio::time::sleep(interval).await;
+            }
+            first = false;
+            let limit = self.call_limit();
             let ping = self.raw.get_string(Self::ep("/_ping".into()));
-            match tokio::time::timeout(self.timeout, ping).await {
+            match tokio::time::timeout(limit, ping).await {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
                     return Error::container(
@@ -388,7 +432,7 @@ impl PodmanClient {
                         format!(
                             "the podman service at {} did not answer its ping within {} s",
                             self.socket,
-                            self.timeout.as_secs()
+                            limit.as_secs()
                         ),
                     );
                 }
@@ -936,14 +980,14 @@ impl PodmanClient {
             {
                 Ok(_) => Ok(()),
                 Err(e) if fault_code(&e) == Some(StatusCode::NOT_MODIFIED) => Ok(()),
-                Err(e) => Err(cerr("stop", e)),
+                Err(e) => Err(self.name_the_service(cerr("stop", e))),
             }
         };
         let limit = self.timeout + Duration::from_secs(grace);
         let cancel = Cancel::current();
         tokio::select! {
             result = tokio::time::timeout(limit, call) => {
-                result.unwrap_or_else(|_| Err(self.unanswered("stop")))
+                result.unwrap_or_else(|_| Err(self.unanswered("stop", limit)))
             }
             () = cancel.cancelled() => Err(Error::Interrupted),
         }
@@ -967,10 +1011,11 @@ impl PodmanClient {
         loop {
             // Cleanup: never ended by a signal, and short when the service was just found
             // unresponsive (the reaper removes what is left once it answers again).
-            let call = tokio::time::timeout(self.cleanup_limit(), self.raw.delete(ep.clone()));
+            let limit = self.call_limit();
+            let call = tokio::time::timeout(limit, self.raw.delete(ep.clone()));
             let Ok(removed) = call.await else {
                 self.note_unanswered();
-                return Err(self.unanswered("remove"));
+                return Err(self.unanswered("remove", limit));
             };
             match removed {
                 Ok(_) => {
@@ -983,7 +1028,7 @@ impl PodmanClient {
                     debug!(target: LOG_TARGET, container = %short(id), "remove: busy, retrying");
                     tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
                 }
-                Err(e) => return Err(cerr("remove", e)),
+                Err(e) => return Err(self.name_the_service(cerr("remove", e))),
             }
         }
     }
@@ -1850,15 +1895,45 @@ mod tests {
             "{err}"
         );
         assert!(started.elapsed() < Duration::from_secs(3));
-        // Cleanup right after is short, whatever the timeout.
-        assert_eq!(
-            client.cleanup_limit(),
-            WEDGED_CLEANUP_LIMIT.min(client.timeout())
-        );
+        // Every call right after is short, whatever the timeout.
+        assert_eq!(client.call_limit(), WEDGED_CALL_LIMIT.min(client.timeout()));
         assert!(PodmanClient::new("/x.sock", "w1")
             .unwrap()
             .with_timeout(Duration::from_millis(10))
             .is_err());
+    }
+
+    #[test]
+    fn after_one_unanswered_call_every_call_gets_the_short_limit() {
+        let service = WedgedService::start();
+        service
+            .answering
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+        let client = service.client(4);
+        let rt = current_thread();
+        let first = rt
+            .block_on(client.inspect_container("0123456789ab"))
+            .unwrap_err();
+        assert!(
+            first.to_string().contains("did not answer within 4 s"),
+            "{first}"
+        );
+        // the next quick call, and the first ping of a long one, wait 3 s, not 4 s
+        let quick = rt
+            .block_on(client.inspect_container("0123456789ab"))
+            .unwrap_err();
+        assert!(
+            quick.to_string().contains("did not answer within 3 s"),
+            "{quick}"
+        );
+        let long = rt
+            .block_on(client.wait("0123456789ab", &Cancel::never()))
+            .unwrap_err();
+        assert!(
+            long.to_string()
+                .contains("did not answer its ping within 3 s"),
+            "{long}"
+        );
     }
 
     #[test]
@@ -1899,6 +1974,31 @@ mod tests {
             matches!(&created, Err(Error::Container { message, .. }) if message.contains("did not answer")),
             "{created:?}"
         );
+    }
+
+    #[test]
+    fn removals_retry_only_what_passes() {
+        assert!(removal_retryable("unmounting: device or resource busy"));
+        assert!(removal_retryable(
+            "cannot remove container 3d74 as it could not be stopped: given PIDs did not die within timeout"
+        ));
+        assert!(!removal_retryable("no such container"));
+    }
+
+    #[test]
+    fn a_call_to_a_missing_socket_names_the_podman_service() {
+        let socket = std::env::temp_dir().join(format!("adj-{}-gone.sock", std::process::id()));
+        let client = PodmanClient::new(socket.to_str().unwrap(), "w1").unwrap();
+        let err = current_thread()
+            .block_on(client.inspect_container("0123456789ab"))
+            .unwrap_err();
+        let text = err.to_string();
+        assert!(
+            text.starts_with("inspect: the podman service at "),
+            "{text}"
+        );
+        assert!(text.contains("gone.sock cannot be reached"), "{text}");
+        assert!(text.contains("error trying to connect"), "{text}");
     }
 
     #[test]

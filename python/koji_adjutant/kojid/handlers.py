@@ -179,8 +179,12 @@ class AdjutantTaskMixin:
         except RefuseTask as exc:
             outcome, reason = "refused", str(exc)
             raise
-        except BaseException as exc:
+        except Exception as exc:
             reason = str(exc) or type(exc).__name__
+            raise
+        except BaseException as exc:
+            # kojid's SIGTERM handler (SystemExit), SIGINT (KeyboardInterrupt)
+            reason = f"interrupted ({type(exc).__name__})"
             raise
         finally:
             if not self.adjutant_delegated:
