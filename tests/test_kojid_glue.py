@@ -420,6 +420,14 @@ def test_handlers_subclass_kojids_classes_with_the_same_methods(kojid: Any) -> N
     # kojid's weights are inherited
     assert made.build_arch.weight(None) == 1.5  # type: ignore[arg-type]
     assert made.createrepo._taskWeight == 1.5
+    for cls, name, method in (
+        (made.rebuild_srpm, "RebuildSRPM", "rebuildSRPM"),
+        (made.build_srpm_from_scm, "BuildSRPMFromSCMTask", "buildSRPMFromSCM"),
+    ):
+        base = getattr(kojid, name) if kojid else getattr(compat, f"{name}Base")
+        assert issubclass(cls, base) and cls.Methods == [method]
+        assert cls._taskWeight == 1.0
+        assert cls.buildroot_class is broot  # type: ignore[attr-defined]
 
 
 def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
@@ -441,6 +449,8 @@ def test_plugin_replaces_kojids_handlers_in_kojids_registration_order(
     tm.scanPlugin(plugin)
     assert tm.handlers["buildArch"] is plugin.AdjutantBuildArchTask
     assert tm.handlers["createrepo"] is plugin.AdjutantCreaterepoTask
+    assert tm.handlers["rebuildSRPM"] is plugin.AdjutantRebuildSRPM
+    assert tm.handlers["buildSRPMFromSCM"] is plugin.AdjutantBuildSRPMFromSCMTask
     assert issubclass(
         plugin.AdjutantBuildArchTask,
         namespace["BuildArchTask"] if isinstance(namespace, dict) else namespace.BuildArchTask,
@@ -923,16 +933,55 @@ class _OwnCreaterepo(compat.CreaterepoTaskBase):
         return ["own", []]
 
 
+class _OwnRebuildSRPM(compat.RebuildSRPMBase):
+    ran: ClassVar[list[tuple[Any, ...]]] = []
+
+    def handler(self, srpm, build_tag, opts=None):  # type: ignore[no-untyped-def]
+        type(self).ran.append((srpm, build_tag))
+        return {"handled by": "kojid's own rebuildSRPM"}
+
+
+class _OwnBuildSRPMFromSCM(compat.BuildSRPMFromSCMTaskBase):
+    ran: ClassVar[list[tuple[Any, ...]]] = []
+
+    def handler(self, url, build_tag, opts=None):  # type: ignore[no-untyped-def]
+        type(self).ran.append((url, build_tag))
+        return {"handled by": "kojid's own buildSRPMFromSCM"}
+
+
 @pytest.fixture
 def own_kojid() -> Handlers:
-    _OwnBuildArch.ran, _OwnCreaterepo.ran = [], []
+    for own in (_OwnBuildArch, _OwnCreaterepo, _OwnRebuildSRPM, _OwnBuildSRPMFromSCM):
+        own.ran = []
     return make_handlers(
         {
             "BuildArchTask": _OwnBuildArch,
             "CreaterepoTask": _OwnCreaterepo,
+            "RebuildSRPM": _OwnRebuildSRPM,
+            "BuildSRPMFromSCMTask": _OwnBuildSRPMFromSCM,
             "BuildRoot": compat.BuildRootBase,
         }
     )
+
+
+SCM_URL = "git://scm.example.org/rpms/adj-hello.git#0123abcd"
+
+
+def _run_srpm_tasks(
+    handlers: Handlers, hub: HubFake, world: World, session: koji.ClientSession, options: Any
+) -> None:
+    """A rebuildSRPM and a buildSRPMFromSCM task of ``world``'s tag, run as kojid runs them."""
+    options.allowed_scms = "scm.example.org:/rpms/*:no"
+    opts = {"repo_id": world.repo["id"]}
+    for method, source, cls in (
+        ("rebuildSRPM", world.srpm_name, handlers.rebuild_srpm),
+        ("buildSRPMFromSCM", SCM_URL, handlers.build_srpm_from_scm),
+    ):
+        task = hub.add_task(method, [source, world.tag["id"], opts], host=HOST)
+        kojidloader.run_task(cls, session, options, task["id"])
+        assert hub.task(task["id"]).result == {"handled by": f"kojid's own {method}"}
+    assert _OwnRebuildSRPM.ran == [(world.srpm_name, world.tag["id"])]
+    assert _OwnBuildSRPMFromSCM.ran == [(SCM_URL, world.tag["id"])]
 
 
 def test_a_builder_not_enabled_runs_kojids_own_handlers_without_touching_podman(
@@ -957,6 +1006,9 @@ def test_a_builder_not_enabled_runs_kojids_own_handlers_without_touching_podman(
     task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
     kojidloader.run_task(own_kojid.createrepo, session, options, task["id"])
     assert _OwnCreaterepo.ran == [(repo["id"], ARCH)]
+    hub.clear_calls()
+    _run_srpm_tasks(own_kojid, hub, world, session, options)
+    assert set(hub_methods(hub)) == {"getTaskInfo", "host.closeTask"}
     # nothing of koji-adjutant ran: no Podman connection, no adapter, no record
     assert FakeManager.instances == [] and script.calls == []
     assert not (tmp_path / "state").exists()
@@ -985,6 +1037,11 @@ def test_a_tag_not_enabled_runs_kojids_own_handlers(
     task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
     kojidloader.run_task(own_kojid.createrepo, session, options, task["id"])
     assert _OwnCreaterepo.ran == [(repo["id"], ARCH)]
+    hub.clear_calls()
+    _run_srpm_tasks(own_kojid, hub, world, session, options)
+    calls = hub_methods(hub)
+    assert "getBuildConfig" in calls and "host.newBuildRoot" not in calls
+    assert [c for c in script.calls if "run" in c or "check" in c] == []
     # other spellings of "no"; absent or true: containers
     assert [
         handlers_mod.tag_enabled({"extra": {"adjutant.enabled": v}})

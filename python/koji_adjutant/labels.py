@@ -11,8 +11,10 @@ from __future__ import annotations
 TASK = "io.koji.adjutant.task_id"
 #: Every container: the worker (kojid) that made it; the reaper removes containers by it.
 WORKER = "io.koji.adjutant.worker_id"
-#: buildArch containers: ``build`` or ``bootstrap`` (others name their purpose).
+#: buildroot containers: ``build``, ``bootstrap`` or ``source`` (others name their purpose).
 ROLE = "io.koji.adjutant.role"
+#: buildroot containers: the kojid method (buildArch, rebuildSRPM, buildSRPMFromSCM).
+METHOD = "io.koji.adjutant.method"
 #: Buildroot cache images (value ``1``) and their key.
 CACHE = "io.koji.adjutant.buildroot"
 CACHE_KEY = "io.koji.adjutant.buildroot.key"
@@ -30,6 +32,7 @@ __all__ = [
     "KEPT_UNTIL",
     "KEPT_USERNS",
     "KEPT_WORKER",
+    "METHOD",
     "ROLE",
     "TASK",
     "WORKER",

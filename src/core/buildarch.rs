@@ -936,6 +936,11 @@ impl Task<'_> {
         spec.userns = self.config.userns;
         spec.labels
             .insert("io.koji.adjutant.role".to_owned(), role.to_owned());
+        // `koji-adjutant status` names the task's method by it
+        spec.labels.insert(
+            "io.koji.adjutant.method".to_owned(),
+            self.plan.method().to_owned(),
+        );
         spec
     }
 

@@ -39,17 +39,18 @@ from koji_adjutant.cli._common import (
     human_duration,
     labels_of,
 )
-from koji_adjutant.labels import KEPT_TASK, KEPT_UNTIL, KEPT_WORKER
+from koji_adjutant.labels import KEPT_TASK, KEPT_UNTIL, KEPT_WORKER, METHOD
 
 #: Kept failed buildroots as images ``localhost/koji-adjutant-kept:<task>`` with these labels
 #: (src/core/buildroot/kept.rs).
 LABEL_KEPT_TASK, LABEL_KEPT_WORKER, LABEL_KEPT_UNTIL = KEPT_TASK, KEPT_WORKER, KEPT_UNTIL
 #: The method a container's role label means (roles set in src/core/buildarch.rs).
-ROLE_METHODS = {"build": "buildArch", "bootstrap": "buildArch"}
+ROLE_METHODS = {"build": "buildArch", "bootstrap": "buildArch", "source": "buildSRPMFromSCM"}
 #: The method a container's command means (createrepo's containers carry no role).
 COMMAND_METHODS = {"createrepo_c": "createrepo", "mergerepo_c": "createrepo"}
-#: A label naming the method outright, if a runner sets one, wins over both.
-LABEL_METHOD = "io.koji.adjutant.method"
+#: A label naming the method outright (the buildroot runner sets it: buildArch, rebuildSRPM,
+#: buildSRPMFromSCM) wins over both.
+LABEL_METHOD = METHOD
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -152,7 +152,12 @@ pub async fn save_root(
     // A commit keeps the committed container's labels in the image, and a container made from
     // it inherits them: blank the task's own, so nothing made from a saved root counts as
     // that task's or that worker's (the reaper removes containers by them).
-    for label in [LABEL_TASK_ID, LABEL_WORKER_ID, "io.koji.adjutant.role"] {
+    for label in [
+        LABEL_TASK_ID,
+        LABEL_WORKER_ID,
+        "io.koji.adjutant.role",
+        "io.koji.adjutant.method",
+    ] {
         labels.insert(label.to_owned(), String::new());
     }
     match source {

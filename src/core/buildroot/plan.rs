@@ -609,6 +609,15 @@ impl BuildrootPlan {
         step
     }
 
+    /// The kojid method this plan carries out.
+    pub fn method(&self) -> &'static str {
+        match self.product {
+            Product::Binaries => "buildArch",
+            Product::Srpm if self.srpm_path.is_empty() => "buildSRPMFromSCM",
+            Product::Srpm => "rebuildSRPM",
+        }
+    }
+
     /// The build container's network for logs: `source_cmd`'s own container has one.
     pub fn fetches(&self) -> bool {
         self.srpm_steps.iter().any(|s| s.user == RunAs::Fetcher)
@@ -1381,6 +1390,7 @@ pub(crate) mod tests {
         assert_eq!(fetch.argv, ["make", "sources"]);
         assert_eq!(fetch.workdir, format!("{CHECKOUT_DIR}/tiny"));
         assert!(p.fetches());
+        assert_eq!(p.method(), "buildSRPMFromSCM");
         assert_eq!(build.user, RunAs::Builder);
         let words = shlex::split(&build.argv[3]).unwrap();
         assert_eq!(words[..2], ["/usr/bin/rpmbuild", "-bs"]);
@@ -1445,5 +1455,10 @@ pub(crate) mod tests {
         assert_eq!(step.user, RunAs::Builder);
         assert!(step.argv[3].starts_with("rpm -Uvh --nodeps /builddir/build/originals/tiny-1.0-3.src.rpm && /usr/bin/rpmbuild -bs"));
         assert_eq!(step.failure.as_ref().unwrap().0, "error building srpm");
+        assert_eq!(p.method(), "rebuildSRPM");
+        assert_eq!(
+            plan_for(BuildrootMode::Tag, &request(&[])).method(),
+            "buildArch"
+        );
     }
 }
