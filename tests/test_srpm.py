@@ -140,10 +140,18 @@ def _log_names(result: dict[str, Any]) -> set[str]:
 
 
 def test_build_srpm_from_scm_fetches_with_a_network_and_builds_without(
-    builder: Builder, dev_distro: DevDistro
+    builder: Builder, dev_distro: DevDistro, tmp_path: Path
 ) -> None:
     hub = builder.hub
     url = builder.scm_url("adj-scmhello")
+    # kojid's scm_credentials_dir: source_cmd reads it, rpmbuild never sees it (the spec fails
+    # when it does)
+    credentials = tmp_path / "credentials"
+    credentials.mkdir(mode=0o755)
+    credentials.chmod(0o755)
+    (credentials / "token").write_text("s3cret-token\n")
+    (credentials / "token").chmod(0o644)
+    builder.options.scm_credentials_dir = str(credentials)
     task_id = builder.run("buildSRPMFromSCM", url)
     task = hub.task(task_id)
     assert task.fault is None, task.fault
@@ -166,6 +174,7 @@ def test_build_srpm_from_scm_fetches_with_a_network_and_builds_without(
     build_log = builder.build_log(task_id)
     assert "Executing command: ./get-sources (user 1000:135, network on)" in build_log
     assert "rpmbuild -bs" in build_log and "network off" in build_log
+    assert "get-sources: credentials token of 13 bytes" in build_log
 
 
 def test_source_cmd_without_network_fails_as_kojid_reports_it(builder: Builder) -> None:

@@ -386,6 +386,7 @@ class BuildArchAdapter:
         sources: str | None = None,
         source_cmd: Sequence[str] | None = None,
         source_network: bool = False,
+        scm_credentials_dir: str | os.PathLike[str] | None = None,
         repo: str,
         repo_id: int,
         tag_name: str,

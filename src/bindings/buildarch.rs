@@ -224,11 +224,13 @@ impl PyBuildArchAdapter {
     /// the build user; `source_cmd` runs in the copy of `workdir`, in a container of its own
     /// with a network when `source_network`, else without one; then `rpmbuild -bs` of `spec`
     /// with `sources` as `%_sourcedir` (paths relative to `checkout`), without network.
+    /// `scm_credentials_dir` (kojid's option) is mounted read-only at `/credentials` in the
+    /// source container only.
     /// `arch` is rpmbuild's `--target` (kojid's `noarch`); `buildroot_arch` the buildroot's.
     /// Repo, callbacks and errors as `run` (no `on_buildroot_final`: kojid sends no list
     /// after these tools). The result's `srpms` holds the one SRPM, checked by its header.
     #[pyo3(signature = (ctx, *, build_config, srpm_path = None, checkout = None, workdir = "",
-        spec = None, sources = None, source_cmd = None, source_network = false, repo, repo_id,
+        spec = None, sources = None, source_cmd = None, source_network = false, scm_credentials_dir = None, repo, repo_id,
         tag_name, arch = "noarch", topdir = None, buildroot_arch = None, repomd_sha256 = None,
         sink = None, on_buildroot_ready = None, on_usage = None))]
     #[allow(clippy::too_many_arguments)]
@@ -244,6 +246,7 @@ impl PyBuildArchAdapter {
         sources: Option<String>,
         source_cmd: Option<Vec<String>>,
         source_network: bool,
+        scm_credentials_dir: Option<PathBuf>,
         repo: String,
         repo_id: i64,
         tag_name: String,
@@ -264,6 +267,7 @@ impl PyBuildArchAdapter {
                 spec,
                 source_cmd: source_cmd.unwrap_or_default(),
                 source_network,
+                credentials: scm_credentials_dir,
             }),
             _ => {
                 return Err(Error::invalid(

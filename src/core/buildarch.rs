@@ -804,6 +804,7 @@ impl Task<'_> {
             NetworkMode::Bridge,
         );
         spec.rootfs = Some(root);
+        spec.mounts = self.plan.source_mounts.clone();
         self.logs.note(
             None,
             "Creating source container on the build container's root (network bridge)",

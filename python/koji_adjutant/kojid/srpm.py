@@ -282,7 +282,14 @@ class BuildSRPMFromSCMMixin(SrpmTaskMixin):
             "spec": rel(spec_file),
             "sources": rel(sources_dir),
             "source_cmd": list(scm.source_cmd or ()),
+            "scm_credentials_dir": self.credentials_dir(),
         }
+
+    def credentials_dir(self) -> str | None:
+        """kojid's ``scm_credentials_dir`` when it is a directory, as kojid binds it into
+        the buildroot at ``/credentials``; here only ``source_cmd``'s container sees it."""
+        path = getattr(self.options, "scm_credentials_dir", None)
+        return path if path is not None and os.path.isdir(path) else None
 
     def find_spec(self, sourcedir: str) -> str:
         """kojid's spec lookup: the one ``*.spec`` of the checkout (or ``SPECS/``), or the one

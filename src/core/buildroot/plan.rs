@@ -189,7 +189,14 @@ pub struct Checkout {
     /// `source_cmd` runs in the source container, with a network; else in the build
     /// container, without one.
     pub source_network: bool,
+    /// kojid's `scm_credentials_dir`: mounted read-only at [`CREDENTIALS_DIR`] in the source
+    /// container only (kojid binds it into the whole mock root); rpmbuild never sees its
+    /// files (the build container keeps only the empty mount point podman made).
+    pub credentials: Option<PathBuf>,
 }
+
+/// Where `source_cmd` finds kojid's `scm_credentials_dir`, as under mock.
+pub const CREDENTIALS_DIR: &str = "/credentials";
 
 /// What a task makes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -254,6 +261,8 @@ pub struct BuildrootPlan {
     pub bootstrap_mounts: Vec<VolumeMount>,
     /// Read-only mounts of the build container (the SRPM).
     pub build_mounts: Vec<VolumeMount>,
+    /// Read-only mounts of the source container (kojid's `scm_credentials_dir`).
+    pub source_mounts: Vec<VolumeMount>,
     pub bootstrap_files: Vec<ConfigFile>,
     pub build_files: Vec<ConfigFile>,
     /// Environment of build steps (mock's `environment` plus tag `rpm.env.*`).
@@ -385,6 +394,22 @@ pub fn plan(
         }
     };
 
+    let source_mounts = match &request.input {
+        Input::Checkout(Checkout {
+            credentials: Some(dir),
+            ..
+        }) => {
+            if !dir.is_absolute() {
+                return Err(Error::invalid(format!(
+                    "scm_credentials_dir must be an absolute path: {}",
+                    dir.display()
+                )));
+            }
+            vec![read_only(dir, CREDENTIALS_DIR)]
+        }
+        _ => Vec::new(),
+    };
+
     let repo_name = repo_section_name(&request.tag_name, request.repo_id);
     let mut bootstrap_files = vec![
         ConfigFile {
@@ -488,6 +513,7 @@ pub fn plan(
         repo_baseurl,
         bootstrap_mounts,
         build_mounts,
+        source_mounts,
         bootstrap_files,
         build_files,
         environment,
@@ -1348,6 +1374,7 @@ pub(crate) mod tests {
             sources: "tiny".to_owned(),
             source_cmd: source_cmd.iter().map(|a| (*a).to_owned()).collect(),
             source_network: network,
+            credentials: None,
         }
     }
 
@@ -1407,6 +1434,24 @@ pub(crate) mod tests {
         // no source_cmd: no step
         let p = srpm_plan(Input::Checkout(checkout(&[], true)), None).unwrap();
         assert_eq!(p.srpm_steps.len(), 2);
+    }
+
+    #[test]
+    fn scm_credentials_reach_the_source_container_only() {
+        let p = srpm_plan(Input::Checkout(checkout(&["make", "sources"], true)), None).unwrap();
+        assert!(p.source_mounts.is_empty());
+        let mut c = checkout(&["make", "sources"], true);
+        c.credentials = Some(PathBuf::from("/etc/kojid/scm-credentials"));
+        let p = srpm_plan(Input::Checkout(c.clone()), None).unwrap();
+        assert_eq!(p.source_mounts.len(), 1);
+        assert!(p.source_mounts[0].read_only);
+        assert_eq!(p.source_mounts[0].target, PathBuf::from(CREDENTIALS_DIR));
+        assert!(p
+            .build_mounts
+            .iter()
+            .all(|m| m.target.as_path() != Path::new(CREDENTIALS_DIR)));
+        c.credentials = Some(PathBuf::from("scm-credentials"));
+        assert!(srpm_plan(Input::Checkout(c), None).is_err());
     }
 
     #[test]
