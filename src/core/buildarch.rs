@@ -36,7 +36,9 @@ use crate::core::buildroot::cache::{self, CacheConfig, Cached, Source};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
 use crate::core::buildroot::kept;
 use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
-use crate::core::buildroot::plan::{check_task, plan, LEFTOVERS_SURVIVED, REQUIRES_MISSING};
+use crate::core::buildroot::plan::{
+    check_task, plan, ConfigFile, LEFTOVERS_SURVIVED, REQUIRES_MISSING,
+};
 use crate::core::buildroot::requires::install_arguments;
 use crate::core::buildroot::result::check_result_package;
 use crate::core::buildroot::{
@@ -648,14 +650,7 @@ impl Task<'_> {
             }
             None => self.install_root(key).await?,
         };
-        let files: Vec<(&str, &[u8], u32)> = self
-            .plan
-            .build_files
-            .iter()
-            .map(|f| (f.dest.as_str(), f.content.as_bytes(), f.mode))
-            .collect();
-        self.client.put_files(&build_id, &files).await?;
-        self.client.start(&build_id, Box::new(NullSink)).await?;
+        put_files_and_start(self.client, &build_id, &self.plan.build_files).await?;
         self.baseline = baseline.clone();
         self.hw_info().await?;
 
@@ -1021,14 +1016,7 @@ impl Task<'_> {
         )?;
         let id = self.client.create(&spec).await?;
         self.bootstrap_id = Some(id.clone());
-        let files: Vec<(&str, &[u8], u32)> = self
-            .plan
-            .bootstrap_files
-            .iter()
-            .map(|f| (f.dest.as_str(), f.content.as_bytes(), f.mode))
-            .collect();
-        self.client.put_files(&id, &files).await?;
-        self.client.start(&id, Box::new(NullSink)).await?;
+        put_files_and_start(self.client, &id, &self.plan.bootstrap_files).await?;
         Ok(id)
     }
 
@@ -1687,6 +1675,16 @@ fn config_report(
         line(format!("{}: {}", step.name, shell::format_cmd(&step.argv)));
     }
     out
+}
+
+/// Writes a plan's config `files` into the created container `id`, then starts it.
+async fn put_files_and_start(client: &PodmanClient, id: &str, files: &[ConfigFile]) -> Result<()> {
+    let files: Vec<(&str, &[u8], u32)> = files
+        .iter()
+        .map(|f| (f.dest.as_str(), f.content.as_bytes(), f.mode))
+        .collect();
+    client.put_files(id, &files).await?;
+    client.start(id, Box::new(NullSink)).await
 }
 
 /// `source` when this path is its only link, else a copy of it at `copy` (see
