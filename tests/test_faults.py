@@ -89,10 +89,13 @@ class Builder:
     sessions: list[koji.ClientSession] = dataclasses.field(default_factory=list)
 
     def configure(self, **values: Any) -> None:
-        """adjutant.conf: the tests' Podman and image, no network, and ``values``."""
+        """adjutant.conf: the tests' Podman and image, no network, no kept roots, and
+        ``values``."""
         values.setdefault("podman_socket", self.socket)
         values.setdefault("task_image", self.image)
         values.setdefault("network", "none")
+        # no failed root kept: a kept image of a small task id would outlive the test
+        values.setdefault("keep_failed_root", "0")
         self.conf(**values)
 
     def session(self) -> koji.ClientSession:

@@ -90,8 +90,12 @@ class SaveFailedTreeMixin:
             raise koji.GenericError("Task is run on wrong builder")
         task_id = brinfo.get("task_id")
         manager = koji_adjutant.PodmanManager(config.podman_socket, worker_id=config.worker_id)
-        kept = manager.list_images(
-            {KEPT_TASK_LABEL: str(task_id), KEPT_WORKER_LABEL: config.worker_id}
+        kept = sorted(
+            manager.list_images(
+                {KEPT_TASK_LABEL: str(task_id), KEPT_WORKER_LABEL: config.worker_id}
+            ),
+            key=lambda image: int(image["created"]),  # type: ignore[call-overload]
+            reverse=True,
         )
         if not kept:
             raise koji.GenericError(

@@ -51,6 +51,18 @@ pub async fn keep(
         labels.insert(USERNS_LABEL.to_owned(), base.to_string());
     }
     let tag = task_id.to_string();
+    // One kept root per task: an older one of the same task id (a task run again) would stay
+    // labelled as the task's, untagged, and could be the one `saveFailedTree` finds.
+    for older in client
+        .images_with_label(WORKER_LABEL, client.worker_id())
+        .await?
+        .into_iter()
+        .filter(|image| image.labels.get(TASK_LABEL) == Some(&tag))
+    {
+        if let Err(e) = client.remove_image(&older.id).await {
+            warn!(target: LOG_TARGET, task = task_id, "cannot remove an older kept root: {e}");
+        }
+    }
     save_root(client, source, REPO, &tag, labels).await?;
     Ok(format!("{REPO}:{tag}"))
 }
