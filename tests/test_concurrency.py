@@ -38,6 +38,7 @@ import koji
 import kojidloader
 import kojitopdir as kt
 import pytest
+import test_kojid_glue as glue
 from conftest import LABEL_WORKER, WORKER_ID
 from hubfake import HubFake
 from koji_adjutant import PodmanManager, records
@@ -132,42 +133,6 @@ class Planned:
     expected: frozenset[str] = frozenset()
 
 
-def _register(hub: HubFake, paths: Sequence[Path], tag: str) -> set[str]:
-    """Import RPMs into the hub fake, tagged, and store them where a Koji topdir keeps them;
-    returns the binary packages' names."""
-    names = set()
-    for path in paths:
-        head = kt.rpm_header(path)
-        if head["arch"] == "src":
-            continue
-        build_name = str(head["sourcerpm"]).rsplit("-", 2)[0]
-        hub.add_rpm(
-            str(head["name"]),
-            str(head["version"]),
-            str(head["release"]),
-            str(head["arch"]),
-            epoch=head["epoch"],
-            payloadhash=str(head["payloadhash"]),
-            size=path.stat().st_size,
-            buildtime=int(head["buildtime"]),  # type: ignore[arg-type]
-            build_name=build_name,
-            tags=(tag,),
-        )
-        dest = (
-            Path(hub.topdir)
-            / "packages"
-            / build_name
-            / str(head["version"])
-            / str(head["release"])
-            / str(head["arch"])
-            / path.name
-        )
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        kt.link_or_copy(path, dest)
-        names.add(str(head["name"]))
-    return names
-
-
 def _primary_names(repodata: Path) -> frozenset[str]:
     """The package names repodata's primary.xml lists."""
     (primary,) = repodata.glob("*primary.xml.gz")
@@ -250,7 +215,7 @@ def _run_tasks(
     token = f"{os.getpid()}-{time.time_ns()}"
     # the build tag: the dev distribution, its build group, one READY repo
     hub.add_tag(BUILD_TAG, arches=ARCH, extra={"rpm.macro.dist": DIST})
-    _register(hub, dev_distro.rpms, BUILD_TAG)
+    glue._register_rpms(hub, dev_distro.rpms, BUILD_TAG)
     build_repo = hub.add_repo(BUILD_TAG)
     repo_dir = Path(hub.repo_dir(build_repo["id"]))
     (repo_dir / "groups" / "comps.xml").write_text(kt.generate_comps(dev_distro.groups))
@@ -271,7 +236,7 @@ def _run_tasks(
     # three tags of other packages, each with a repo in INIT for its createrepo task
     for tag, rpms in zip(REPO_TAGS, repo_packages):
         hub.add_tag(tag, arches=ARCH)
-        names = _register(hub, rpms, tag)
+        names = glue._register_rpms(hub, rpms, tag)
         repo = hub.add_repo(tag, state=koji.REPO_INIT)
         task = hub.add_task("createrepo", [repo["id"], ARCH, None], host=HOST)
         planned.append(Planned(int(task["id"]), "createrepo", tag, repo, frozenset(names)))

@@ -1593,8 +1593,10 @@ def test_createrepo_refuses_without_the_repos_dir(
 # == the real adapters (Podman and the task image) ==========================================
 
 
-def _register_rpms(hub: HubFake, paths: list[Path], tag: str) -> None:
-    """Import RPMs into the fake hub and store them where a Koji topdir keeps them."""
+def _register_rpms(hub: HubFake, paths: Sequence[Path], tag: str) -> set[str]:
+    """Import RPMs into the fake hub, tagged, and store them where a Koji topdir keeps them;
+    returns the binary packages' names."""
+    names = set()
     for path in paths:
         head = kt.rpm_header(path)
         if head["arch"] == "src":
@@ -1624,6 +1626,8 @@ def _register_rpms(hub: HubFake, paths: list[Path], tag: str) -> None:
         )
         dest.parent.mkdir(parents=True, exist_ok=True)
         kt.link_or_copy(path, dest)
+        names.add(str(head["name"]))
+    return names
 
 
 def _make_repo_ready(
