@@ -46,7 +46,6 @@ Run alone: ``KOJI_ADJUTANT_PODMAN_SOCKET=$PWD/build/podman.sock PYTHONPATH=tests
 from __future__ import annotations
 
 import datetime as dt
-import json
 import os
 import re
 import shutil
@@ -409,22 +408,9 @@ class ContainerEvents:
         role), so a CLI container of that image looks like a build container of the setup
         task: only containers that had an exec count. Empty when podman's event log has
         nothing (another events backend, or the log was rotated)."""
-        stamp = dt.datetime.fromtimestamp(since - 1, dt.timezone.utc)
-        proc = common.podman(
-            "events",
-            "--stream=false",
-            "--since",
-            stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "--filter",
-            f"label={common.LABEL_WORKER}={worker}",
-            "--format",
-            "json",
-            check=False,
-        )
         by_container: dict[str, tuple[int, dict[str, list[float]]]] = {}
-        for line in proc.stdout.splitlines():
+        for event in common.worker_events(worker, since):
             try:
-                event = json.loads(line)
                 attributes = event.get("Attributes") or {}
                 if (
                     event.get("Type") != "container"

@@ -10,6 +10,8 @@ ratios, which a slow phase of the machine shifts on both sides at once.
 from __future__ import annotations
 
 import argparse
+import datetime as dt
+import json
 import os
 import resource
 import statistics
@@ -18,6 +20,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 __all__ = [
     "IMAGE",
@@ -44,6 +47,7 @@ __all__ = [
     "rounds",
     "time_pairs",
     "wants",
+    "worker_events",
     "worker_id",
 ]
 
@@ -267,6 +271,35 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["podman", "--runtime", "runc", *args], capture_output=True, text=True, check=check
     )
+
+
+def worker_events(worker: str, since: float, *filters: str) -> list[dict[str, Any]]:
+    """podman's events about ``worker``'s containers since ``since`` (epoch seconds), each as
+    podman's JSON object, narrowed by further ``--filter`` values (``event=create``). Empty
+    when podman's event log has nothing (another events backend, or the log was rotated)."""
+    stamp = dt.datetime.fromtimestamp(since - 1, dt.timezone.utc)
+    args = ["--filter", f"label={LABEL_WORKER}={worker}"]
+    for value in filters:
+        args += ["--filter", value]
+    proc = podman(
+        "events",
+        "--stream=false",
+        "--since",
+        stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        *args,
+        "--format",
+        "json",
+        check=False,
+    )
+    events = []
+    for line in proc.stdout.splitlines():
+        try:
+            event = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(event, dict):
+            events.append(event)
+    return events
 
 
 def _hard_limit(name: str, fallback: int) -> int:

@@ -11,7 +11,6 @@ names its container on its command line), or to what exists at the moment of the
 
 from __future__ import annotations
 
-import datetime as dt
 import json
 import os
 import time
@@ -213,27 +212,8 @@ def kept_images(worker: str) -> list[str]:
 def container_ids_of(worker: str, since: float) -> set[str]:
     """Every container created with ``worker``'s label since ``since`` (epoch seconds), from
     podman's events (also those removed since)."""
-    stamp = dt.datetime.fromtimestamp(since - 1, dt.timezone.utc)
-    proc = common.podman(
-        "events",
-        "--stream=false",
-        "--since",
-        stamp.strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "--filter",
-        f"label={common.LABEL_WORKER}={worker}",
-        "--filter",
-        "event=create",
-        "--format",
-        "json",
-        check=False,
-    )
-    ids = set()
-    for line in proc.stdout.splitlines():
-        try:
-            ids.add(str(json.loads(line)["ID"]))
-        except (ValueError, KeyError, TypeError):
-            continue
-    return ids
+    events = common.worker_events(worker, since, "event=create")
+    return {str(event["ID"]) for event in events if "ID" in event}
 
 
 def existing_containers() -> dict[str, str]:
