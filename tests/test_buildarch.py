@@ -93,6 +93,7 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
             kt.spec_path("adj-planter"), rpms, defines={"adj_host_file": str(secret)}
         ).all
     )
+    top.add_build(kt.build_package(kt.spec_path("adj-rpmdbopener"), rpms).all)
     repo = top.make_repo(TAG, REPO_ID, ARCH, groups=dev_distro.groups)
     srpm_dir = tmp_path_factory.mktemp("srpms")
     names = (
@@ -106,6 +107,7 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
         "adj-lingerer",
         "adj-plantee",
         "adj-failwithdeps",
+        "adj-dbforger",
     )
     srpms = {n: kt.build_srpm(kt.spec_path(n), srpm_dir) for n in names}
     payload = kt.build_package(kt.spec_path("adj-evilpayload"), rpms).rpms[0]
@@ -301,6 +303,28 @@ def test_c_package_with_a_buildrequires_from_the_repo_and_subpackages(adapter, k
     # kojid's updateBuildRootList after the build: the list with the BuildRequires
     assert finals == [result.buildroot]
     _check_kojids_logs_and_usage(result, usages)
+
+
+def test_the_list_after_the_build_is_read_again_when_the_build_user_can_write_the_rpmdb(
+    adapter, koji, task
+):
+    """A buildroot package left the rpm database writable by the build user, and the build
+    moved rpm's database with its ~/.rpmmacros: the list after the build is read again (the
+    build could have changed it), from the real database (the query runs with root's HOME, so
+    it never reads the build user's macro file)."""
+    ctx, srpm = task("adj-dbforger")
+    finals: list[list[dict[str, object]]] = []
+    result = run(adapter, koji, ctx, srpm, "noarch", on_buildroot_final=finals.append)
+    assert "ADJ-DBFORGER: done" in (result.result_dir / "build.log").read_text()
+    root_log = (result.result_dir / "root.log").read_text()
+    assert "koji-adjutant: the build user can write /var/lib/rpm" in root_log
+    state = state_log(result.result_dir)
+    after_build = state.split("Finish: rebuild SRPM and build")[-1]
+    assert "Start: list buildroot packages" in after_build, state
+    assert "as last listed" not in state
+    names = {e["name"] for e in result.buildroot}
+    assert names == {*koji.distro.groups["build"], "adj-rpmdbopener"}
+    assert finals == [result.buildroot]
 
 
 def _check_kojids_logs_and_usage(result: BuildArchResult, usages: list[dict[str, object]]):
@@ -730,6 +754,26 @@ def test_the_cache_reuses_a_root_only_for_the_same_repo_content(
         for line in labels.splitlines()
         for name in (LABEL_WORKER, "io.koji.adjutant.task_id", "io.koji.adjutant.role")
     ), labels
+    # The warm build's lists: the first is the cache record's (read when the cold build made
+    # the root, before anything of a task ran in it), the last is the list after installing
+    # adj-libgreet (the build user cannot write the rpm database, so the build cannot have
+    # changed it).
+    warm_state = state_log(warm.result_dir)
+    assert "as listed when the cached root was made (its record)" in warm_state
+    assert "as last listed (nothing was installed since" in warm_state
+    record = json.loads((cache_dir / f"{key}.json").read_text())
+    base = re.search(r"Creating build container from (\S+)", warm_state).group(1)
+    assert record["image_id"] == base and record["rpmdb_writable"] is False
+    assert {p["rpm"]["name"] for p in record["packages"]} == set(koji.distro.groups["build"])
+    # A record of another image (a cache image replaced under the same key) is not used: the
+    # list is read from the root again and the record rewritten.
+    (cache_dir / f"{key}.json").write_text(
+        json.dumps({**record, "image_id": "0" * 64, "packages": []})
+    )
+    relisted = build("adj-greeter")
+    assert relisted.cache_hit and relisted.buildroot == cold.buildroot
+    assert "(its record)" not in state_log(relisted.result_dir)
+    assert json.loads((cache_dir / f"{key}.json").read_text()) == record
     # The same repo id with other content (a hub re-initialised, a package rebuilt with another
     # payload): the root is installed anew, never reused.
     rebuilt = tmp_path / "rebuilt"
@@ -863,6 +907,8 @@ def test_planted_links_and_fifos_are_never_taken_and_nothing_blocks(manager, ima
     for planted in (
         "adj-planted-1-1.noarch.rpm: a symlink",
         "adj-fifo-1-1.noarch.rpm: a FIFO",
+        "adj-hard-1-1.noarch.rpm: a hard link",
+        "adj-dir-1-1.noarch.rpm: a directory",
         "adj-planted-1-1.src.rpm: a symlink",
         "dnf.planted.log: a symlink",
         "dnf.fifo.log: a FIFO",
@@ -951,20 +997,20 @@ def test_processes_left_behind_are_gone_before_the_next_step_and_never_see_a_net
     assert "ADJ-LINGERER: build step done" in build_log
     # a root step (installing adj-libgreet) ran between the rebuild and the build
     assert "Start: install build requirements" in state
-    # rpmbuild parses the spec in both steps, so the "parse" process starts in each of them
-    rebuilds = _step_windows(state, "rebuild SRPM")
-    builds = _step_windows(state, "build")
+    # The rebuild-and-build step ran twice: its first rpmbuild -bb found adj-libgreet missing,
+    # root installed it, the second built. rpmbuild parses the spec in each, so the "parse"
+    # process starts in both; the "build" one in the second only.
+    steps = _step_windows(state, "rebuild SRPM and build")
     installs = _step_windows(state, "install build requirements")
+    assert len(steps) == 2 and len(installs) == 1, state
+    assert steps[0][1] <= installs[0][0] and installs[0][1] <= steps[1][0], state
     parse_seen = [t for t, name in watch.sightings if name == "adj-linger-parse"]
     build_seen = [t for t, name in watch.sightings if name == "adj-linger-build"]
     assert parse_seen and build_seen, watch.sightings  # they did start
     for seen in parse_seen:
-        assert any(start - 0.5 <= seen <= finish for start, finish in rebuilds + builds), (
-            seen,
-            rebuilds + builds,
-        )
+        assert any(start - 0.5 <= seen <= finish for start, finish in steps), (seen, steps)
     for seen in build_seen:
-        assert any(start - 0.5 <= seen <= finish for start, finish in builds), (seen, builds)
+        assert steps[1][0] - 0.5 <= seen <= steps[1][1], (seen, steps)
     # in particular nothing of the build ran while root installed packages
     for seen, _ in watch.sightings:
         assert not any(start <= seen <= finish for start, finish in installs), (seen, installs)

@@ -637,6 +637,7 @@ def test_cache_prune_follows_last_use_and_never_removes_an_image_in_use(
         )
         (cache_dir / key).touch()
         (cache_dir / f"{key}.lock").touch()  # the key's lock (cache.rs), not an entry
+        (cache_dir / f"{key}.json").touch()  # the key's record (cache.rs), not an entry
         os.utime(cache_dir / key, (now - age, now - age))
     other = import_image(api, "localhost/not-a-cache:1", {"some.label": "1"})
     user = create_raw(api, "localhost/koji-adjutant-buildroot:k4", ["/hello"], labels={})
@@ -667,6 +668,7 @@ def test_cache_prune_follows_last_use_and_never_removes_an_image_in_use(
     assert "removed 1 of 4 cache image(s)" in done.stdout and "1 in use" in done.stdout
     assert not (cache_dir / "k3").exists() and (cache_dir / "k4").exists()
     assert not (cache_dir / "k3.lock").exists() and (cache_dir / "k4.lock").exists()
+    assert not (cache_dir / "k3.json").exists() and (cache_dir / "k4.json").exists()
     left = {i["Id"] for i in api.images({LABEL_CACHE: "1"})}
     assert left == {ids["k1"], ids["k2"], ids["k4"]}
 

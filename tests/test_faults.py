@@ -514,7 +514,9 @@ def test_a_fork_bomb_is_held_by_the_pids_limit(builder: Builder) -> None:
     builder.configure(pids_limit=64, cpus="0.5")
     builder.options.rpmbuild_timeout = 10  # kojid's, for each rpmbuild step
     task_id = builder.build("forkbomb")
-    builder.failed_with(task_id, 'step "build" of task', "exceeded its timeout of 10 s")
+    builder.failed_with(
+        task_id, 'step "rebuild SRPM and build" of task', "exceeded its timeout of 10 s"
+    )
     build_log = builder.uploaded(task_id, "build.log")
     assert b"ADJ-FAULT: forkbomb starts" in build_log
     assert b"Cannot fork" in build_log  # bash: fork() refused, the limit held

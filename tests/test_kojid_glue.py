@@ -25,6 +25,7 @@ import signal
 import subprocess
 import sys
 import tarfile
+import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
@@ -670,6 +671,37 @@ def test_log_watcher_streams_growing_logs_with_kojids_naming(
     ]
     assert hub.upload_bytes(f"{rel}/root.DUP00.log") == b"other\n"
     assert sink.logs == {"root.log", "root.DUP00.log"}
+
+
+def test_log_watcher_never_follows_a_planted_link_nor_blocks_on_a_fifo(
+    hub: HubFake, world: World, session: koji.ClientSession, tmp_path: Path
+) -> None:
+    """createrepo's logs are in a directory its container can write: a log replaced by a link
+    to a host file, or by a FIFO, is neither read nor uploaded, and nothing blocks."""
+    task_id = build_task(hub, world)
+    sink = TaskLogUploads(session, upload_dir(task_id), logging.getLogger("t"))
+    secret = tmp_path / "host-secret"
+    secret.write_bytes(b"HOST SECRET\n")
+    work = tmp_path / "work"
+    work.mkdir()
+    watcher = LogWatcher(sink, [str(work / "*.log")])
+    (work / "createrepo.log").symlink_to(secret)
+    os.mkfifo(work / "mergerepos.log")
+    (work / "state.log").write_bytes(b"fine\n")
+    done = threading.Event()
+    thread = threading.Thread(target=lambda: (watcher.sync_logs(), done.set()), daemon=True)
+    thread.start()
+    assert done.wait(10), "the watcher blocked"
+    # a regular log later replaced by a link: the link is not followed either
+    (work / "state.log").unlink()
+    (work / "state.log").symlink_to(secret)
+    watcher.sync_logs()
+    watcher.close_logs()
+    rel = upload_dir(task_id)
+    assert hub.upload_bytes(f"{rel}/state.log") == b"fine\n"
+    assert sink.logs == {"state.log"}
+    for name in ("createrepo.log", "mergerepos.log"):
+        assert hub.upload_chunks(f"{rel}/{name}") == []
 
 
 def test_live_upload_runs_beside_a_blocking_call_and_reraises_its_error() -> None:
@@ -1802,8 +1834,9 @@ def test_real_build_next_to_planted_links_and_fifos_uploads_none_of_them(
 ) -> None:
     """A buildroot package (adj-planter, installed as a BuildRequires) plants symlinks to a
     host file named like RPMs and logs, FIFOs named like them, and links where the capped
-    log's temporary file goes. Through kojid's upload path, none is listed, uploaded or
-    written, and the task does not hang."""
+    log's temporary file goes; the build itself (adj-plantee) plants links, a FIFO, a hard
+    link and a directory named like results in rpmbuild's staging dirs. Through kojid's upload
+    path, none is listed, uploaded or written, and the task does not hang."""
     secret = tmp_path / "host-secret.txt"
     secret.write_text(f"HOST SECRET {os.getpid()} {time.time()}\n")
     before = secret.read_bytes()
@@ -1826,13 +1859,27 @@ def test_real_build_next_to_planted_links_and_fifos_uploads_none_of_them(
     assert task.result["srpms"] == [f"{rel}/adj-plantee-1-1{DIST}.src.rpm"]
     uploaded = {path: data for path, data in hub.uploads().items() if path.startswith(rel)}
     names = {path.rsplit("/", 1)[1] for path in uploaded}
-    assert not {n for n in names if "planted" in n or "fifo" in n or "koji-adjutant-tmp" in n}
+    assert not {
+        n
+        for n in names
+        if any(
+            word in n for word in ("planted", "fifo", "koji-adjutant-tmp", "adj-hard", "adj-dir")
+        )
+    }
     assert {"root.log", "build.log", "state.log"} <= names
     for path, data in uploaded.items():
         assert before not in data, path
     assert b"ADJ-PLANTER: PLANTED" in uploaded[f"{rel}/root.log"]
     assert b"earlier bytes dropped" in uploaded[f"{rel}/build.log"]
     assert b"dnf.fifo.log: a FIFO, not a regular file" in uploaded[f"{rel}/state.log"]
+    # what the build user planted in rpmbuild's staging dirs (adj-plantee's %build)
+    for planted in (
+        b"adj-planted-1-1.noarch.rpm: a symlink",
+        b"adj-fifo-1-1.noarch.rpm: a FIFO",
+        b"adj-hard-1-1.noarch.rpm: a hard link",
+        b"adj-planted-1-1.src.rpm: a symlink",
+    ):
+        assert planted in uploaded[f"{rel}/state.log"], planted
     assert secret.read_bytes() == before
 
 

@@ -141,7 +141,7 @@ class AdjutantConfig:
     #: Total size of the cached buildroot images.
     buildroot_cache_max_bytes: int = 20 * 1024**3
     #: Where the cache records last use per entry; ``None``: the oldest-created go first.
-    buildroot_cache_dir: str | None = None
+    buildroot_cache_dir: str | None = "/var/lib/koji-adjutant/buildroot-cache"
     #: Seconds a createrepo task's container may run; ``None``: no limit.
     createrepo_timeout: int | None = None
     #: Image mode: Koji external repo (name or id) the image's own RPMs are recorded against.

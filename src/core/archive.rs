@@ -141,6 +141,126 @@ pub fn extract_files<R: Read>(
     Ok(out)
 }
 
+/// [`extract_files`] for a staging directory a container can write (a bind mount of the
+/// host's): the same rules, without a tar. The directory is opened without following a link
+/// (it is the task's own); each entry is opened with `O_NOFOLLOW|O_NONBLOCK` relative to it
+/// and taken only if `fstat` says it is a regular file with no other name (a symlink, FIFO,
+/// directory, device, socket or hard link is skipped and reported, and nothing blocks). Call
+/// it when no process of the container can write the directory any more.
+pub fn take_staged(
+    dir: &Path,
+    wanted: &dyn Fn(&str) -> bool,
+    dest: &Path,
+    max_bytes: Option<u64>,
+) -> Result<Extraction> {
+    use rustix::fs::{FileType, Mode, OFlags};
+    use std::os::unix::ffi::OsStrExt;
+    let fail = |what: &str, e: rustix::io::Errno| {
+        Error::io(format!("{what} {}", dir.display()), io::Error::from(e))
+    };
+    let dir_fd = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(|e| fail("opening", e))?;
+    let mut names = Vec::new();
+    for entry in rustix::fs::Dir::read_from(&dir_fd).map_err(|e| fail("listing", e))? {
+        let entry = entry.map_err(|e| fail("listing", e))?;
+        let name = entry.file_name().to_bytes().to_vec();
+        if name != b"." && name != b".." {
+            names.push(name);
+        }
+    }
+    names.sort();
+    let mut out = Extraction::default();
+    for raw in names {
+        let shown = String::from_utf8_lossy(&raw).into_owned();
+        let Ok(name) = std::str::from_utf8(&raw) else {
+            if wanted(&shown) {
+                out.skipped.push(Skipped {
+                    name: shown,
+                    why: "a name that is not UTF-8".to_owned(),
+                });
+            }
+            continue;
+        };
+        if !wanted(name) {
+            continue;
+        }
+        let skip = |out: &mut Extraction, why: String| {
+            out.skipped.push(Skipped {
+                name: name.to_owned(),
+                why,
+            })
+        };
+        let opened = rustix::fs::openat(
+            &dir_fd,
+            std::ffi::OsStr::from_bytes(&raw),
+            OFlags::RDONLY | OFlags::NOFOLLOW | OFlags::NONBLOCK | OFlags::NOCTTY | OFlags::CLOEXEC,
+            Mode::empty(),
+        );
+        let fd = match opened {
+            Ok(fd) => fd,
+            Err(rustix::io::Errno::LOOP) => {
+                skip(&mut out, "a symlink, not a regular file".to_owned());
+                continue;
+            }
+            Err(e) => {
+                skip(
+                    &mut out,
+                    format!("cannot be opened: {}", io::Error::from(e)),
+                );
+                continue;
+            }
+        };
+        let stat = rustix::fs::fstat(&fd).map_err(|e| fail("inspecting an entry of", e))?;
+        let what = match FileType::from_raw_mode(stat.st_mode) {
+            FileType::RegularFile if stat.st_nlink > 1 => Some("a hard link"),
+            FileType::RegularFile => None,
+            FileType::Fifo => Some("a FIFO"),
+            FileType::Directory => Some("a directory"),
+            FileType::CharacterDevice | FileType::BlockDevice => Some("a device"),
+            _ => Some("not a regular file"),
+        };
+        if let Some(what) = what {
+            skip(&mut out, format!("{what}, not a regular file"));
+            continue;
+        }
+        let size = u64::try_from(stat.st_size).unwrap_or(0);
+        if let Some(max) = max_bytes.filter(|max| size > *max) {
+            skip(
+                &mut out,
+                format!("{size} bytes, over the limit of {max} bytes"),
+            );
+            continue;
+        }
+        let path = dest.join(name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&path);
+        let mut file = match file {
+            Ok(file) => file,
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                skip(&mut out, "a file of that name was already taken".to_owned());
+                continue;
+            }
+            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+        };
+        let copied = copy_exact(&mut File::from(fd), &mut file, size)
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        out.files.push(Extracted {
+            name: name.to_owned(),
+            path,
+            size: copied,
+        });
+    }
+    Ok(out)
+}
+
 fn copy_exact(entry: &mut impl Read, file: &mut File, size: u64) -> io::Result<u64> {
     let copied = io::copy(&mut entry.take(size), file)?;
     if copied != size {
@@ -291,6 +411,68 @@ mod tests {
         assert!(got.files.iter().all(|f| f.name != "good-1-1.noarch.rpm"));
         assert!(got.skipped.iter().any(|s| s.why.contains("already taken")));
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "host file");
+    }
+
+    #[test]
+    fn a_staging_dir_gives_only_its_regular_wanted_files_and_never_blocks() {
+        let staged = TempDir::new();
+        let dest = TempDir::new();
+        let secret = dest
+            .0
+            .join("..")
+            .join(format!("koji-adjutant-secret-{}", std::process::id()));
+        std::fs::write(&secret, "host secret").unwrap();
+        let at = |n: &str| staged.0.join(n);
+        std::fs::write(at("good-1-1.noarch.rpm"), "good rpm bytes").unwrap();
+        std::fs::write(at("notes.txt"), "not wanted").unwrap();
+        std::fs::write(at("big-1-1.noarch.rpm"), [0u8; 100]).unwrap();
+        std::os::unix::fs::symlink(&secret, at("evil-1-1.noarch.rpm")).unwrap();
+        std::fs::write(at("twin"), "linked").unwrap();
+        std::fs::hard_link(at("twin"), at("hard-1-1.noarch.rpm")).unwrap();
+        std::fs::create_dir(at("dir-1-1.noarch.rpm")).unwrap();
+        let fifo = std::ffi::CString::new(
+            at("fifo-1-1.noarch.rpm")
+                .into_os_string()
+                .into_encoded_bytes(),
+        )
+        .unwrap();
+        // SAFETY: a NUL-terminated path
+        assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+        let got = take_staged(&staged.0, &|n| n.ends_with(".rpm"), &dest.0, Some(50)).unwrap();
+        let names: Vec<&str> = got.files.iter().map(|f| f.name.as_str()).collect();
+        assert_eq!(names, ["good-1-1.noarch.rpm"]);
+        assert_eq!(
+            std::fs::read(&got.files[0].path).unwrap(),
+            b"good rpm bytes"
+        );
+        let skipped: Vec<(&str, &str)> = got
+            .skipped
+            .iter()
+            .map(|s| (s.name.as_str(), s.why.as_str()))
+            .collect();
+        assert_eq!(
+            skipped,
+            [
+                (
+                    "big-1-1.noarch.rpm",
+                    "100 bytes, over the limit of 50 bytes"
+                ),
+                ("dir-1-1.noarch.rpm", "a directory, not a regular file"),
+                ("evil-1-1.noarch.rpm", "a symlink, not a regular file"),
+                ("fifo-1-1.noarch.rpm", "a FIFO, not a regular file"),
+                ("hard-1-1.noarch.rpm", "a hard link, not a regular file"),
+            ]
+        );
+        assert_eq!(std::fs::read_dir(&dest.0).unwrap().count(), 1);
+        // the staging dir itself replaced by a link: refused, not followed
+        let link = TempDir::new();
+        let moved = link.0.join("staged");
+        std::os::unix::fs::symlink(&staged.0, &moved).unwrap();
+        assert!(take_staged(&moved, &|_| true, &link.0, None).is_err());
+        let _ = std::fs::remove_file(&secret);
+        for dir in [&staged.0, &dest.0, &link.0] {
+            let _ = std::fs::remove_dir_all(dir);
+        }
     }
 
     #[test]

@@ -30,21 +30,22 @@ use std::time::{Duration, Instant, SystemTime};
 use tracing::{info, warn};
 
 use crate::core::accounting::Usage;
-use crate::core::archive::Extraction;
+use crate::core::archive::{take_staged, Extraction};
 use crate::core::buildroot::arch::image_arches_from;
-use crate::core::buildroot::cache::{self, CacheConfig, Cached, Source};
+use crate::core::buildroot::cache::{self, CacheConfig, Cached, Record, Source};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
 use crate::core::buildroot::kept;
 use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
 use crate::core::buildroot::plan::{
-    check_task, plan, ConfigFile, LEFTOVERS_SURVIVED, REQUIRES_MISSING,
+    check_task, plan, ConfigFile, LEFTOVERS_SURVIVED, REQUIRES_MISSING, RPMDB_WRITABLE,
+    SRPM_REBUILD_FAILED,
 };
 use crate::core::buildroot::requires::install_arguments;
 use crate::core::buildroot::result::check_result_package;
 use crate::core::buildroot::{
     BuildArchRequest, BuildConfig, BuildrootMode, BuildrootOptions, BuildrootPlan, BuildrootRpm,
-    ExtraValue, Input, LogTarget, Product, RepoLocation, RunAs, Step, INSTALL_ROOT,
-    MAX_BUILDREQUIRES_LOOPS, PAUSE_UID, RPMS_DIR, SRPMS_DIR,
+    ExtraValue, Input, LogTarget, Product, RepoLocation, RunAs, Step, BUILD_GID, BUILD_UID,
+    INSTALL_ROOT, MAX_BUILDREQUIRES_LOOPS, PAUSE_UID, RPMS_DIR, SRPMS_DIR,
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
@@ -221,7 +222,9 @@ impl TaskLogs {
         sink.write(Stream::Stdout, content).map_err(Error::Sink)?;
         sink.finish().map_err(Error::Sink)?;
         let path = sink.path().to_path_buf();
-        self.paths.push(path.clone());
+        if !self.paths.contains(&path) {
+            self.paths.push(path.clone());
+        }
         Ok(path)
     }
 
@@ -478,6 +481,7 @@ pub async fn run(
         (None, None)
     };
 
+    let staging = Staging::make(&scratch_dir, config.userns.map(|m| m.host_base))?;
     let mut task = Task {
         client,
         config,
@@ -490,12 +494,17 @@ pub async fn run(
         source_id: None,
         bootstrap_id: None,
         scratch_dir,
+        staging,
         rounds: 0,
         ready: false,
         last_listed: Vec::new(),
         baseline: Vec::new(),
         oom_seen: (0, 0),
         cache_lock,
+        stored_image: None,
+        rpmdb_writable: true,
+        listed_after_root: false,
+        step_started: std::sync::Arc::new(tokio::sync::Notify::new()),
     };
     let mut outcome = task
         .work(&key, cached.as_ref(), hooks, &result_dir, image)
@@ -581,6 +590,177 @@ async fn cached_or_locked(
     }
 }
 
+/// The build container's result directories on the host: `RPMS` and `SRPMS` in the task's
+/// scratch dir, owned by the build user as the host sees it (in the user namespace: the
+/// mapped ids), mounted read-write at [`RPMS_DIR`] and [`SRPMS_DIR`]. Only the build user
+/// writes them; the host reads them with [`take_staged`] (no link followed, regular files
+/// only) into directories no container sees.
+struct Staging {
+    rpms: PathBuf,
+    srpms: PathBuf,
+}
+
+impl Staging {
+    fn make(scratch_dir: &Path, host_base: Option<u32>) -> Result<Staging> {
+        use std::os::unix::fs::DirBuilderExt;
+        let base = host_base.unwrap_or(0);
+        let (uid, gid) = (base + BUILD_UID, base + BUILD_GID);
+        let make = |name: &str| -> Result<PathBuf> {
+            let dir = scratch_dir.join(name);
+            std::fs::DirBuilder::new()
+                .mode(0o755)
+                .create(&dir)
+                .and_then(|()| std::os::unix::fs::chown(&dir, Some(uid), Some(gid)))
+                .map_err(|e| Error::io(format!("creating {}", dir.display()), e))?;
+            Ok(dir)
+        };
+        Ok(Staging {
+            rpms: make("staged-RPMS")?,
+            srpms: make("staged-SRPMS")?,
+        })
+    }
+
+    /// The host directory behind a container directory, if it is one of the staged ones.
+    fn host_dir(&self, container_dir: &str) -> Option<PathBuf> {
+        match container_dir {
+            RPMS_DIR => Some(self.rpms.clone()),
+            SRPMS_DIR => Some(self.srpms.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// [`take_staged`] off the runtime's threads (results can be large).
+async fn take_staged_async(
+    dir: PathBuf,
+    wanted: fn(&str) -> bool,
+    dest: &Path,
+    max_bytes: Option<u64>,
+) -> Result<Extraction> {
+    let dest = dest.to_path_buf();
+    tokio::task::spawn_blocking(move || take_staged(&dir, &wanted, &dest, max_bytes))
+        .await
+        .map_err(|e| Error::io("taking the results", std::io::Error::other(e)))?
+}
+
+/// What runs in the build container beside the task's own steps, touching nothing of the
+/// task but files of its own: the hardware report (mock's hw_info.log, as `nobody`, which no
+/// build user process can signal, and which the steps' reaper leaves alone), and a cached
+/// root's dnf logs (root's files, which the build user cannot change).
+struct Beside<'a> {
+    client: &'a PodmanClient,
+    cancel: &'a Cancel,
+    build_id: String,
+    hw_step: Step,
+    hw_timeout: u64,
+    limits: ResourceLimits,
+    logs_dir: PathBuf,
+    log_options: FileSinkOptions,
+    /// A scratch dir for a cached root's dnf logs (`None`: none to take).
+    dnf_logs_into: Option<PathBuf>,
+    /// The report's exec is requested once a step's exec has started (or the steps ended):
+    /// podman starts one exec of a container at a time, and the first step comes first.
+    step_started: std::sync::Arc<tokio::sync::Notify>,
+}
+
+/// What [`Beside`] did: hw_info.log's path, the report's exit status and time; the dnf logs
+/// put in the logs dir and the notes on what was not taken.
+struct BesideDone {
+    hw: Result<(PathBuf, i64, Duration)>,
+    dnf_logs: Option<Result<(Vec<PathBuf>, Vec<String>)>>,
+}
+
+impl Beside<'_> {
+    async fn run(self) -> BesideDone {
+        let (hw, dnf_logs) = tokio::join!(self.hw_info(), self.dnf_logs());
+        BesideDone { hw, dnf_logs }
+    }
+
+    /// hw_info.log: the report from inside the build container, then the container's limits.
+    async fn hw_info(&self) -> Result<(PathBuf, i64, Duration)> {
+        self.step_started.notified().await;
+        let started = Instant::now();
+        let mut report = Vec::new();
+        let opts = ExecOptions {
+            environment: self.hw_step.env.iter().cloned().collect(),
+            workdir: Some(self.hw_step.workdir.clone()),
+            user: Some(self.hw_step.user.podman_user()),
+        };
+        let mut sink = Captured(&mut report);
+        let argv = self.hw_step.exec_argv();
+        let run = self
+            .client
+            .exec(&self.build_id, &argv, &opts, &mut sink, self.cancel);
+        let code = tokio::time::timeout(Duration::from_secs(self.hw_timeout), run)
+            .await
+            .map_err(|_| {
+                Error::container(
+                    "exec",
+                    format!("the hardware report took over {} s", self.hw_timeout),
+                )
+            })??;
+        let limit = |v: Option<String>| v.unwrap_or_else(|| "unlimited".to_owned());
+        report.extend_from_slice(
+            format!(
+                "\n\nContainer limits:\nmemory: {}\ncpus: {}\npids: {}\n",
+                limit(self.limits.memory_bytes.map(|b| format!("{b} bytes"))),
+                limit(self.limits.cpus.map(|c| c.to_string())),
+                limit(self.limits.pids.map(|p| p.to_string())),
+            )
+            .as_bytes(),
+        );
+        let mut file = FileSink::create(self.logs_dir.join("hw_info.log"), self.log_options)?;
+        file.write(Stream::Stdout, &report).map_err(Error::Sink)?;
+        file.finish().map_err(Error::Sink)?;
+        Ok((file.path().to_path_buf(), code, started.elapsed()))
+    }
+
+    /// A cached root's dnf logs, taken out into the scratch dir and renamed into the logs dir.
+    async fn dnf_logs(&self) -> Option<Result<(Vec<PathBuf>, Vec<String>)>> {
+        let dest = self.dnf_logs_into.as_ref()?;
+        let taken = async {
+            std::fs::create_dir(dest)
+                .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
+            let got = self
+                .client
+                .extract_files(
+                    &self.build_id,
+                    "/var/log",
+                    is_dnf_log,
+                    dest,
+                    Some(DNF_LOG_LIMIT),
+                    self.cancel,
+                )
+                .await?;
+            let mut paths = Vec::new();
+            for file in got.files {
+                let into = self.logs_dir.join(&file.name);
+                std::fs::rename(&file.path, &into)
+                    .map_err(|e| Error::io(format!("moving {} into place", into.display()), e))?;
+                paths.push(into);
+            }
+            let skipped = got
+                .skipped
+                .iter()
+                .map(|s| format!("Not taking /var/log/{}: {}", s.name, s.why))
+                .collect();
+            Ok((paths, skipped))
+        }
+        .await;
+        let _ = std::fs::remove_dir_all(dest);
+        Some(taken)
+    }
+}
+
+/// Both streams of an exec, in memory up to [`QUERY_LIMIT`] bytes.
+struct Captured<'a>(&'a mut Vec<u8>);
+
+impl OutputSink for Captured<'_> {
+    fn write(&mut self, _stream: Stream, data: &[u8]) -> std::result::Result<(), SinkFailure> {
+        Bounded(self.0).write_all(data).map_err(|e| e.into())
+    }
+}
+
 /// A root ready to be saved as an image (see `Task::snapshot`).
 enum Snapshot {
     Container(String),
@@ -604,6 +784,10 @@ struct Task<'a> {
     bootstrap_id: Option<String>,
     /// Host directory for the rebuilt SRPMs whose requirements are read.
     scratch_dir: PathBuf,
+    /// Host directories bind-mounted read-write at [`RPMS_DIR`] and [`SRPMS_DIR`] of the build
+    /// container: rpmbuild's results, read with [`take_staged`] once the step's processes
+    /// are gone.
+    staging: Staging,
     rounds: usize,
     /// `buildroot_ready` was called: the hub has a list to update.
     ready: bool,
@@ -615,6 +799,16 @@ struct Task<'a> {
     oom_seen: (u64, u64),
     /// The cache key's lock while this task installs and stores a fresh root.
     cache_lock: Option<cache::KeyLock>,
+    /// The cache image this task stored, if it made and stored a fresh root.
+    stored_image: Option<String>,
+    /// The last package list said the build user can write the rpm database (or no list was
+    /// read yet): the list is read again after the build.
+    rpmdb_writable: bool,
+    /// `last_listed` is what the rpm database held after the last root step.
+    listed_after_root: bool,
+    /// Notified when an exec of a step has started (and when the steps end): the hardware
+    /// report waits for it, so that its exec does not delay the first step's start.
+    step_started: std::sync::Arc<tokio::sync::Notify>,
 }
 
 impl Task<'_> {
@@ -652,10 +846,119 @@ impl Task<'_> {
         };
         put_files_and_start(self.client, &build_id, &self.plan.build_files).await?;
         self.baseline = baseline.clone();
-        self.hw_info().await?;
+        // Beside the task's steps: the hardware report, and a cached root's dnf logs (a fresh
+        // root's were taken after each of its root steps).
+        let beside = Beside {
+            client: self.client,
+            cancel: self.cancel,
+            build_id,
+            hw_step: self.plan.hw_info.clone(),
+            hw_timeout: self.config.dnf_timeout,
+            limits: self.config.limits.clone(),
+            logs_dir: self.logs.dir.clone(),
+            log_options: self.logs.options,
+            dnf_logs_into: cached.map(|_| self.scratch_dir.join("cached-logs")),
+            step_started: self.step_started.clone(),
+        };
+        let steps = async {
+            let outcome = self
+                .steps(key, cached, hooks, result_dir, image, &baseline)
+                .await;
+            // a report still waiting for a step to start waits no longer
+            self.step_started.notify_one();
+            outcome
+        };
+        let (beside, outcome) = tokio::join!(beside.run(), steps);
+        self.beside_done(beside);
+        outcome
+    }
 
-        let listed = self.packages().await?;
-        let (initial, unknown) = self.classify(listed, &baseline);
+    /// What [`Beside`] did, in state.log and the task's list of logs.
+    fn beside_done(&mut self, done: BesideDone) {
+        let line = match done.hw {
+            Ok((path, code, took)) => {
+                if !self.logs.paths.contains(&path) {
+                    self.logs.paths.push(path);
+                }
+                format!(
+                    "Reported the hardware in hw_info.log beside the task's steps (exit status {code}, {:.2} s){}",
+                    took.as_secs_f64(),
+                    if code == 0 { "" } else { ": the report is incomplete" }
+                )
+            }
+            Err(e) => format!("Could not report the hardware: {e}"),
+        };
+        let _ = self.logs.note(None, &line);
+        match done.dnf_logs {
+            None => {}
+            Some(Ok((paths, skipped))) => {
+                for path in paths {
+                    if !self.logs.paths.contains(&path) {
+                        self.logs.paths.push(path);
+                    }
+                }
+                for line in skipped {
+                    let _ = self.logs.note(None, &line);
+                }
+            }
+            Some(Err(e)) => {
+                warn!(target: LOG_TARGET, "cannot take the cached root's dnf logs: {e}");
+                let _ = self
+                    .logs
+                    .note(None, &format!("Could not take dnf's logs: {e}"));
+            }
+        }
+    }
+
+    /// The buildroot's first package list: the cache record of a cached root (read when the
+    /// root was made), else read now, before anything of the task runs in the root, and kept
+    /// as the record of the cache image it came from.
+    async fn initial_packages(
+        &mut self,
+        key: &str,
+        cached: Option<&Cached>,
+    ) -> Result<Vec<BuildrootRpm>> {
+        let record = cached.and_then(|c| cache::read_record(&self.config.cache, key, &c.image_id));
+        if let Some(record) = record {
+            self.logs.note(
+                None,
+                "Buildroot packages: as listed when the cached root was made (its record)",
+            )?;
+            self.rpmdb_writable = record.rpmdb_writable;
+            self.listed_after_root = true;
+            self.last_listed = record.packages;
+            return Ok(self.last_listed.iter().map(|i| i.rpm.clone()).collect());
+        }
+        let installed = self.installed().await?;
+        let image_id = cached
+            .map(|c| c.image_id.clone())
+            .or_else(|| self.stored_image.clone());
+        if let Some(image_id) = image_id {
+            cache::write_record(
+                &self.config.cache,
+                key,
+                &Record {
+                    image_id,
+                    packages: installed.clone(),
+                    rpmdb_writable: self.rpmdb_writable,
+                },
+            );
+        }
+        Ok(installed.into_iter().map(|i| i.rpm).collect())
+    }
+
+    /// The task's steps in the started build container, up to its results.
+    async fn steps(
+        &mut self,
+        key: &str,
+        cached: Option<&Cached>,
+        hooks: &mut dyn BuildHooks,
+        result_dir: &Path,
+        image: ImageInfo,
+        baseline: &[String],
+    ) -> Result<BuildArchOutcome> {
+        let listed = self.initial_packages(key, cached).await?;
+        let (initial, unknown) = self.classify(listed, baseline);
         if !unknown.is_empty() {
             let names: Vec<String> = unknown.iter().map(BuildrootRpm::nevra_key).collect();
             self.logs.note(
@@ -686,55 +989,67 @@ impl Task<'_> {
         }
         self.ready = true;
 
+        // mock's order of work, with the build in the rebuild's exec when rpmbuild finds every
+        // BuildRequires installed: rebuild the SRPM; while rpmbuild says requirements are
+        // missing, install the rebuilt SRPM's (checked) and try again, until the package set
+        // stops changing; dynamic BuildRequires then go through mock's `-br` rounds.
         let mut previous = initial;
         let mut dynamic = false;
+        let mut built = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
+            self.write_installed_pkgs_log()?;
             let code = self
-                .checked(&self.plan.rebuild_srpm_step.clone(), false)
+                .checked(&self.plan.rebuild_and_build_step.clone(), true)
                 .await?;
+            if code != REQUIRES_MISSING {
+                built = true;
+                break;
+            }
             let rebuilt = self
                 .take_one(SRPMS_DIR, is_srpm, PackageKind::Source)
                 .await?;
             dynamic = rebuilt.dynamic_buildrequires();
             let reqs = install_arguments(&rebuilt.requires, &rebuilt.file_name(), "root.log")
                 .map_err(|e| self.refused(e))?;
-            if code != REQUIRES_MISSING {
-                self.logs.note(
-                    None,
-                    "All BuildRequires are installed (rpmbuild's dependency check): nothing to install",
-                )?;
-                break;
-            }
-            if !self.install_changed(&reqs, &mut previous).await? {
+            if !self.install_changed(&reqs, &mut previous).await? || dynamic {
                 break;
             }
         }
-        if dynamic {
-            for round in 0..MAX_BUILDREQUIRES_LOOPS {
-                let step = self.plan.dynamic_buildrequires_step(round == 0);
-                self.checked(&step, false).await?;
-                let generated = self
-                    .take_one(SRPMS_DIR, is_buildreqs, PackageKind::Source)
-                    .await?;
-                let reqs =
-                    install_arguments(&generated.requires, &generated.file_name(), "root.log")
-                        .map_err(|e| self.refused(e))?;
-                if !self.install_changed(&reqs, &mut previous).await? {
-                    break;
+        if !built {
+            if dynamic {
+                for round in 0..MAX_BUILDREQUIRES_LOOPS {
+                    let step = self.plan.dynamic_buildrequires_step(round == 0);
+                    self.checked(&step, false).await?;
+                    let generated = self
+                        .take_one(SRPMS_DIR, is_buildreqs, PackageKind::Source)
+                        .await?;
+                    let reqs =
+                        install_arguments(&generated.requires, &generated.file_name(), "root.log")
+                            .map_err(|e| self.refused(e))?;
+                    if !self.install_changed(&reqs, &mut previous).await? {
+                        break;
+                    }
                 }
             }
+            self.write_installed_pkgs_log()?;
+            let build = self.plan.build_step(dynamic);
+            self.checked(&build, true).await?;
         }
-
-        let installed_log = installed_pkgs_log(&self.last_listed);
-        self.logs
-            .write_log("installed_pkgs.log", installed_log.as_bytes())?;
-        let build = self.plan.build_step(dynamic);
-        self.checked(&build, true).await?;
-        // kojid reads the rpmdb again after the build (updateBuildRootList), whatever ran
-        let installed = self.installed().await?;
+        // kojid reads the rpmdb again after the build (updateBuildRootList): here when it
+        // may have changed since it was last read (a root step since, or a database the build
+        // user can write).
+        let installed = if self.listed_after_root && !self.rpmdb_writable {
+            self.logs.note(
+                None,
+                "Buildroot packages after the build: as last listed (nothing was installed since, and the build user cannot write the rpm database)",
+            )?;
+            self.last_listed.clone()
+        } else {
+            self.installed().await?
+        };
         let lock = installed.iter().map(InstalledRpm::locked).collect();
         let listed = installed.into_iter().map(|i| i.rpm).collect();
-        let final_list = self.classify(listed, &baseline).0;
+        let final_list = self.classify(listed, baseline).0;
         self.ready = false;
         hooks.buildroot_final(&final_list)?;
         let (rpms, srpms) = self.collect(result_dir).await?;
@@ -751,6 +1066,14 @@ impl Task<'_> {
             image,
             usage: TaskUsage::default(),
         })
+    }
+
+    /// mock's `installed_pkgs.log`: the packages as last listed, just before a build.
+    fn write_installed_pkgs_log(&mut self) -> Result<()> {
+        let installed_log = installed_pkgs_log(&self.last_listed);
+        self.logs
+            .write_log("installed_pkgs.log", installed_log.as_bytes())?;
+        Ok(())
     }
 
     /// An SRPM task's steps (see `plan::srpm_steps`), then its one SRPM taken out and checked
@@ -808,32 +1131,6 @@ impl Task<'_> {
         self.source_id = Some(id.clone());
         self.client.start(&id, Box::new(NullSink)).await?;
         Ok(id)
-    }
-
-    /// mock's hw_info.log, from inside the build container, with the container's limits.
-    async fn hw_info(&mut self) -> Result<()> {
-        let mut report = Vec::new();
-        let step = self.plan.hw_info.clone();
-        let code = self.exec(&step, Some(&mut Bounded(&mut report))).await?;
-        if code != 0 {
-            self.logs.note(
-                None,
-                &format!("hw_info.log is incomplete: its commands exited with status {code}"),
-            )?;
-        }
-        let limits = &self.config.limits;
-        let limit = |v: Option<String>| v.unwrap_or_else(|| "unlimited".to_owned());
-        report.extend_from_slice(
-            format!(
-                "\n\nContainer limits:\nmemory: {}\ncpus: {}\npids: {}\n",
-                limit(limits.memory_bytes.map(|b| format!("{b} bytes"))),
-                limit(limits.cpus.map(|c| c.to_string())),
-                limit(limits.pids.map(|p| p.to_string())),
-            )
-            .as_bytes(),
-        );
-        self.logs.write_log("hw_info.log", &report)?;
-        Ok(())
     }
 
     /// What a failed task still owes: the root's list for the hub (when the hub was given
@@ -947,6 +1244,17 @@ impl Task<'_> {
         for mount in self.plan.build_mounts.clone() {
             spec.mounts.push(self.owned_mount(mount).await?);
         }
+        for (source, target) in [
+            (&self.staging.rpms, RPMS_DIR),
+            (&self.staging.srpms, SRPMS_DIR),
+        ] {
+            spec.mounts.push(VolumeMount {
+                source: source.clone(),
+                target: target.into(),
+                read_only: false,
+                selinux_label: self.config.selinux_label,
+            });
+        }
         let id = self.client.create(&spec).await?;
         self.build_id = Some(id.clone());
         Ok(id)
@@ -1050,6 +1358,7 @@ impl Task<'_> {
             self.logs.note(None, "Start: store buildroot in cache")?;
             match self.store_root(key, &baseline).await {
                 Ok(image) => {
+                    self.stored_image = Some(image.clone());
                     self.logs.note(
                         None,
                         &format!(
@@ -1216,6 +1525,11 @@ impl Task<'_> {
             (&step.failure, code == LEFTOVERS_SURVIVED)
         {
             format!("{words}, {tool} exited with status {status}; see {log} for more information")
+        } else if is_build && code == SRPM_REBUILD_FAILED {
+            format!(
+                "could not rebuild the SRPM of task {} (arch {}): rpm -U or rpmbuild -bs failed; see {log} for more information",
+                self.plan.task_id, self.arch
+            )
         } else if code == LEFTOVERS_SURVIVED {
             format!(
                 "step \"{}\" of task {} (arch {}): its processes did not die; see {log}",
@@ -1251,7 +1565,7 @@ impl Task<'_> {
     async fn oom_note(&mut self, step: &Step) -> Option<String> {
         let (role, id) = match step.user {
             RunAs::Root => ("bootstrap", self.bootstrap_id.clone()?),
-            RunAs::Builder => ("build", self.build_id.clone()?),
+            RunAs::Builder | RunAs::Observer => ("build", self.build_id.clone()?),
             // removed with its step; its limits are the build container's
             RunAs::Fetcher => return None,
         };
@@ -1264,7 +1578,7 @@ impl Task<'_> {
         };
         let seen = match step.user {
             RunAs::Root => &mut self.oom_seen.1,
-            RunAs::Builder | RunAs::Fetcher => &mut self.oom_seen.0,
+            RunAs::Builder | RunAs::Fetcher | RunAs::Observer => &mut self.oom_seen.0,
         };
         if kills <= *seen {
             return None;
@@ -1286,6 +1600,11 @@ impl Task<'_> {
 
     /// Runs a query step and returns its stdout (stderr goes to its log).
     async fn query(&mut self, step: &Step) -> Result<String> {
+        Ok(self.query_status(step).await?.1)
+    }
+
+    /// [`Task::query`] with the query's exit status (one of its `ok_exit_codes`).
+    async fn query_status(&mut self, step: &Step) -> Result<(i64, String)> {
         let mut capture = Vec::new();
         let code = self.exec(step, Some(&mut Bounded(&mut capture))).await?;
         if !step.ok_exit_codes.contains(&code) {
@@ -1304,7 +1623,7 @@ impl Task<'_> {
                 exit_code: Some(code),
             });
         }
-        Ok(String::from_utf8_lossy(&capture).into_owned())
+        Ok((code, String::from_utf8_lossy(&capture).into_owned()))
     }
 
     /// The buildroot's packages as the hub lists them.
@@ -1314,8 +1633,10 @@ impl Task<'_> {
 
     /// The buildroot's packages with what a lockfile records of each.
     async fn installed(&mut self) -> Result<Vec<InstalledRpm>> {
-        let listed = self.query(&self.plan.package_list.clone()).await?;
+        let (code, listed) = self.query_status(&self.plan.package_list.clone()).await?;
         let installed = parse_package_list(&listed)?;
+        self.rpmdb_writable = code == RPMDB_WRITABLE;
+        self.listed_after_root = true;
         self.last_listed = installed.clone();
         Ok(installed)
     }
@@ -1353,7 +1674,7 @@ impl Task<'_> {
     async fn exec(&mut self, step: &Step, capture: Option<&mut (dyn Write + Send)>) -> Result<i64> {
         let container = match step.user {
             RunAs::Root => self.bootstrap().await?,
-            RunAs::Builder => self
+            RunAs::Builder | RunAs::Observer => self
                 .build_id
                 .clone()
                 .ok_or_else(|| Error::container("exec", "no build container"))?,
@@ -1410,9 +1731,14 @@ impl Task<'_> {
             capture,
         };
         let argv = step.exec_argv();
-        let run = self
-            .client
-            .exec(&container, &argv, &opts, &mut sink, self.cancel);
+        let run = self.client.exec_notifying(
+            &container,
+            &argv,
+            &opts,
+            &mut sink,
+            self.cancel,
+            Some(&self.step_started),
+        );
         // Every step is bounded: rpmbuild's by rpmbuild_timeout, the others by dnf_timeout.
         let limit = step.timeout_secs.unwrap_or(self.config.dnf_timeout);
         let code = match tokio::time::timeout(Duration::from_secs(limit), run).await {
@@ -1445,6 +1771,9 @@ impl Task<'_> {
                 started.elapsed().as_secs_f64()
             ),
         )?;
+        if step.user == RunAs::Root {
+            self.listed_after_root = false;
+        }
         if step.user == RunAs::Root && !step.capture_stdout {
             // dnf wrote its logs into the root: the hub sees them while the task runs.
             self.sync_dnf_logs().await;
@@ -1461,14 +1790,18 @@ impl Task<'_> {
         dest: &Path,
         max_bytes: Option<u64>,
     ) -> Result<Extraction> {
-        let build_id = self
-            .build_id
-            .clone()
-            .ok_or_else(|| Error::container("copy", "no build container"))?;
-        let got = self
-            .client
-            .extract_files(&build_id, dir, wanted, dest, max_bytes, self.cancel)
-            .await?;
+        let got = match self.staging.host_dir(dir) {
+            Some(staged) => take_staged_async(staged, wanted, dest, max_bytes).await?,
+            None => {
+                let build_id = self
+                    .build_id
+                    .clone()
+                    .ok_or_else(|| Error::container("copy", "no build container"))?;
+                self.client
+                    .extract_files(&build_id, dir, wanted, dest, max_bytes, self.cancel)
+                    .await?
+            }
+        };
         for skipped in &got.skipped {
             self.logs.note(
                 None,
@@ -1518,27 +1851,41 @@ impl Task<'_> {
         }
     }
 
-    /// The results, taken out through the archive endpoint into the result dir and checked
-    /// by header; the package manager's logs of the root.
+    /// The results, taken from the staging dirs into the result dir and checked by header.
+    /// dnf's logs are taken when dnf ran (after each root step) or, from a cached root,
+    /// beside the steps.
     async fn collect(&mut self, result_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let build_log = self.logs.path(LogTarget::BuildLog);
-        let mut rpms = Vec::new();
-        for file in self
-            .take(RPMS_DIR, is_binary_rpm, result_dir, None)
-            .await?
-            .files
-        {
-            check_result_package(&file.path, PackageKind::Binary, &build_log)?;
-            rpms.push(file.path);
-        }
-        let mut srpms = Vec::new();
+        let mut taken = vec![(
+            RPMS_DIR,
+            take_staged_async(self.staging.rpms.clone(), is_binary_rpm, result_dir, None).await?,
+        )];
         if self.plan.keep_srpm {
-            for file in self.take(SRPMS_DIR, is_srpm, result_dir, None).await?.files {
-                check_result_package(&file.path, PackageKind::Source, &build_log)?;
-                srpms.push(file.path);
+            let srpms = self.staging.srpms.clone();
+            taken.push((
+                SRPMS_DIR,
+                take_staged_async(srpms, is_srpm, result_dir, None).await?,
+            ));
+        }
+        let mut rpms = Vec::new();
+        let mut srpms = Vec::new();
+        for (dir, got) in taken {
+            for skipped in &got.skipped {
+                self.logs.note(
+                    None,
+                    &format!("Not taking {dir}/{}: {}", skipped.name, skipped.why),
+                )?;
+            }
+            for file in got.files {
+                let (kind, list) = if dir == RPMS_DIR {
+                    (PackageKind::Binary, &mut rpms)
+                } else {
+                    (PackageKind::Source, &mut srpms)
+                };
+                check_result_package(&file.path, kind, &build_log)?;
+                list.push(file.path);
             }
         }
-        self.sync_dnf_logs().await;
         rpms.sort();
         srpms.sort();
         if rpms.is_empty() {

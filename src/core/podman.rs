@@ -850,6 +850,22 @@ impl PodmanClient {
         sink: &mut dyn OutputSink,
         cancel: &Cancel,
     ) -> Result<i64> {
+        self.exec_notifying(id, argv, opts, sink, cancel, None)
+            .await
+    }
+
+    /// [`PodmanClient::exec`], notifying `started` once podman has started the command (its
+    /// output stream is attached): another exec of the same container requested after that
+    /// does not wait for this one's start.
+    pub async fn exec_notifying(
+        &self,
+        id: &str,
+        argv: &[String],
+        opts: &ExecOptions,
+        sink: &mut dyn OutputSink,
+        cancel: &Cancel,
+        started: Option<&tokio::sync::Notify>,
+    ) -> Result<i64> {
         if argv.is_empty() {
             return Err(Error::invalid("exec needs a command"));
         }
@@ -903,6 +919,9 @@ impl PodmanClient {
                     .map_err(|e| cerr("exec start", e))
             })
             .await?;
+        if let Some(started) = started {
+            started.notify_one();
+        }
         let pumped = self.bounded(
             "exec output stream",
             Bound::Long,

@@ -98,10 +98,10 @@ def select(
 
 
 def _remove_last_use(cache_dir: str | None, key: str | None) -> None:
-    """The core's eviction also drops the entry's last-use file and its lock file
-    (src/core/buildroot/cache.rs)."""
+    """The core's eviction also drops the entry's last-use file, its lock file and its
+    record (src/core/buildroot/cache.rs)."""
     if cache_dir and key and "/" not in key:
-        for name in (key, f"{key}.lock"):
+        for name in (key, f"{key}.lock", f"{key}.json"):
             try:
                 os.unlink(os.path.join(cache_dir, name))
             except OSError:

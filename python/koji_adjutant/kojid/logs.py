@@ -17,7 +17,10 @@ the buildroot callbacks the adapter makes from the main thread, holds :attr:`Liv
 :class:`LogWatcher` is used when kojid's own ``BuildRootLogs`` is not available (outside
 kojid); it follows the same rules: files matching the patterns are picked up as they appear,
 a clashing base name is uploaded as ``name.DUPnn.ext``, and a file that was rewritten or
-truncated is read again from the start.
+truncated is read again from the start. It also watches logs in directories a container can
+write (createrepo's work dir), so it never follows a symlink and takes regular files only: a
+link planted in a log's place (to a host file) or a FIFO is reported and skipped, never read,
+and never blocks.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import errno
 import glob
 import logging
 import os
+import stat
 import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -112,7 +116,7 @@ class LogWatcher:
     def _sync(self, info: dict[str, Any]) -> None:
         path = info["path"]
         try:
-            st = os.stat(path)
+            st = os.lstat(path)
         except OSError as exc:
             if exc.errno != errno.ENOENT:
                 raise
@@ -121,6 +125,12 @@ class LogWatcher:
                 info["missing"] = True
             return
         info.pop("missing", None)
+        if not stat.S_ISREG(st.st_mode):
+            if not info.get("refused"):
+                self.logger.error("Not uploading %s: not a regular file", path)
+                info["refused"] = True
+            return
+        info.pop("refused", None)
         fd = info.get("fd")
         last = info.get("st")
         if (
@@ -132,7 +142,10 @@ class LogWatcher:
             fd.close()
             fd = None
         if fd is None:
-            fd = open(path, "rb")
+            fd = _open_regular(path)
+            if fd is None:
+                self.logger.error("Not uploading %s: not a regular file", path)
+                return
             info["fd"] = fd
         info["st"] = st
         self.sink.incremental_log(info["name"], fd)
@@ -142,6 +155,27 @@ class LogWatcher:
             fd = info.pop("fd", None)
             if fd is not None:
                 fd.close()
+
+
+def _open_regular(path: str) -> IO[bytes] | None:
+    """``path`` opened for reading if it is a regular file: no symlink followed (the last
+    component; a log's directory is the task's own), a FIFO opened without blocking and
+    refused. None when it is not a regular file (a link makes the open fail with ELOOP)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            return None
+        raise
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            return None
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 class LiveUpload:

@@ -14,6 +14,9 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
+use std::os::unix::fs::OpenOptionsExt;
+
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tracing::{info, warn};
 
@@ -22,6 +25,7 @@ use crate::core::error::{Error, Result};
 use crate::core::podman::{ImageSummary, PodmanClient};
 use crate::core::spec::{LABEL_TASK_ID, LABEL_WORKER_ID};
 
+use super::pkglist::InstalledRpm;
 use super::plan::BuildrootPlan;
 
 const LOG_TARGET: &str = "koji_adjutant::buildarch";
@@ -101,6 +105,98 @@ pub struct Cached {
     pub image_id: String,
     /// Image mode: the image's own RPMs (nevra keys).
     pub baseline: Vec<String>,
+}
+
+/// What was read of a cached root when it was made, before anything of a task ran in it,
+/// kept on the host beside the image (`<dir>/<key>.json`): a warm task sends the hub this
+/// list instead of reading the rpm database again.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    /// The cache image the record describes; a record of another image is not used.
+    pub image_id: String,
+    pub packages: Vec<InstalledRpm>,
+    /// The build user can write the rpm database (the runner then lists it after the build).
+    pub rpmdb_writable: bool,
+}
+
+fn record_path(cache: &CacheConfig, key: &str) -> Option<PathBuf> {
+    cache
+        .dir
+        .as_ref()
+        .map(|dir| dir.join(format!("{key}.json")))
+}
+
+/// The record of `key`'s cache image `image_id`, when there is one of that image.
+pub fn read_record(cache: &CacheConfig, key: &str, image_id: &str) -> Option<Record> {
+    let path = record_path(cache, key)?;
+    let file = match std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(&path)
+    {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return None,
+        Err(e) => {
+            warn!(target: LOG_TARGET, "cannot read {}: {e}", path.display());
+            return None;
+        }
+    };
+    let record: Record = match file
+        .metadata()
+        .map_err(|e| e.to_string())
+        .and_then(|m| {
+            if m.is_file() {
+                Ok(())
+            } else {
+                Err("not a regular file".to_owned())
+            }
+        })
+        .and_then(|()| {
+            serde_json::from_reader(std::io::BufReader::new(file)).map_err(|e| e.to_string())
+        }) {
+        Ok(record) => record,
+        Err(e) => {
+            warn!(target: LOG_TARGET, "ignoring the cache record {}: {e}", path.display());
+            return None;
+        }
+    };
+    (bare_id(&record.image_id) == bare_id(image_id)).then_some(record)
+}
+
+/// An image ID without the `sha256:` podman's import and commit replies put before it.
+fn bare_id(id: &str) -> &str {
+    id.strip_prefix("sha256:").unwrap_or(id)
+}
+
+/// Writes `record` for `key` (a new file renamed into place); a failure only costs the next
+/// warm task a package query.
+pub fn write_record(cache: &CacheConfig, key: &str, record: &Record) {
+    let Some(path) = record_path(cache, key) else {
+        return;
+    };
+    let tmp = path.with_extension(format!("json.tmp-{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir)?;
+        }
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o644)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(&tmp)?;
+        let record = Record {
+            image_id: bare_id(&record.image_id).to_owned(),
+            ..record.clone()
+        };
+        serde_json::to_writer(&mut file, &record)?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &path)
+    })();
+    if let Err(e) = result {
+        let _ = std::fs::remove_file(&tmp);
+        warn!(target: LOG_TARGET, "cannot write the cache record {}: {e}", path.display());
+    }
 }
 
 /// The cached root of `key`, if any.
@@ -194,7 +290,7 @@ fn lock_path(cache: &CacheConfig, key: &str) -> PathBuf {
 
 /// One attempt at the lock file at `path`: `None` while another holds it.
 fn try_lock(path: &Path) -> std::io::Result<Option<KeyLock>> {
-    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::fs::MetadataExt;
     let file = std::fs::OpenOptions::new()
         .read(true)
         .write(true)
@@ -305,6 +401,7 @@ pub async fn evict(client: &PodmanClient, cache: &CacheConfig) -> Result<usize> 
             if let (Some(dir), Some(key)) = (&cache.dir, img.labels.get(KEY_LABEL)) {
                 let _ = std::fs::remove_file(dir.join(key));
                 let _ = std::fs::remove_file(dir.join(format!("{key}.lock")));
+                let _ = std::fs::remove_file(dir.join(format!("{key}.json")));
             }
             removed += 1;
         }
@@ -433,6 +530,46 @@ mod tests {
             dir: Some(dir.to_path_buf()),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_record_is_used_only_for_its_own_image_and_never_through_a_link() {
+        let dir = TempDir::new();
+        let cache = in_dir(&dir.0);
+        let rpm = crate::core::buildroot::pkglist::parse_package_list(
+            "bash\t5.2\t1\t(none)\tx86_64\tABCDEF\t100\t100\t1700000000\tGPLv3+\t(none)\n",
+        )
+        .unwrap();
+        let record = Record {
+            image_id: "sha256:aaaa".to_owned(),
+            packages: rpm,
+            rpmdb_writable: false,
+        };
+        write_record(&cache, "k1", &record);
+        // podman names the same image with or without "sha256:"
+        let read = read_record(&cache, "k1", "aaaa").unwrap();
+        assert_eq!(read.packages, record.packages);
+        assert!(read_record(&cache, "k1", "sha256:aaaa").is_some());
+        assert!(
+            read_record(&cache, "k1", "bbbb").is_none(),
+            "another image's record"
+        );
+        assert!(read_record(&cache, "k2", "aaaa").is_none(), "no record");
+        // a record replaced by a link, or unreadable JSON, is not used
+        let path = dir.0.join("k1.json");
+        std::fs::remove_file(&path).unwrap();
+        let elsewhere = dir.0.join("elsewhere.json");
+        std::fs::write(&elsewhere, serde_json::to_vec(&record).unwrap()).unwrap();
+        std::os::unix::fs::symlink(&elsewhere, &path).unwrap();
+        assert!(read_record(&cache, "k1", "aaaa").is_none());
+        std::fs::remove_file(&path).unwrap();
+        std::fs::write(&path, b"{not json").unwrap();
+        assert!(read_record(&cache, "k1", "aaaa").is_none());
+        // without a cache dir there are no records
+        let none = CacheConfig::default();
+        write_record(&none, "k1", &record);
+        assert!(read_record(&none, "k1", "aaaa").is_none());
+        let _ = std::fs::remove_dir_all(&dir.0);
     }
 
     #[test]

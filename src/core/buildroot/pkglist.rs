@@ -51,7 +51,7 @@ pub struct LockedRpm {
 }
 
 /// One line of [`package_list_query`]: the hub's fields and the lockfile's.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct InstalledRpm {
     pub rpm: BuildrootRpm,
     pub license: String,

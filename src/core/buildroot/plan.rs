@@ -48,6 +48,15 @@ pub const REQUIRES_MISSING: i64 = 99;
 /// Exit status of a step whose leftover processes did not die.
 pub const LEFTOVERS_SURVIVED: i64 = 125;
 
+/// Exit status of the rebuild-and-build step when `rpm -U` of the SRPM or `rpmbuild -bs`
+/// failed (their own output is in build.log).
+pub const SRPM_REBUILD_FAILED: i64 = 98;
+
+/// Exit status of the package list query when it listed the packages but the build user can
+/// write to the rpm database or a directory above it: a build could then change what a later
+/// list says, so the runner lists again after the build.
+pub const RPMDB_WRITABLE: i64 = 97;
+
 /// The wrapper of every step, a `bash -c` script taking the command as its arguments: run it,
 /// then SIGKILL every process of this user in the container (`kill -1` reaches all a user
 /// may signal) until none but the container's pause processes (uid [`PAUSE_UID`]) remains,
@@ -84,6 +93,11 @@ pub enum RunAs {
     /// a network, made for this one step and removed after it (an SRPM task's networked
     /// `source_cmd`).
     Fetcher,
+    /// `nobody` ([`PAUSE_UID`], the pause process's user) in the build container, without
+    /// the step reaper (whose `kill -1` would reach the pause process): for the fixed
+    /// hardware report only, which runs beside the build user's steps and which none of
+    /// them can signal.
+    Observer,
 }
 
 impl RunAs {
@@ -92,6 +106,7 @@ impl RunAs {
         match self {
             RunAs::Root => "0:0".to_owned(),
             RunAs::Builder | RunAs::Fetcher => format!("{BUILD_UID}:{BUILD_GID}"),
+            RunAs::Observer => format!("{PAUSE_UID}:{PAUSE_UID}"),
         }
     }
 }
@@ -136,8 +151,12 @@ pub struct Step {
 }
 
 impl Step {
-    /// The argv of the exec: [`STEP_REAPER`] around the command.
+    /// The argv of the exec: [`STEP_REAPER`] around the command (an
+    /// [`RunAs::Observer`] step's command as it is).
     pub fn exec_argv(&self) -> Vec<String> {
+        if self.user == RunAs::Observer {
+            return self.argv.clone();
+        }
         let script = STEP_REAPER
             .replace("PAUSE", &PAUSE_UID.to_string())
             .replace("LEFTOVERS", &LEFTOVERS_SURVIVED.to_string());
@@ -236,11 +255,12 @@ pub struct BuildArchRequest {
 /// (tag mode) or the image (image mode); for a fresh root, create the bootstrap container
 /// with `bootstrap_files`, run `init_steps` in it (root.log) and store the root in the cache;
 /// write `build_files` into the build container; start it and run `package_list` (the hub's
-/// list); then `rebuild_srpm_step`, read the rebuilt SRPM's BuildRequires, install them with
-/// `install_step` unless the rebuild step said they are there, up to
+/// list; a cached root's comes from its cache record); then `rebuild_and_build_step`, which
+/// builds when rpmbuild finds every BuildRequires installed; else read the rebuilt SRPM's
+/// BuildRequires, install them with `install_step` and try again, up to
 /// [`super::MAX_BUILDREQUIRES_LOOPS`] rounds until the package list stops changing; for
-/// dynamic BuildRequires the same with `dynamic_buildrequires_step`; then `build_step`;
-/// collect `result_dirs` through podman's archive endpoint.
+/// dynamic BuildRequires the same with `dynamic_buildrequires_step`, then `build_step`;
+/// collect the results through podman's archive endpoint.
 #[derive(Debug, Clone, PartialEq)]
 pub struct BuildrootPlan {
     pub task_id: i64,
@@ -275,7 +295,10 @@ pub struct BuildrootPlan {
     /// CPU, memory and storage as mock's hw_info plugin reports them, seen from inside the
     /// build container (as the build user, fixed environment).
     pub hw_info: Step,
-    pub rebuild_srpm_step: Step,
+    /// The SRPM unpacked and rebuilt (`rpmbuild -bs`), then the build (`-bb`, rpmbuild
+    /// checking the BuildRequires) in the same exec; exits [`REQUIRES_MISSING`] when one is missing or the rebuilt SRPM
+    /// has dynamic BuildRequires, [`SRPM_REBUILD_FAILED`] when the rebuild failed.
+    pub rebuild_and_build_step: Step,
     pub product: Product,
     /// [`Product::Srpm`]: the steps that make the SRPM in `SRPMS`, in order.
     pub srpm_steps: Vec<Step>,
@@ -297,6 +320,63 @@ if command -v lscpu >/dev/null 2>&1; then lscpu; else cat /proc/cpuinfo; fi; \
 printf '\\n\\nMemory:\\n'; \
 if command -v free >/dev/null 2>&1; then free; else cat /proc/meminfo; fi; \
 printf '\\n\\nStorage:\\n'; df -H /";
+
+/// The package list query ([`package_list_query`]) as the build user, then whether the build
+/// user can write the rpm database or a directory above it ([`RPMDB_WRITABLE`]). Builtins
+/// only after rpm. The fixed root environment (`HOME=/root`): rpm never reads a macro file
+/// the build user wrote (`~/.rpmmacros` could move `%_dbpath` to a database of its own).
+fn package_list_step(rpmdb_path: Option<&str>) -> Step {
+    let mut dbs: Vec<&str> = vec!["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
+    dbs.extend(rpmdb_path);
+    let mut above: Vec<String> = Vec::new();
+    for db in &dbs {
+        for dir in Path::new(db).ancestors().skip(1) {
+            let dir = dir.to_string_lossy().into_owned();
+            if !above.contains(&dir) {
+                above.push(dir);
+            }
+        }
+    }
+    let quoted = |v: &[String]| {
+        v.iter()
+            .map(|d| shell::quote(d))
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    let dbs: Vec<String> = dbs.iter().map(|d| (*d).to_owned()).collect();
+    let script = format!(
+        r#""$@" || exit $?
+for f in {above}; do
+  [ -w "$f" ] && {{ echo "koji-adjutant: the build user can write $f" >&2; exit {writable}; }}
+done
+for d in {dbs}; do
+  for f in "$d" "$d"/* "$d"/.[!.]*; do
+    [ -e "$f" ] && [ -w "$f" ] && {{ echo "koji-adjutant: the build user can write $f" >&2; exit {writable}; }}
+  done
+done
+exit 0"#,
+        above = quoted(&above),
+        dbs = quoted(&dbs),
+        writable = RPMDB_WRITABLE,
+    );
+    let mut argv = vec![
+        "bash".to_owned(),
+        "--noprofile".to_owned(),
+        "--norc".to_owned(),
+        "-c".to_owned(),
+        script,
+        "koji-adjutant-list".to_owned(),
+    ];
+    argv.extend(package_list_query(rpmdb_path));
+    let mut step = StepKit::query(
+        "list buildroot packages",
+        argv,
+        RunAs::Builder,
+        root_environment(),
+    );
+    step.ok_exit_codes = vec![0, RPMDB_WRITABLE];
+    step
+}
 
 /// Whether this builder takes a task for `arch` of a tag with `build_config`, with an image
 /// running `image_arches`: `Error::Refused` if its image cannot build the arch or the tag
@@ -485,17 +565,30 @@ pub fn plan(
     let init_steps = init_steps(mode, &dnf_argv, extra, &options.install_group)?;
     let mut image_list = package_list_query(rpmdb_path);
     image_list.splice(2..2, ["--root".to_owned(), INSTALL_ROOT.to_owned()]);
-    let rebuild = format!(
-        "rpm -Uvh --nodeps {srpm} && {rpmbuild} -bs --noclean --target {target} --nodeps {spec} \
-         && {{ {rpmbuild} -bc --nobuild --target {target} {spec} >/dev/null 2>&1 || exit {missing}; }}",
+    // mock's SRPM rebuild (`rpm -U`, `rpmbuild -bs`), then the build in the same exec when
+    // rpmbuild's own dependency check finds every BuildRequires installed (`-bb` exits 11 when one is missing, before %prep
+    // for static ones): the usual warm build is one exec. A rebuilt SRPM with dynamic
+    // BuildRequires goes the stepwise way (mock's `-br` rounds, then `-ba --noprep`).
+    let rebuild_and_build = format!(
+        "{{ rpm -Uvh --nodeps {srpm} && {rpmbuild} -bs --noclean --target {target} --nodeps {spec}; }} \
+         || exit {rebuild_failed}; \
+         for s in {srpms}/*.src.rpm; do \
+           case \"$(rpm -qp --requires -- \"$s\" 2>/dev/null)\" in \
+             *'rpmlib(DynamicBuildRequires)'*) exit {missing} ;; \
+           esac; \
+         done; \
+         {rpmbuild} -bb --noclean --target {target} {spec}; rc=$?; \
+         [ \"$rc\" -eq 11 ] && exit {missing}; exit \"$rc\"",
         srpm = shell::quote(&srpm_path),
         rpmbuild = RPMBUILD,
         target = shell::quote(&request.arch),
         spec = shell::quote(&spec_path),
+        srpms = SRPMS_DIR,
+        rebuild_failed = SRPM_REBUILD_FAILED,
         missing = REQUIRES_MISSING,
     );
-    let mut rebuild_srpm_step = kit.login_shell("rebuild SRPM", &rebuild);
-    rebuild_srpm_step.ok_exit_codes = vec![0, REQUIRES_MISSING];
+    let mut rebuild_and_build_step = kit.login_shell("rebuild SRPM and build", &rebuild_and_build);
+    rebuild_and_build_step.ok_exit_codes = vec![0, REQUIRES_MISSING];
     let srpm_steps = match request.product {
         Product::Binaries => Vec::new(),
         Product::Srpm => srpm_steps(&kit, &request.input, &request.arch, &srpm_path, &spec_path)?,
@@ -524,12 +617,7 @@ pub fn plan(
             RunAs::Root,
             root_environment(),
         ),
-        package_list: StepKit::query(
-            "list buildroot packages",
-            package_list_query(rpmdb_path),
-            RunAs::Builder,
-            kit.environment.clone(),
-        ),
+        package_list: package_list_step(rpmdb_path),
         hw_info: StepKit::query(
             "report hardware",
             vec![
@@ -539,10 +627,10 @@ pub fn plan(
                 "-c".to_owned(),
                 HW_INFO_SCRIPT.to_owned(),
             ],
-            RunAs::Builder,
+            RunAs::Observer,
             root_environment(),
         ),
-        rebuild_srpm_step,
+        rebuild_and_build_step,
         product: request.product,
         srpm_steps,
         srpm_path,
@@ -1177,10 +1265,16 @@ pub(crate) mod tests {
             dynamic.argv[3].contains(" -ba --noprep --noclean")
                 && !dynamic.argv[3].contains("--nodeps")
         );
-        let rebuild = &p.rebuild_srpm_step;
+        let rebuild = &p.rebuild_and_build_step;
         assert_eq!(rebuild.ok_exit_codes, [0, REQUIRES_MISSING]);
-        assert!(rebuild.argv[3].starts_with("rpm -Uvh --nodeps /builddir/build/originals/tiny-1.0-3.src.rpm && /usr/bin/rpmbuild -bs --noclean --target x86_64 --nodeps"));
-        assert!(rebuild.argv[3].contains("-bc --nobuild"));
+        assert_eq!(rebuild.timeout_secs, Some(86400));
+        assert!(rebuild.argv[3].starts_with("{ rpm -Uvh --nodeps /builddir/build/originals/tiny-1.0-3.src.rpm && /usr/bin/rpmbuild -bs --noclean --target x86_64 --nodeps /builddir/build/SPECS/tiny.spec; } || exit 98;"));
+        // the build checks the BuildRequires itself: no --nodeps, exit 11 is "missing"
+        assert!(rebuild.argv[3].contains(
+            "/usr/bin/rpmbuild -bb --noclean --target x86_64 /builddir/build/SPECS/tiny.spec; rc=$?;"
+        ));
+        assert!(rebuild.argv[3].contains(r#"[ "$rc" -eq 11 ] && exit 99"#));
+        assert!(rebuild.argv[3].contains("*'rpmlib(DynamicBuildRequires)'*) exit 99"));
         let first = p.dynamic_buildrequires_step(true);
         assert_eq!(first.ok_exit_codes, [0, 11]);
         assert!(first.argv[3].contains("-br --noclean") && !first.argv[3].contains("--noprep"));
