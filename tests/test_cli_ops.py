@@ -470,7 +470,8 @@ def test_status_shows_this_workers_tasks_cache_and_kept_roots(
         )
         stack.callback(remove_raw, api, bootstrap.container_id)
         manager.start(bootstrap)
-        # a createrepo container, as the runner makes them (no role; created, not started)
+        # a createrepo_c container without role or method labels (named by its command;
+        # created, not started)
         repo = manager.create(
             ContainerSpec(image, ["/usr/bin/createrepo_c", "--version"], task_id=repo_task)
         )

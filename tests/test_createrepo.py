@@ -28,6 +28,7 @@ import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import kojitopdir as kt
 import pytest
@@ -409,6 +410,8 @@ class _InspectingSink(RecordingSink):
         super().__init__()
         self.task_id = task_id
         self.inspected: list[dict[str, object]] | None = None
+        self.processes: list[list[str]] = []
+        self.execs: list[dict[str, Any]] = []
 
     def _inspect(self) -> None:
         if self.inspected is not None:
@@ -416,6 +419,12 @@ class _InspectingSink(RecordingSink):
         label = f"label=io.koji.adjutant.task_id={self.task_id}"
         ids = podman_cli("ps", "-a", "-q", "--no-trunc", "--filter", label).stdout.split()
         self.inspected = json.loads(podman_cli("inspect", *ids).stdout) if ids else []
+        if len(ids) == 1:
+            # each process's user and command, as the container names them
+            top = podman_cli("top", ids[0], "user", "args").stdout.splitlines()[1:]
+            self.processes = [line.split(None, 1) for line in top]
+            for exec_id in self.inspected[0].get("ExecIDs") or []:
+                self.execs.append(_api_get(f"/exec/{exec_id}/json")["ProcessConfig"])
 
     def write_stdout(self, data: bytes) -> None:
         if not data.startswith(b"$ "):
@@ -425,6 +434,28 @@ class _InspectingSink(RecordingSink):
     def write_stderr(self, data: bytes) -> None:
         self._inspect()
         super().write_stderr(data)
+
+
+def _api_get(path: str) -> Any:
+    """GET ``path`` of podman's libpod API on the tests' service (what the CLI does not show,
+    such as an exec session's user)."""
+    import http.client
+
+    class UnixConnection(http.client.HTTPConnection):
+        def connect(self) -> None:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            path = os.environ["KOJI_ADJUTANT_PODMAN_SOCKET"].removeprefix("unix://")
+            self.sock.connect(path)
+
+    conn = UnixConnection("d")
+    try:
+        conn.request("GET", f"/v4.0.0/libpod{path}")
+        response = conn.getresponse()
+        body = response.read()
+        assert response.status == 200, body
+        return json.loads(body)
+    finally:
+        conn.close()
 
 
 def test_the_container_sees_only_its_inputs_without_network_or_capabilities(
@@ -447,8 +478,15 @@ def test_the_container_sees_only_its_inputs_without_network_or_capabilities(
     assert (host["Memory"], host["NanoCpus"], host["PidsLimit"]) == (512 << 20, 1_500_000_000, 256)
     work = Path(ctx.work_dir)
     owner = work.stat()
-    assert config["User"] == f"{owner.st_uid}:{owner.st_gid}"
+    # catatonit pauses as nobody; createrepo_c is an exec as the work dir's owner
+    assert config["User"] == "65534:65534"
+    assert config["Cmd"] == ["/run/podman-init", "-P"]
+    assert {user for user, _ in sink.processes} == {"nobody"}, sink.processes
+    [process] = sink.execs
+    assert process["entrypoint"] == "/usr/bin/createrepo_c"
+    assert process["user"] == f"{owner.st_uid}:{owner.st_gid}"
     assert config["Labels"]["io.koji.adjutant.task_id"] == str(ctx.task_id)
+    assert config["Labels"]["io.koji.adjutant.method"] == "createrepo"
     assert config["Labels"]["io.koji.adjutant.worker_id"] == manager.worker_id
     # The arch dir, comps and the listed packages' directories read-only, at their own paths
     # (the topdir as configured); the work dir writable; nothing else.
@@ -842,6 +880,77 @@ def test_a_failing_createrepo_raises_kojids_message_with_its_log(
     assert info.value.exit_code == 2
     assert info.value.log == str(work / "createrepo.log")
     assert "adjcr-bad-1-1.noarch.rpm" in (work / "createrepo.log").read_text()
+
+
+def _plausible(usage: dict[str, Any]) -> dict[str, Any]:
+    """The one container's figures, checked to be what a createrepo_c run uses."""
+    assert set(usage) == {"createrepo"}, usage
+    used = usage["createrepo"]
+    assert used["cpu_seconds"] > 0, used
+    # createrepo_c alone maps several MiB; far below the host's memory
+    assert 1 << 20 < used["peak_memory_bytes"] < 4 << 30, used
+    assert used["bytes_written"] >= 0, used
+    return used
+
+
+def test_usage_reaches_the_callback_the_result_and_state_log(
+    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=["adjcr-multi", koji.data_v1])
+    ctx = _ctx(tmp_path)
+    reported: list[dict[str, Any]] = []
+    result = _run(adapter, ctx, repo, on_usage=reported.append)
+    [usage] = reported
+    used = _plausible(usage)
+    assert result.usage == usage
+    work = Path(ctx.work_dir)
+    assert Path(result.state_log) == work / "state.log"
+    lines = (work / "state.log").read_text().splitlines()
+    assert "createrepo_c (createrepo.log) exited with status 0 after" in lines[0]
+    assert lines[1].endswith(
+        f"Usage of the createrepo container: peak memory {used['peak_memory_bytes'] / 1048576:.1f}"
+        f" MiB, CPU {used['cpu_seconds']:.2f} s, written {used['bytes_written']} bytes"
+    ), lines
+    assert lines[2].endswith("Finished: createrepo succeeded"), lines
+    assert len(lines) == 3
+    # state.log is not a command's log, and kojid's result is unchanged
+    assert [Path(p) for p in result.logs] == [work / "createrepo.log"]
+    assert result.kojid_result() == [result.upload_path, result.files]
+
+
+def test_a_failing_createrepo_still_reports_its_usage(
+    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=["adjcr-multi"])
+    rel = "packages/adjcr-bad2/1/1/noarch/adjcr-bad2-1-1.noarch.rpm"
+    bad = repo.toplink.resolve() / rel
+    bad.parent.mkdir(parents=True)
+    bad.write_bytes(b"not an rpm")
+    repo.pkglist.write_text(f"{repo.pkglist.read_text()}toplink/{rel}\n")
+    ctx = _ctx(tmp_path)
+    reported: list[dict[str, Any]] = []
+    with pytest.raises(RepoError, match="exited with status 2"):
+        _run(adapter, ctx, repo, on_usage=reported.append)
+    [usage] = reported
+    _plausible(usage)
+    text = (Path(ctx.work_dir) / "state.log").read_text()
+    assert "createrepo_c (createrepo.log) exited with status 2" in text
+    assert "Usage of the createrepo container: peak memory" in text
+    assert text.index("Usage of the") < text.index(" Failed: failed to create repo: ")
+
+
+def test_a_raising_usage_callback_does_not_fail_the_task(
+    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=[])
+
+    def raising(usage: dict[str, Any]) -> None:
+        raise ZeroDivisionError("callback failed")
+
+    result = _run(adapter, ctx := _ctx(tmp_path), repo, on_usage=raising)
+    assert result.empty
+    _plausible(result.usage)
+    assert "Usage of the createrepo container" in (Path(ctx.work_dir) / "state.log").read_text()
 
 
 class _ExplodingSink(RecordingSink):

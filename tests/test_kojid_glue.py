@@ -2028,6 +2028,71 @@ def test_real_createrepo_with_and_without_packages_and_old_repo(
     assert hub_methods(hub)[:3] == ["getTaskInfo", "repoInfo", "repoInfo"]
 
 
+@pytest.mark.podman
+@pytest.mark.usefixtures("no_leaks")
+def test_real_createrepo_reports_what_its_container_used_ok_or_failed(
+    handlers: Handlers,
+    hub: HubFake,
+    session: koji.ClientSession,
+    options: Any,
+    conf: Callable[..., Path],
+    image: str,
+    podman_socket: str,
+    tools: list[Path],
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Issue 10's per-task accounting for createrepo: the usage of the task's container (its
+    cgroup, read before removal) reaches the uploaded state.log, kojid's log and the records
+    store, also when createrepo_c fails."""
+    state = tmp_path / "state"
+    conf(podman_socket=podman_socket, task_image=image, state_dir=state)
+    hub.add_tag(TAG, arches=ARCH)
+    _register_rpms(hub, tools, TAG)
+    ok_repo = hub.add_repo(TAG, state=koji.REPO_INIT)
+    ok = _createrepo_task(hub, ok_repo, None)
+    with caplog.at_level(logging.INFO, logger="koji"):
+        kojidloader.run_task(handlers.createrepo, session, options, ok)
+    assert hub.task(ok).fault is None, hub.task(ok).fault
+    # a package createrepo_c cannot read: it exits 2
+    bad_repo = hub.add_repo(TAG, state=koji.REPO_INIT)
+    arch_dir = Path(hub.repo_dir(bad_repo["id"])) / ARCH
+    rel = "packages/adj-bad/1/1/noarch/adj-bad-1-1.noarch.rpm"
+    (Path(hub.topdir) / rel).parent.mkdir(parents=True)
+    (Path(hub.topdir) / rel).write_bytes(b"not an rpm")
+    with open(arch_dir / "pkglist", "a", encoding="utf-8") as pkglist:
+        pkglist.write(f"toplink/{rel}\n")
+    failed = _createrepo_task(hub, bad_repo, None)
+    with caplog.at_level(logging.INFO, logger="koji"):
+        kojidloader.run_task(handlers.createrepo, session, options, failed)
+    fault = hub.task(failed).fault
+    assert fault is not None and "exited with status 2" in fault[1], fault
+
+    by_task = {r["task_id"]: r for r in records.read_records(str(state), kind="finished")}
+    assert (by_task[ok]["outcome"], by_task[failed]["outcome"]) == ("ok", "failed")
+    for task_id in (ok, failed):
+        record = by_task[task_id]
+        assert record["method"] == "createrepo"
+        assert record["cpu_seconds"] > 0, record
+        assert record["peak_memory_bytes"] > 1 << 20, record
+        assert record["bytes_written"] >= 0, record
+        log = hub.upload_bytes(f"{upload_dir(task_id)}/state.log").decode()
+        [usage] = [line for line in log.splitlines() if "Usage of the createrepo container" in line]
+        assert usage.endswith(
+            f"peak memory {record['peak_memory_bytes'] / 1048576:.1f} MiB,"
+            f" CPU {record['cpu_seconds']:.2f} s, written {record['bytes_written']} bytes"
+        ), usage
+        assert "createrepo_c (createrepo.log) exited with status" in log
+        assert f"createrepo container of task {task_id} used: peak memory" in caplog.text
+    assert (
+        "Finished: createrepo succeeded" in hub.upload_bytes(f"{upload_dir(ok)}/state.log").decode()
+    )
+    assert (
+        "Failed: failed to create repo"
+        in hub.upload_bytes(f"{upload_dir(failed)}/state.log").decode()
+    )
+
+
 def _run_killable_build(
     hub: HubFake, options: Any, handlers_source: Any, task_id: int, ready: Path
 ) -> subprocess.Popen[bytes]:

@@ -213,6 +213,8 @@ class CreaterepoResult:
     empty: bool
     logs: list[pathlib.Path]
     upload_path: str
+    state_log: pathlib.Path
+    usage: dict[str, object]
     def kojid_result(self, upload_path: str | None = None) -> list[object]: ...
 
 @final
@@ -243,6 +245,7 @@ class CreaterepoAdapter:
         old_repodata: str | os.PathLike[str] | None = None,
         external_repos: Iterable[Mapping[str, object]] | None = None,
         sink: LogSink | None = None,
+        on_usage: Callable[[dict[str, object]], object] | None = None,
     ) -> CreaterepoResult: ...
 
 @final

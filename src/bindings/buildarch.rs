@@ -442,7 +442,10 @@ impl PyHooks {
 }
 
 /// Calls `callback` (if any) with `value` as Python data.
-fn call_with<T: serde::Serialize + ?Sized>(callback: &Option<Py<PyAny>>, value: &T) -> Result<()> {
+pub(crate) fn call_with<T: serde::Serialize + ?Sized>(
+    callback: &Option<Py<PyAny>>,
+    value: &T,
+) -> Result<()> {
     let Some(callback) = callback else {
         return Ok(());
     };

@@ -1,6 +1,7 @@
 //! `CreaterepoAdapter` and `CreaterepoResult`: kojid's `createrepo` task in a container, for
 //! Python. Conversions only; the work is `crate::core::createrepo_run`.
 
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -8,10 +9,12 @@ use pyo3::prelude::*;
 use pyo3::types::PyList;
 
 use crate::bindings::block::block_on;
+use crate::bindings::buildarch::call_with;
 use crate::bindings::context::PyTaskContext;
 use crate::bindings::manager::PyPodmanManager;
 use crate::bindings::sinks::sink_from;
 use crate::bindings::types::{py_bool, py_opt, py_opt_str, PyResourceLimits};
+use crate::core::accounting::Usage;
 use crate::core::createrepo::{self, ExternalRepo, KojiExternalRepo};
 use crate::core::createrepo_run::{self, CreaterepoOptions, CreaterepoOutcome, RepoInputs};
 use crate::core::error::Error;
@@ -28,7 +31,9 @@ use crate::core::spec::{ResourceLimits, SelinuxLabel};
 /// task, and podman kills each container 60 s after it (24 h without a timeout), a backstop
 /// should the caller die. With external repos, `mergerepo_c --version` runs once per image
 /// (per process) first: as in kojid, `--arch-expand` is given to mergerepo_c 0.15.11 or newer
-/// only, and a `simple` merge needs 0.13.0.
+/// only, and a `simple` merge needs 0.13.0. The commands run as `exec`s in one container per
+/// task, whose cgroup gives what the task used (`on_usage`, `CreaterepoResult.usage`,
+/// `state.log` in the work dir).
 #[pyclass(name = "CreaterepoAdapter", module = "koji_adjutant", frozen)]
 pub struct PyCreaterepoAdapter {
     client: Arc<PodmanClient>,
@@ -90,12 +95,15 @@ impl PyCreaterepoAdapter {
     /// present; `pkglist` to `<repo_dir>/pkglist`. `old_repodata` is the previous repo's
     /// `<arch>/repodata`, used with `--update`. `external_repos` are the hub's `getExternalRepoList` dicts.
     /// `sink` (write_stdout/write_stderr) gets the commands' output besides the logs.
+    /// `on_usage(usage)` gets what the task's container used, `{"createrepo": {"peak_memory_bytes",
+    /// "cpu_seconds", "bytes_written"}}` (the peak over all commands, CPU and writes summed),
+    /// on every path but cancellation, failures included; an exception it raises is logged.
     ///
     /// Raises InvalidSpec or RepoError before anything runs when the request or the repo on
     /// disk is wrong (RepoError.refuse is True when kojid would refuse the task), RepoError
     /// with `log` and `exit_code` when a command fails, and what the sink raised.
     #[pyo3(signature = (ctx, *, repo_dir, topdir = None, groups = None, pkglist = None,
-        old_repodata = None, external_repos = None, sink = None))]
+        old_repodata = None, external_repos = None, sink = None, on_usage = None))]
     #[allow(clippy::too_many_arguments)]
     fn run(
         &self,
@@ -108,6 +116,7 @@ impl PyCreaterepoAdapter {
         old_repodata: Option<PathBuf>,
         external_repos: Option<&Bound<'_, PyAny>>,
         sink: Option<&Bound<'_, PyAny>>,
+        on_usage: Option<Py<PyAny>>,
     ) -> PyResult<PyCreaterepoResult> {
         let inputs = RepoInputs {
             arch_dir: repo_dir,
@@ -121,8 +130,18 @@ impl PyCreaterepoAdapter {
         let ctx = ctx.to_core();
         let client = &self.client;
         let options = &self.options;
+        let mut report = |usage: &Usage| call_with(&on_usage, &role_usage(Some(usage)));
         let outcome = block_on(py, |cancel| async move {
-            createrepo_run::run(client, options, &ctx, inputs, sink.as_mut(), &cancel).await
+            createrepo_run::run(
+                client,
+                options,
+                &ctx,
+                inputs,
+                sink.as_mut(),
+                &mut report,
+                &cancel,
+            )
+            .await
         })?;
         Ok(outcome.into())
     }
@@ -162,28 +181,48 @@ fn external_repos_from(obj: Option<&Bound<'_, PyAny>>) -> PyResult<Vec<ExternalR
     Ok(repos)
 }
 
+/// `{"createrepo": {...} | None}`: the shape of buildArch's usage (by container role).
+fn role_usage(usage: Option<&Usage>) -> BTreeMap<&'static str, Option<Usage>> {
+    BTreeMap::from([(createrepo_run::ROLE, usage.copied())])
+}
+
 /// What a createrepo task produced: `repodata_dir` (in the work dir), its `files` (flat,
 /// sorted, as kojid uploads them), whether the repo is `empty` (EMPTY_REPO written), the
-/// `logs` of the commands that ran, and kojid's `upload_path` for the task.
+/// `logs` of the commands that ran, kojid's `upload_path` for the task, the adapter's
+/// `state_log` and the container's `usage` (as `on_usage` gets it).
 #[pyclass(
     name = "CreaterepoResult",
     module = "koji_adjutant",
     frozen,
-    get_all,
     eq,
     skip_from_py_object
 )]
 #[derive(Debug, Clone, PartialEq)]
 pub struct PyCreaterepoResult {
+    #[pyo3(get)]
     pub repodata_dir: PathBuf,
+    #[pyo3(get)]
     pub files: Vec<String>,
+    #[pyo3(get)]
     pub empty: bool,
+    #[pyo3(get)]
     pub logs: Vec<PathBuf>,
+    #[pyo3(get)]
     pub upload_path: String,
+    #[pyo3(get)]
+    pub state_log: PathBuf,
+    used: Option<Usage>,
 }
 
 #[pymethods]
 impl PyCreaterepoResult {
+    /// What the task's container used (see `CreaterepoAdapter.run`'s `on_usage`).
+    #[getter]
+    fn usage<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        pythonize::pythonize(py, &role_usage(self.used.as_ref()))
+            .map_err(|e| pyo3::exceptions::PyValueError::new_err(e.to_string()))
+    }
+
     /// kojid's task result, `[uploadpath, files]`, which the hub's `repoDone` consumes.
     /// `upload_path` defaults to the task's (`tasks/<id % 10000>/<id>`).
     #[pyo3(signature = (upload_path = None))]
@@ -223,6 +262,8 @@ impl From<CreaterepoOutcome> for PyCreaterepoResult {
             empty: o.empty,
             logs: o.logs,
             upload_path: o.upload_path,
+            state_log: o.state_log,
+            used: o.usage,
         }
     }
 }

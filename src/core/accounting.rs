@@ -105,6 +105,21 @@ pub fn read_oom_kills(root: &Path, cgroup_path: &str) -> Option<u64> {
     keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
 }
 
+/// `192 MiB`, `1.5 GiB`, `512 bytes`: a limit or a figure as the logs give it.
+pub fn human_bytes(bytes: u64) -> String {
+    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
+    for (unit, size) in units {
+        if bytes >= size {
+            return if bytes % size == 0 {
+                format!("{} {unit}", bytes / size)
+            } else {
+                format!("{:.1} {unit}", bytes as f64 / size as f64)
+            };
+        }
+    }
+    format!("{bytes} bytes")
+}
+
 /// The number after `key` in a `key value` per line file.
 fn keyed(text: &str, key: &str) -> Option<u64> {
     text.lines().find_map(|line| {
@@ -144,6 +159,13 @@ mod tests {
             usage.describe(),
             "peak memory 4.1 MiB, CPU 1.50 s, written 4196 bytes"
         );
+    }
+
+    #[test]
+    fn human_bytes_names_whole_units_plainly() {
+        assert_eq!(human_bytes(192 << 20), "192 MiB");
+        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
+        assert_eq!(human_bytes(512), "512 bytes");
     }
 
     #[test]

@@ -6,16 +6,22 @@
 //! 1. Everything that can be checked is checked first ([`prepare`]): the task context, the
 //!    repo on disk ([`createrepo::validate`]), the container spec and the log options. A bad
 //!    request fails with a typed error before anything is pulled, created or written.
-//! 2. One container per planned command (`createrepo_c`, then `mergerepo_c` when external
-//!    repos are merged), each made from the same template ([`container_spec`]) with the
-//!    command's own argv, cwd, environment and log, and run to completion. The host steps
-//!    between the commands (copying the old repodata, the premerge rename, the `EMPTY_REPO`
-//!    marker) are plain file operations done here, on the host: the work dir is mounted at its
-//!    host path, so the next container sees their result.
-//! 3. The container is removed on every path: success, a failed command, a failing sink,
+//! 2. One container for the task ([`container_spec`]): podman's catatonit pausing as its main
+//!    process (as `nobody`), and each planned command (`createrepo_c`, then `mergerepo_c` when
+//!    external repos are merged) run in it as an attached `exec` with the command's own argv,
+//!    cwd, environment and log. The host steps between the commands (copying the old
+//!    repodata, the premerge rename, the `EMPTY_REPO` marker) are plain file operations done
+//!    here, on the host: the work dir is mounted at its host path, so the next command sees
+//!    their result.
+//! 3. What the task used (peak memory, CPU seconds, bytes written; [`accounting`]) and the
+//!    kernel's OOM kills are read from the container's cgroup, which exists until the
+//!    container is removed: a container per command would lose both when its process exits
+//!    (runc deletes the cgroup). The figures cover every command of the task: one cgroup, so
+//!    the peak is the highest of the commands' and CPU and writes are their sums.
+//! 4. The container is removed on every path: success, a failed command, a failing sink,
 //!    cancellation (kojid's signal handlers) and timeout. Cleanup never masks the error.
 //!
-//! Who the container runs as: the owner (uid:gid) of the task's work dir, with every
+//! Who the commands run as: the owner (uid:gid) of the task's work dir, with every
 //! capability dropped. kojid runs as root, so this is normally root, and root without
 //! `CAP_DAC_OVERRIDE` can still write the root-owned work dir and read the world-readable
 //! topdir, which is all createrepo_c and mergerepo_c need. Entries the host creates for the
@@ -28,7 +34,10 @@
 //! Logs: each command writes to the log kojid names (`createrepo.log`, `mergerepos.log` in
 //! the work dir), starting with the `$ <argv>` line kojid's `log_output` writes, then the
 //! command's stdout and stderr as they arrive (kojid sends both to the file). The caller's
-//! sink, if any, gets the same bytes.
+//! sink, if any, gets the same bytes. The adapter's own `state.log` (work dir) says how each
+//! command ended and what the task used, as buildArch's state.log does.
+//!
+//! [`accounting`]: crate::core::accounting
 
 use std::collections::HashMap;
 use std::ffi::{OsStr, OsString};
@@ -41,25 +50,33 @@ use std::time::{Duration, Instant};
 
 use rustix::fs::{Mode, OFlags};
 
-use tracing::{debug, warn};
+use tracing::{debug, info, warn};
 
+use crate::core::accounting::{human_bytes, Usage};
 use crate::core::cancel::{cancel_pair, Cancel};
 use crate::core::createrepo::{
     self, Action, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest,
     ExternalRepo, MergerepoVersion, ValidatedRepo,
 };
 use crate::core::error::{Error, Result, SinkFailure};
-use crate::core::logsink::{FileSink, FileSinkOptions};
-use crate::core::podman::{PodmanClient, PullPolicy};
-use crate::core::sink::{OutputSink, Stream};
+use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions};
+use crate::core::podman::{ExecOptions, PodmanClient, PullPolicy};
+use crate::core::sink::{NullSink, OutputSink, Stream};
 use crate::core::spec::{ContainerSpec, NetworkMode, ResourceLimits, SelinuxLabel, VolumeMount};
 use crate::core::task::TaskContext;
 
 /// Python logger `koji_adjutant.createrepo`.
 const LOG_TARGET: &str = "koji_adjutant::createrepo";
 
-/// The template's command until a planned command replaces it (so the template validates).
-const PLACEHOLDER_COMMAND: [&str; 1] = ["true"];
+/// The task container's main process: podman's catatonit (`init`) pausing until the
+/// container is removed; the commands are `exec`s beside it (as buildArch's containers).
+const PAUSE_COMMAND: [&str; 2] = ["/run/podman-init", "-P"];
+/// The pause process runs as `nobody`: it touches nothing.
+const PAUSE_USER: &str = "65534:65534";
+/// The name of the container's role (label `io.koji.adjutant.role`), as its usage is reported.
+pub const ROLE: &str = "createrepo";
+/// The adapter's own log in the work dir.
+pub const STATE_LOG: &str = "state.log";
 
 /// Podman's own timeout for the container is the task's plus this margin: a backstop should
 /// this process die, never the primary limit (which ends the run with a clear error).
@@ -122,7 +139,7 @@ pub struct RepoInputs {
 }
 
 /// What a finished createrepo task produced.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct CreaterepoOutcome {
     /// `<work_dir>/repo/repodata`, whose files kojid uploads.
     pub repodata_dir: PathBuf,
@@ -135,6 +152,11 @@ pub struct CreaterepoOutcome {
     pub logs: Vec<PathBuf>,
     /// kojid's upload dir for the task (`tasks/<id % 10000>/<id>`).
     pub upload_path: String,
+    /// The adapter's own log (`<work_dir>/state.log`): how each command ended, what the task
+    /// used.
+    pub state_log: PathBuf,
+    /// What the task's container used (`None`: its cgroup could not be read).
+    pub usage: Option<Usage>,
 }
 
 /// A checked request: the repo, the plan (made for the mergerepo_c version of the image,
@@ -189,7 +211,7 @@ pub fn prepare(
         .map_err(|e| Error::io(format!("inspecting work dir {}", ctx.work_dir.display()), e))?;
     let owner = (meta.uid(), meta.gid());
     let user = format!("{}:{}", owner.0, owner.1);
-    let spec = container_spec(&plan, ctx, opts, &user);
+    let spec = container_spec(&plan, ctx, opts);
     spec.validate()?;
     Ok(Prepared {
         repo,
@@ -223,19 +245,20 @@ fn split_arch_dir(arch_dir: &Path) -> Result<(PathBuf, String)> {
     }
 }
 
-/// The template of the task's containers (each planned command sets its own argv, cwd and
-/// environment): the plan's mounts at their host paths, no network unless an external repo
-/// needs it, no capabilities, labelled with the task.
+/// The task's container (each planned command is an `exec` in it as `user`, with its own
+/// argv, cwd and environment): catatonit pausing as `nobody`, the plan's mounts at their
+/// host paths, no network unless an external repo needs it, no capabilities, labelled with
+/// the task, its role and method.
 pub fn container_spec(
     plan: &CreaterepoPlan,
     ctx: &TaskContext,
     opts: &CreaterepoOptions,
-    user: &str,
 ) -> ContainerSpec {
     let mut spec = ContainerSpec::new(
         opts.image.clone(),
-        PLACEHOLDER_COMMAND.iter().map(|s| s.to_string()).collect(),
+        PAUSE_COMMAND.iter().map(|s| s.to_string()).collect(),
     );
+    spec.init = true;
     spec.mounts = plan
         .mounts
         .iter()
@@ -250,7 +273,7 @@ pub fn container_spec(
             },
         })
         .collect();
-    spec.user = Some(user.to_string());
+    spec.user = Some(PAUSE_USER.to_owned());
     spec.workdir = Some(ctx.work_dir.to_string_lossy().into_owned());
     spec.network = if plan.network_needed {
         NetworkMode::Bridge
@@ -262,18 +285,28 @@ pub fn container_spec(
         t.saturating_add(PODMAN_TIMEOUT_MARGIN)
     }));
     spec.task_id = Some(ctx.task_id);
+    spec.labels
+        .insert("io.koji.adjutant.role".to_owned(), ROLE.to_owned());
+    // `koji-adjutant status` names the task's method by it
+    spec.labels.insert(
+        "io.koji.adjutant.method".to_owned(),
+        "createrepo".to_owned(),
+    );
     spec
 }
 
 /// Runs one createrepo task: prepare, make the image available, then the plan's steps, each
-/// command in its own container, which is removed on every path. `sink` gets every command's output (besides the
-/// logs); it is finished once, at the end.
+/// command an `exec` in the task's container, which is removed on every path. `sink` gets
+/// every command's output (besides the logs); it is finished once, at the end. `on_usage`
+/// gets what the container used, on every path but cancellation (a signal), before the
+/// container is removed; the same figures go to state.log and this crate's log.
 pub async fn run(
     client: &PodmanClient,
     opts: &CreaterepoOptions,
     ctx: &TaskContext,
     inputs: RepoInputs,
     sink: &mut dyn OutputSink,
+    on_usage: &mut (dyn FnMut(&Usage) -> Result<()> + Send),
     cancel: &Cancel,
 ) -> Result<CreaterepoOutcome> {
     // Validation reads the pkglist and checks every package dir it names (tens of thousands
@@ -300,13 +333,29 @@ pub async fn run(
         },
     };
     let sink: &mut dyn OutputSink = &mut with_container_log;
+    // Made before any container exists; the work dir is writable by the container, so a
+    // link planted at the name later is never followed (the descriptor is ours).
+    let state_path = ctx.work_dir.join(STATE_LOG);
+    let mut state = StateLog(FileSink::create_no_follow(
+        &state_path,
+        prepared.log_options,
+    )?);
     let started = Instant::now();
     let image_id = tokio::select! {
         image = client.ensure_image(&opts.image, opts.pull_policy) => image?,
         () = cancel.cancelled() => return Err(Error::Interrupted),
     };
-    let steps =
-        run_steps_within(client, &mut prepared, &image_id, opts.timeout, sink, cancel).await;
+    let (steps, usage) = run_in_task_container(
+        client,
+        &mut prepared,
+        &image_id,
+        opts.timeout,
+        sink,
+        &mut state,
+        on_usage,
+        cancel,
+    )
+    .await;
     debug!(target: LOG_TARGET, task_id = ctx.task_id, total_ms = ms(started), "createrepo steps done");
     let finished = sink.finish().map_err(Error::Sink);
     let logs = match (steps, finished) {
@@ -315,12 +364,140 @@ pub async fn run(
             if let Err(also) = finished {
                 warn!(target: LOG_TARGET, "the sink also failed to finish: {also}");
             }
+            state.note(&format!("Failed: {e}"));
+            state.finish();
             return Err(e);
         }
-        (Ok(_), Err(e)) => return Err(e),
+        (Ok(_), Err(e)) => {
+            state.note(&format!("Failed: {e}"));
+            state.finish();
+            return Err(e);
+        }
     };
     let (plan, ctx, owner) = (prepared.plan.clone(), ctx.clone(), prepared.owner);
-    blocking(move || outcome(&plan, &ctx, owner, logs)).await
+    let outcome = blocking(move || outcome(&plan, &ctx, owner, logs)).await;
+    match &outcome {
+        Ok(_) => state.note("Finished: createrepo succeeded"),
+        Err(e) => state.note(&format!("Failed: {e}")),
+    }
+    state.finish();
+    outcome.map(|o| CreaterepoOutcome { usage, ..o })
+}
+
+/// state.log: the adapter's notes, each line with kojid's timestamp. Writing it never fails
+/// the task (a failure is a warning in this crate's log).
+struct StateLog(FileSink);
+
+impl StateLog {
+    fn note(&mut self, line: &str) {
+        let text = format!(
+            "{} {line}\n",
+            format_timestamp(std::time::SystemTime::now())
+        );
+        if let Err(e) = self.0.write(Stream::Stdout, text.as_bytes()) {
+            warn!(target: LOG_TARGET, "cannot write state.log: {e}");
+        }
+    }
+
+    fn finish(&mut self) {
+        if let Err(e) = self.0.finish() {
+            warn!(target: LOG_TARGET, "cannot finish state.log: {e}");
+        }
+    }
+}
+
+/// Creates and starts the task's container, runs the steps in it (see
+/// [`run_steps_within`]), reads what it used (every path but cancellation: `on_usage`,
+/// state.log, this crate's log) and removes it, whatever happened.
+#[allow(clippy::too_many_arguments)]
+async fn run_in_task_container(
+    client: &PodmanClient,
+    prepared: &mut Prepared,
+    image_id: &str,
+    timeout: Option<u64>,
+    sink: &mut dyn OutputSink,
+    state: &mut StateLog,
+    on_usage: &mut (dyn FnMut(&Usage) -> Result<()> + Send),
+    cancel: &Cancel,
+) -> (Result<Vec<PathBuf>>, Option<Usage>) {
+    let spec = &prepared.spec;
+    let started = Instant::now();
+    // Never ended by a signal (`create` is uncancelled): its id must be known to remove it.
+    let id = match client.create(spec).await {
+        Ok(id) => id,
+        Err(e) => return (Err(e), None),
+    };
+    let task_id = spec.task_id;
+    let mut task = TaskContainer {
+        client,
+        id,
+        image_id: image_id.to_owned(),
+        oom_seen: 0,
+    };
+    let steps = match client.start(&task.id, Box::new(NullSink)).await {
+        Ok(()) => {
+            debug!(target: LOG_TARGET, container_ms = ms(started), "task container running");
+            run_steps_within(&mut task, prepared, timeout, sink, state, cancel).await
+        }
+        Err(e) => Err(e),
+    };
+    let mut usage = None;
+    if !cancel.is_cancelled() {
+        match client.usage(&task.id).await {
+            Ok(Some(used)) => {
+                let line = format!("Usage of the {ROLE} container: {}", used.describe());
+                info!(target: LOG_TARGET, task_id, "{line}");
+                state.note(&line);
+                if let Err(e) = on_usage(&used) {
+                    warn!(target: LOG_TARGET, "the usage callback failed: {e}");
+                }
+                usage = Some(used);
+            }
+            Ok(None) => warn!(target: LOG_TARGET, "the {ROLE} container names no cgroup: no usage"),
+            Err(e) => warn!(target: LOG_TARGET, "cannot read the {ROLE} container's usage: {e}"),
+        }
+    }
+    client.remove_logged(&task.id).await;
+    (steps, usage)
+}
+
+/// The task's running container and what the runner saw of it.
+struct TaskContainer<'a> {
+    client: &'a PodmanClient,
+    id: String,
+    /// Its image's ID (mergerepo_c's version is known per image).
+    image_id: String,
+    /// The cgroup's OOM kill count at the last look.
+    oom_seen: u64,
+}
+
+impl TaskContainer<'_> {
+    /// Whether the kernel's OOM killer killed a process of the container since the last look
+    /// (its cgroup's count; the pause process is never the one killed, so podman's
+    /// `OOMKilled` does not say): the words for the failure. `None` when it did not, or
+    /// the count cannot be read.
+    async fn oom_note(&mut self, limit: Option<u64>) -> Option<String> {
+        let kills = match self.client.oom_kills(&self.id).await {
+            Ok(kills) => kills?,
+            Err(e) => {
+                warn!(target: LOG_TARGET, "cannot read the {ROLE} container's OOM kills: {e}");
+                return None;
+            }
+        };
+        if kills <= self.oom_seen {
+            return None;
+        }
+        let new = kills - self.oom_seen;
+        self.oom_seen = kills;
+        let limit = limit.map_or_else(
+            || "its memory limit".to_owned(),
+            |bytes| format!("its memory limit of {}", human_bytes(bytes)),
+        );
+        Some(format!(
+            "out of memory: the {ROLE} container reached {limit} and the kernel's OOM killer \
+             killed {new} of its processes"
+        ))
+    }
 }
 
 /// The caller's sink plus the task's container.log, when a log dir is configured.
@@ -380,30 +557,29 @@ fn outcome(
         empty,
         logs,
         upload_path: ctx.upload_path(),
+        state_log: ctx.work_dir.join(STATE_LOG),
+        usage: None,
     })
 }
 
-/// Starts the created container and runs the steps in it, within the task's timeout.
-/// The plan's steps under the task's timeout. Each command runs in a container of its own
-/// (created, attached, started, waited for and removed by `PodmanClient::run` on every path):
-/// a single createrepo_c command then costs one short-lived container and no exec, about half
-/// the fixed cost of an idle container plus an exec (docs/benchmarks.md, P4).
+/// The plan's steps under the task's timeout, each command an attached `exec` in the task's
+/// container: the task's container costs one start and the commands one exec each
+/// (docs/benchmarks.md, P4, for what that costs against a container per command).
 async fn run_steps_within(
-    client: &PodmanClient,
+    task: &mut TaskContainer<'_>,
     prepared: &mut Prepared,
-    image_id: &str,
     timeout: Option<u64>,
     sink: &mut dyn OutputSink,
+    state: &mut StateLog,
     cancel: &Cancel,
 ) -> Result<Vec<PathBuf>> {
-    // Cooperative, never by dropping the steps: a dropped `PodmanClient::run` could not
-    // remove its container. On a timeout or a signal the running command's container is
-    // removed by `run` itself before this returns.
+    // Cooperative, never by dropping the steps: the running exec ends with its stream, and
+    // the caller removes the container (killing the command) once this returns.
     let (stop, stopped) = cancel_pair();
     // The steps' own cancel scope: a timeout ends their Podman calls too.
     let steps = stopped
         .clone()
-        .scope(run_steps(client, prepared, image_id, sink, &stopped));
+        .scope(run_steps(task, prepared, sink, state, &stopped));
     tokio::pin!(steps);
     let deadline = async {
         match timeout {
@@ -430,15 +606,15 @@ async fn run_steps_within(
 }
 
 async fn run_steps(
-    client: &PodmanClient,
+    task: &mut TaskContainer<'_>,
     prepared: &mut Prepared,
-    image_id: &str,
     sink: &mut dyn OutputSink,
+    state: &mut StateLog,
     cancel: &Cancel,
 ) -> Result<Vec<PathBuf>> {
     if prepared.repo.merges() {
         // kojid asks the mergerepo_c it will run for its version: so does this, in the image.
-        let version = mergerepo_version(client, prepared, image_id, cancel).await?;
+        let version = mergerepo_version(task, prepared, cancel).await?;
         prepared.plan = createrepo::plan(&prepared.repo, version)?;
     }
     let work_dir = prepared.spec.workdir.clone().unwrap_or_default();
@@ -450,7 +626,7 @@ async fn run_steps(
         }
         match step {
             Action::Run(command) => {
-                let log = run_command(client, command, prepared, &mut *sink, cancel).await?;
+                let log = run_command(task, command, prepared, &mut *sink, state, cancel).await?;
                 logs.push(log);
             }
             host => {
@@ -470,37 +646,38 @@ async fn run_steps(
     Ok(logs)
 }
 
-/// The mergerepo_c versions found per image ID in this process: a probe costs a container.
+/// The mergerepo_c versions found per image ID in this process.
 static MERGEREPO_VERSIONS: Mutex<Option<HashMap<String, Option<MergerepoVersion>>>> =
     Mutex::new(None);
 
 /// The version of the image's mergerepo_c, as kojid's `_get_mergerepo_c_version` reads it
-/// (`mergerepo_c --version` in a short container of the task's image, no mounts, no
-/// network); `None` when it exits non-zero or says no version, as kojid (which then drops
+/// (`mergerepo_c --version`, an exec in the task's container as the commands' user, cwd
+/// `/`); `None` when it exits non-zero or says no version, as kojid (which then drops
 /// `--arch-expand` and refuses `simple` merges). Cached per image ID.
 async fn mergerepo_version(
-    client: &PodmanClient,
+    task: &mut TaskContainer<'_>,
     prepared: &Prepared,
-    image_id: &str,
     cancel: &Cancel,
 ) -> Result<Option<MergerepoVersion>> {
+    let image_id = task.image_id.clone();
     let known = |versions: &mut Option<HashMap<_, _>>| {
         versions
             .get_or_insert_with(HashMap::new)
-            .get(image_id)
+            .get(&image_id)
             .copied()
     };
     if let Some(version) = known(&mut MERGEREPO_VERSIONS.lock().unwrap_or_else(|p| p.into_inner()))
     {
         return Ok(version);
     }
-    let mut spec = prepared.spec.clone();
-    spec.command = vec![createrepo::MERGEREPO_C.to_owned(), "--version".to_owned()];
-    spec.mounts = Vec::new();
-    spec.network = NetworkMode::None;
-    spec.workdir = Some("/".to_owned());
+    let argv = vec![createrepo::MERGEREPO_C.to_owned(), "--version".to_owned()];
+    let mut opts = exec_options(prepared, None);
+    opts.workdir = Some("/".to_owned());
     let mut out = VersionOutput(Vec::new());
-    let code = client.run(&spec, &mut out, cancel).await?.exit_code;
+    let code = task
+        .client
+        .exec(&task.id, &argv, &opts, &mut out, cancel)
+        .await?;
     let version = if code == 0 {
         MergerepoVersion::parse(&String::from_utf8_lossy(&out.0))
     } else {
@@ -514,7 +691,7 @@ async fn mergerepo_version(
         .lock()
         .unwrap_or_else(|p| p.into_inner())
         .get_or_insert_with(HashMap::new)
-        .insert(image_id.to_owned(), version);
+        .insert(image_id, version);
     Ok(version)
 }
 
@@ -540,12 +717,30 @@ async fn blocking<T: Send + 'static>(
         .map_err(|e| Error::io("host file step", std::io::Error::other(e.to_string())))?
 }
 
+/// An exec of `command` (or of another argv when `None`) as the commands' user, with the
+/// container's environment plus the command's.
+fn exec_options(prepared: &Prepared, command: Option<&ContainerCommand>) -> ExecOptions {
+    let mut environment = prepared.spec.environment.clone();
+    if let Some(command) = command {
+        environment.extend(command.env.clone());
+    }
+    ExecOptions {
+        environment,
+        workdir: Some(command.map_or_else(
+            || prepared.spec.workdir.clone().unwrap_or_default(),
+            |c| c.cwd.clone(),
+        )),
+        user: Some(prepared.user.clone()),
+    }
+}
+
 /// `exec`s one planned command with its log; a non-zero exit is kojid's task failure.
 async fn run_command(
-    client: &PodmanClient,
+    task: &mut TaskContainer<'_>,
     command: &ContainerCommand,
     prepared: &Prepared,
     sink: &mut dyn OutputSink,
+    state: &mut StateLog,
     cancel: &Cancel,
 ) -> Result<PathBuf> {
     let log_path = PathBuf::from(&command.cwd).join(&command.log_name);
@@ -556,22 +751,56 @@ async fn run_command(
     let header = format!("$ {}\n", command.argv.join(" "));
     tee.write(Stream::Stdout, header.as_bytes())
         .map_err(Error::Sink)?;
-    let mut spec = prepared.spec.clone();
-    spec.command = command.argv.clone();
-    spec.workdir = Some(command.cwd.clone());
-    spec.environment.extend(command.env.clone());
+    let opts = exec_options(prepared, Some(command));
+    let name = command
+        .argv
+        .first()
+        .map_or("", |a| a.rsplit('/').next().unwrap_or(a.as_str()));
     debug!(target: LOG_TARGET, argv = ?command.argv, log = %log_path.display(), "running");
     let started = Instant::now();
-    let code = client.run(&spec, &mut tee, cancel).await?.exit_code;
+    // The exec's output stream finishes the log when it ends.
+    let code = task
+        .client
+        .exec(&task.id, &command.argv, &opts, &mut tee, cancel)
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
     debug!(target: LOG_TARGET, log = %log_path.display(), code, ms = ms(started), "command exited");
+    state.note(&format!(
+        "{name} ({}) exited with status {code} after {secs:.2} s",
+        command.log_name
+    ));
     if code != 0 {
         let outcome = exit_outcome(code);
         let err = command.failed(outcome, log_path, code);
-        return Err(match (outcome, prepared.spec.limits.memory_bytes, err) {
-            // The container is gone with its cgroup, so its OOM count cannot be read: say
-            // what a SIGKILL under a memory limit most likely was.
+        let limit = prepared.spec.limits.memory_bytes;
+        let oom = match outcome {
+            CommandOutcome::Signaled(9) => task.oom_note(limit).await,
+            _ => None,
+        };
+        if let Some(note) = &oom {
+            state.note(note);
+        }
+        return Err(match (outcome, oom, limit, err) {
+            // The cgroup's count says it: the kernel's OOM killer.
+            (
+                _,
+                Some(note),
+                _,
+                Error::RepoCommand {
+                    message,
+                    log,
+                    exit_code,
+                },
+            ) => Error::RepoCommand {
+                message: format!("{message} ({note})"),
+                log,
+                exit_code,
+            },
+            // The count could not be read: say what a SIGKILL under a memory limit most
+            // likely was.
             (
                 CommandOutcome::Signaled(9),
+                None,
                 Some(limit),
                 Error::RepoCommand {
                     message,
@@ -585,7 +814,7 @@ async fn run_command(
                 log,
                 exit_code,
             },
-            (_, _, err) => err,
+            (_, _, _, err) => err,
         });
     }
     Ok(log_path)
@@ -982,8 +1211,16 @@ mod tests {
         let prepared = prepare(&ctx, &opts, inputs).unwrap();
         let spec = &prepared.spec;
         let (uid, gid) = owner_of(&ctx.work_dir);
-        assert_eq!(spec.user.as_deref(), Some(format!("{uid}:{gid}").as_str()));
-        assert_eq!(spec.command, PLACEHOLDER_COMMAND);
+        // catatonit pauses as nobody; the commands are execs as the work dir's owner
+        assert_eq!(prepared.user, format!("{uid}:{gid}"));
+        assert_eq!(spec.user.as_deref(), Some(PAUSE_USER));
+        assert_eq!(spec.command, PAUSE_COMMAND);
+        assert!(spec.init);
+        assert_eq!(spec.labels["io.koji.adjutant.role"], ROLE);
+        assert_eq!(spec.labels["io.koji.adjutant.method"], "createrepo");
+        let exec = exec_options(&prepared, None);
+        assert_eq!(exec.user.as_deref(), Some(prepared.user.as_str()));
+        assert_eq!(exec.workdir, spec.workdir);
         assert_eq!(spec.network, NetworkMode::None);
         assert_eq!(spec.task_id, Some(11234));
         assert!(spec.cap_add.is_empty());

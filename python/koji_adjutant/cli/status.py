@@ -46,7 +46,8 @@ from koji_adjutant.labels import KEPT_TASK, KEPT_UNTIL, KEPT_WORKER, METHOD
 LABEL_KEPT_TASK, LABEL_KEPT_WORKER, LABEL_KEPT_UNTIL = KEPT_TASK, KEPT_WORKER, KEPT_UNTIL
 #: The method a container's role label means (roles set in src/core/buildarch.rs).
 ROLE_METHODS = {"build": "buildArch", "bootstrap": "buildArch", "source": "buildSRPMFromSCM"}
-#: The method a container's command means (createrepo's containers carry no role).
+#: The method a container's command means, for containers without a method label (createrepo's
+#: containers carry one since they became one pausing container per task).
 COMMAND_METHODS = {"createrepo_c": "createrepo", "mergerepo_c": "createrepo"}
 #: A label naming the method outright (the buildroot runner sets it: buildArch, rebuildSRPM,
 #: buildSRPMFromSCM) wins over both.

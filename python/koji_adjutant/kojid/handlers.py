@@ -200,6 +200,22 @@ class AdjutantTaskMixin:
                     **usage_figures(self.adjutant_usage),
                 )
 
+    def note_usage(self, usage: dict[str, Any]) -> None:
+        """The adapter's ``on_usage``: what the task's containers used, kept for the records
+        and written to kojid's log, one line per container."""
+        self.adjutant_usage = usage
+        for role, used in usage.items():
+            if used:
+                self.logger.info(
+                    "koji-adjutant: %s container of task %s used: peak memory %s bytes,"
+                    " %s CPU seconds, %s bytes written",
+                    role,
+                    self.id,
+                    used.get("peak_memory_bytes"),
+                    used.get("cpu_seconds"),
+                    used.get("bytes_written"),
+                )
+
     def adjutant_limits(self, config: AdjutantConfig) -> Any:
         return koji_adjutant.ResourceLimits(
             memory_bytes=config.memory_limit, cpus=config.cpus, pids=config.pids_limit
@@ -207,9 +223,10 @@ class AdjutantTaskMixin:
 
 
 def usage_figures(usage: Mapping[str, Any]) -> dict[str, Any]:
-    """A task's figures from the adapter's usage (``{"build": {...}, "bootstrap": {...}}``):
-    the build container's peak memory (where the package is built), the CPU seconds and
-    bytes written of all its containers."""
+    """A task's figures from the adapter's usage (``{"build": {...}, "bootstrap": {...}}``,
+    createrepo's ``{"createrepo": {...}}``): the build container's peak memory (where the
+    package is built; createrepo: its one container's), the CPU seconds and bytes written of
+    all its containers."""
     parts = [part for part in usage.values() if isinstance(part, Mapping)]
     if not parts:
         return {}
@@ -692,18 +709,7 @@ class BuildArchMixin(AdjutantTaskMixin):
             final_sent.append(True)
 
         def on_usage(usage: dict[str, Any]) -> None:
-            self.adjutant_usage = usage
-            for role, used in usage.items():
-                if used:
-                    self.logger.info(
-                        "koji-adjutant: %s container of task %s used: peak memory %s bytes,"
-                        " %s CPU seconds, %s bytes written",
-                        role,
-                        self.id,
-                        used.get("peak_memory_bytes"),
-                        used.get("cpu_seconds"),
-                        used.get("bytes_written"),
-                    )
+            self.note_usage(usage)
 
         try:
             with uploads:
@@ -892,6 +898,8 @@ class CreaterepoMixin(AdjutantTaskMixin):
             [
                 os.path.join(self.workdir, "createrepo.log"),
                 os.path.join(self.workdir, "mergerepos.log"),
+                # the adapter's: how each command ended, what the task used
+                os.path.join(self.workdir, "state.log"),
             ],
         )
         uploads = LiveUpload(
@@ -910,6 +918,7 @@ class CreaterepoMixin(AdjutantTaskMixin):
                     pkglist=pkglist,
                     old_repodata=old_repodata,
                     external_repos=list(external_repos or ()),
+                    on_usage=self.note_usage,
                 )
         except koji_adjutant.TaskRefused as exc:
             # "No access to repos dir ...", which kojid refuses too
