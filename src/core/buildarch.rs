@@ -840,6 +840,16 @@ impl Task<'_> {
         let baseline = match cached {
             Some(c) => {
                 cache::touch(&self.config.cache, key);
+                // what mock's root.log says of a root cache, so that a warm task's root.log
+                // (no root step runs in it) says where its root came from
+                self.logs.note(
+                    Some(LogTarget::RootLog),
+                    &format!(
+                        "Using the cached buildroot {key} (image {}): installed from the tag's repo when it was cached, not installed again",
+                        c.image_id
+                    ),
+                )?;
+                self.note_kernel()?;
                 c.baseline.clone()
             }
             None => self.install_root(key).await?,
@@ -1341,15 +1351,7 @@ impl Task<'_> {
         } else {
             Vec::new()
         };
-        self.logs.note(
-            Some(LogTarget::RootLog),
-            &format!(
-                "kernel version: {}",
-                std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .unwrap_or_default()
-                    .trim()
-            ),
-        )?;
+        self.note_kernel()?;
         for step in self.plan.init_steps.clone() {
             self.checked(&step, false).await?;
         }
@@ -1382,6 +1384,19 @@ impl Task<'_> {
         // stored (or not): the tasks waiting for this key look it up now
         self.cache_lock = None;
         Ok(baseline)
+    }
+
+    /// The kernel the buildroot runs on, in root.log (mock logs `uname -r` of the chroot).
+    fn note_kernel(&mut self) -> Result<()> {
+        self.logs.note(
+            Some(LogTarget::RootLog),
+            &format!(
+                "kernel version: {}",
+                std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                    .unwrap_or_default()
+                    .trim()
+            ),
+        )
     }
 
     /// Stores the freshly installed root as the cache image of `key`.
