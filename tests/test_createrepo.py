@@ -860,16 +860,21 @@ def test_bad_arguments_are_invalid_spec(
     _untouched(ctx)
 
 
-def test_a_failing_createrepo_raises_kojids_message_with_its_log(
-    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
-) -> None:
-    repo = _new_repo(koji, packages=["adjcr-multi"])
-    # A corrupt file where a Koji package would be: createrepo_c cannot read it.
-    rel = "packages/adjcr-bad/1/1/noarch/adjcr-bad-1-1.noarch.rpm"
+def _add_corrupt_package(repo: kt.KojiRepo, name: str) -> None:
+    """A corrupt file where a Koji package ``name`` would be, listed in the repo's pkglist:
+    createrepo_c cannot read it (exit status 2)."""
+    rel = f"packages/{name}/1/1/noarch/{name}-1-1.noarch.rpm"
     bad = repo.toplink.resolve() / rel
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not an rpm")
     repo.pkglist.write_text(f"{repo.pkglist.read_text()}toplink/{rel}\n")
+
+
+def test_a_failing_createrepo_raises_kojids_message_with_its_log(
+    koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
+) -> None:
+    repo = _new_repo(koji, packages=["adjcr-multi"])
+    _add_corrupt_package(repo, "adjcr-bad")
     ctx = _ctx(tmp_path)
     work = Path(ctx.work_dir)
     with pytest.raises(RepoError) as info:
@@ -922,11 +927,7 @@ def test_a_failing_createrepo_still_reports_its_usage(
     koji: Koji, adapter: CreaterepoAdapter, tmp_path: Path, no_leaks: None
 ) -> None:
     repo = _new_repo(koji, packages=["adjcr-multi"])
-    rel = "packages/adjcr-bad2/1/1/noarch/adjcr-bad2-1-1.noarch.rpm"
-    bad = repo.toplink.resolve() / rel
-    bad.parent.mkdir(parents=True)
-    bad.write_bytes(b"not an rpm")
-    repo.pkglist.write_text(f"{repo.pkglist.read_text()}toplink/{rel}\n")
+    _add_corrupt_package(repo, "adjcr-bad2")
     ctx = _ctx(tmp_path)
     reported: list[dict[str, Any]] = []
     with pytest.raises(RepoError, match="exited with status 2"):

@@ -105,6 +105,25 @@ pub fn read_oom_kills(root: &Path, cgroup_path: &str) -> Option<u64> {
     keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
 }
 
+/// The words for a container's failure when the kernel's OOM killer killed some of its
+/// processes since the last look: `kills` is its cgroup's count now, `seen` the count at the
+/// last look (updated), `limit` its memory limit. `None` when there are no new kills.
+pub fn oom_words(role: &str, kills: u64, seen: &mut u64, limit: Option<u64>) -> Option<String> {
+    if kills <= *seen {
+        return None;
+    }
+    let new = kills - *seen;
+    *seen = kills;
+    let limit = limit.map_or_else(
+        || "its memory limit".to_owned(),
+        |bytes| format!("its memory limit of {}", human_bytes(bytes)),
+    );
+    Some(format!(
+        "out of memory: the {role} container reached {limit} and the kernel's OOM killer \
+         killed {new} of its processes"
+    ))
+}
+
 /// `192 MiB`, `1.5 GiB`, `512 bytes`: a limit or a figure as the logs give it.
 pub fn human_bytes(bytes: u64) -> String {
     let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
@@ -166,6 +185,26 @@ mod tests {
         assert_eq!(human_bytes(192 << 20), "192 MiB");
         assert_eq!(human_bytes(3 << 29), "1.5 GiB");
         assert_eq!(human_bytes(512), "512 bytes");
+        assert_eq!(human_bytes(512 << 20), "512 MiB");
+        assert_eq!(human_bytes(100), "100 bytes");
+    }
+
+    #[test]
+    fn oom_words_name_only_new_kills_and_the_limit() {
+        let mut seen = 0;
+        assert_eq!(oom_words("build", 0, &mut seen, None), None);
+        assert_eq!(
+            oom_words("build", 2, &mut seen, Some(192 << 20)).as_deref(),
+            Some(
+                "out of memory: the build container reached its memory limit of 192 MiB and the \
+                 kernel's OOM killer killed 2 of its processes"
+            )
+        );
+        assert_eq!(seen, 2);
+        assert_eq!(oom_words("build", 2, &mut seen, None), None, "nothing new");
+        assert!(oom_words("createrepo", 3, &mut seen, None)
+            .unwrap()
+            .contains("reached its memory limit and the kernel's OOM killer killed 1 of"));
     }
 
     #[test]

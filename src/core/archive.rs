@@ -102,43 +102,56 @@ pub fn extract_files<R: Read>(
             continue;
         }
         let size = entry.size();
-        if max_bytes.is_some_and(|max| size > max) {
-            out.skipped.push(Skipped {
-                name: shown,
-                why: format!(
-                    "{size} bytes, over the limit of {} bytes",
-                    max_bytes.unwrap_or(0)
-                ),
-            });
-            continue;
-        }
-        let path = dest.join(&name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path);
-        let mut file = match file {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                out.skipped.push(Skipped {
-                    name: shown,
-                    why: "a file of that name was already taken".to_owned(),
-                });
-                continue;
-            }
-            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
-        };
-        let copied = copy_exact(&mut entry, &mut file, size)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        out.files.push(Extracted {
-            name,
-            path,
-            size: copied,
-        });
+        keep(&mut out, name, shown, &mut entry, size, dest, max_bytes)?;
     }
     Ok(out)
+}
+
+/// The last rule of both extractions: a regular file `name` of `size` bytes, read from
+/// `source`, is created new (`O_CREAT|O_EXCL|O_NOFOLLOW`, mode 0644) in `dest`, unless it is
+/// over `max_bytes` or a file of that name was already taken (then skipped as `shown`).
+fn keep(
+    out: &mut Extraction,
+    name: String,
+    shown: String,
+    source: &mut impl Read,
+    size: u64,
+    dest: &Path,
+    max_bytes: Option<u64>,
+) -> Result<()> {
+    if let Some(max) = max_bytes.filter(|max| size > *max) {
+        out.skipped.push(Skipped {
+            name: shown,
+            why: format!("{size} bytes, over the limit of {max} bytes"),
+        });
+        return Ok(());
+    }
+    let path = dest.join(&name);
+    let file = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o644)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(&path);
+    let mut file = match file {
+        Ok(file) => file,
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+            out.skipped.push(Skipped {
+                name: shown,
+                why: "a file of that name was already taken".to_owned(),
+            });
+            return Ok(());
+        }
+        Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
+    };
+    let copied = copy_exact(source, &mut file, size)
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    out.files.push(Extracted {
+        name,
+        path,
+        size: copied,
+    });
+    Ok(())
 }
 
 /// [`extract_files`] for a staging directory a container can write (a bind mount of the
@@ -228,35 +241,15 @@ pub fn take_staged(
             continue;
         }
         let size = u64::try_from(stat.st_size).unwrap_or(0);
-        if let Some(max) = max_bytes.filter(|max| size > *max) {
-            skip(
-                &mut out,
-                format!("{size} bytes, over the limit of {max} bytes"),
-            );
-            continue;
-        }
-        let path = dest.join(name);
-        let file = OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o644)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(&path);
-        let mut file = match file {
-            Ok(file) => file,
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
-                skip(&mut out, "a file of that name was already taken".to_owned());
-                continue;
-            }
-            Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
-        };
-        let copied = copy_exact(&mut File::from(fd), &mut file, size)
-            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
-        out.files.push(Extracted {
-            name: name.to_owned(),
-            path,
-            size: copied,
-        });
+        keep(
+            &mut out,
+            name.to_owned(),
+            name.to_owned(),
+            &mut File::from(fd),
+            size,
+            dest,
+            max_bytes,
+        )?;
     }
     Ok(out)
 }

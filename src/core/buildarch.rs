@@ -29,8 +29,8 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
-use crate::core::accounting::Usage;
-use crate::core::archive::{take_staged, Extraction};
+use crate::core::accounting::{oom_words, Usage};
+use crate::core::archive::{take_staged, Extraction, Skipped};
 use crate::core::buildroot::arch::image_arches_from;
 use crate::core::buildroot::cache::{self, CacheConfig, Cached, Record, Source};
 use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKind};
@@ -222,22 +222,15 @@ impl TaskLogs {
         sink.write(Stream::Stdout, content).map_err(Error::Sink)?;
         sink.finish().map_err(Error::Sink)?;
         let path = sink.path().to_path_buf();
-        if !self.paths.contains(&path) {
-            self.paths.push(path.clone());
-        }
+        self.add_path(path.clone());
         Ok(path)
     }
 
-    /// Puts `file`, a log taken out of a container into a scratch dir, in place of the log
-    /// of its name (a rename: an uploader sees a new file and reads it again).
-    fn replace_log(&mut self, file: &Path, name: &str) -> Result<()> {
-        let dest = self.dir.join(name);
-        std::fs::rename(file, &dest)
-            .map_err(|e| Error::io(format!("moving {} into place", dest.display()), e))?;
-        if !self.paths.contains(&dest) {
-            self.paths.push(dest);
+    /// Counts `path`, a log in the result dir, among the task's logs (once).
+    fn add_path(&mut self, path: PathBuf) {
+        if !self.paths.contains(&path) {
+            self.paths.push(path);
         }
-        Ok(())
     }
 
     /// A timestamped line of the adapter's own in state.log, root.log or build.log.
@@ -667,7 +660,7 @@ struct Beside<'a> {
 /// put in the logs dir and the notes on what was not taken.
 struct BesideDone {
     hw: Result<(PathBuf, i64, Duration)>,
-    dnf_logs: Option<Result<(Vec<PathBuf>, Vec<String>)>>,
+    dnf_logs: Option<Result<TakenLogs>>,
 }
 
 impl Beside<'_> {
@@ -681,11 +674,7 @@ impl Beside<'_> {
         self.step_started.notified().await;
         let started = Instant::now();
         let mut report = Vec::new();
-        let opts = ExecOptions {
-            environment: self.hw_step.env.iter().cloned().collect(),
-            workdir: Some(self.hw_step.workdir.clone()),
-            user: Some(self.hw_step.user.podman_user()),
-        };
+        let opts = exec_options(&self.hw_step);
         let mut sink = Captured(&mut report);
         let argv = self.hw_step.exec_argv();
         let run = self
@@ -715,40 +704,68 @@ impl Beside<'_> {
         Ok((file.path().to_path_buf(), code, started.elapsed()))
     }
 
-    /// A cached root's dnf logs, taken out into the scratch dir and renamed into the logs dir.
-    async fn dnf_logs(&self) -> Option<Result<(Vec<PathBuf>, Vec<String>)>> {
-        let dest = self.dnf_logs_into.as_ref()?;
-        let taken = async {
-            std::fs::create_dir(dest)
-                .map_err(|e| Error::io(format!("creating {}", dest.display()), e))?;
-            let got = self
-                .client
-                .extract_files(
-                    &self.build_id,
-                    "/var/log",
-                    is_dnf_log,
-                    dest,
-                    Some(DNF_LOG_LIMIT),
-                    self.cancel,
-                )
-                .await?;
-            let mut paths = Vec::new();
-            for file in got.files {
-                let into = self.logs_dir.join(&file.name);
-                std::fs::rename(&file.path, &into)
-                    .map_err(|e| Error::io(format!("moving {} into place", into.display()), e))?;
-                paths.push(into);
-            }
-            let skipped = got
-                .skipped
-                .iter()
-                .map(|s| format!("Not taking /var/log/{}: {}", s.name, s.why))
-                .collect();
-            Ok((paths, skipped))
+    /// A cached root's dnf logs (see [`take_dnf_logs`]).
+    async fn dnf_logs(&self) -> Option<Result<TakenLogs>> {
+        let scratch = self.dnf_logs_into.as_ref()?;
+        Some(
+            take_dnf_logs(
+                self.client,
+                &self.build_id,
+                scratch,
+                &self.logs_dir,
+                self.cancel,
+            )
+            .await,
+        )
+    }
+}
+
+/// dnf's logs put in the logs dir, and what was not taken.
+type TakenLogs = (Vec<PathBuf>, Vec<Skipped>);
+
+/// dnf's logs of the build container's root (`/var/log/dnf*.log`), taken out through the
+/// archive endpoint into `scratch` (made here, removed after) and renamed into `logs_dir`, in
+/// place of earlier copies (a new file: an uploader reads it again).
+async fn take_dnf_logs(
+    client: &PodmanClient,
+    build_id: &str,
+    scratch: &Path,
+    logs_dir: &Path,
+    cancel: &Cancel,
+) -> Result<TakenLogs> {
+    let taken = async {
+        std::fs::create_dir(scratch)
+            .map_err(|e| Error::io(format!("creating {}", scratch.display()), e))?;
+        let got = client
+            .extract_files(
+                build_id,
+                "/var/log",
+                is_dnf_log,
+                scratch,
+                Some(DNF_LOG_LIMIT),
+                cancel,
+            )
+            .await?;
+        let mut paths = Vec::new();
+        for file in got.files {
+            let into = logs_dir.join(&file.name);
+            std::fs::rename(&file.path, &into)
+                .map_err(|e| Error::io(format!("moving {} into place", into.display()), e))?;
+            paths.push(into);
         }
-        .await;
-        let _ = std::fs::remove_dir_all(dest);
-        Some(taken)
+        Ok((paths, got.skipped))
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(scratch);
+    taken
+}
+
+/// How podman runs `step`: its environment, working directory and user.
+fn exec_options(step: &Step) -> ExecOptions {
+    ExecOptions {
+        environment: step.env.iter().cloned().collect(),
+        workdir: Some(step.workdir.clone()),
+        user: Some(step.user.podman_user()),
     }
 }
 
@@ -887,9 +904,7 @@ impl Task<'_> {
     fn beside_done(&mut self, done: BesideDone) {
         let line = match done.hw {
             Ok((path, code, took)) => {
-                if !self.logs.paths.contains(&path) {
-                    self.logs.paths.push(path);
-                }
+                self.logs.add_path(path);
                 format!(
                     "Reported the hardware in hw_info.log beside the task's steps (exit status {code}, {:.2} s){}",
                     took.as_secs_f64(),
@@ -899,20 +914,27 @@ impl Task<'_> {
             Err(e) => format!("Could not report the hardware: {e}"),
         };
         let _ = self.logs.note(None, &line);
-        match done.dnf_logs {
-            None => {}
-            Some(Ok((paths, skipped))) => {
+        if let Some(taken) = done.dnf_logs {
+            self.dnf_logs_taken(taken);
+        }
+    }
+
+    /// dnf's logs taken ([`take_dnf_logs`]) counted among the task's logs, what was not taken
+    /// in state.log; a failure is logged: the logs are not worth a build.
+    fn dnf_logs_taken(&mut self, taken: Result<TakenLogs>) {
+        match taken {
+            Ok((paths, skipped)) => {
                 for path in paths {
-                    if !self.logs.paths.contains(&path) {
-                        self.logs.paths.push(path);
-                    }
+                    self.logs.add_path(path);
                 }
-                for line in skipped {
-                    let _ = self.logs.note(None, &line);
+                for s in skipped {
+                    let _ = self
+                        .logs
+                        .note(None, &format!("Not taking /var/log/{}: {}", s.name, s.why));
                 }
             }
-            Some(Err(e)) => {
-                warn!(target: LOG_TARGET, "cannot take the cached root's dnf logs: {e}");
+            Err(e) => {
+                warn!(target: LOG_TARGET, "cannot take dnf's logs: {e}");
                 let _ = self
                     .logs
                     .note(None, &format!("Could not take dnf's logs: {e}"));
@@ -1595,19 +1617,7 @@ impl Task<'_> {
             RunAs::Root => &mut self.oom_seen.1,
             RunAs::Builder | RunAs::Fetcher | RunAs::Observer => &mut self.oom_seen.0,
         };
-        if kills <= *seen {
-            return None;
-        }
-        let new = kills - *seen;
-        *seen = kills;
-        let limit = self.config.limits.memory_bytes.map_or_else(
-            || "its memory limit".to_owned(),
-            |bytes| format!("its memory limit of {}", human_bytes(bytes)),
-        );
-        let note = format!(
-            "out of memory: the {role} container reached {limit} and the kernel's OOM killer \
-             killed {new} of its processes"
-        );
+        let note = oom_words(role, kills, seen, self.config.limits.memory_bytes)?;
         let _ = self.logs.note(Some(step.log), &note);
         let _ = self.logs.note(None, &note);
         Some(note)
@@ -1658,32 +1668,14 @@ impl Task<'_> {
 
     /// Takes dnf's logs out of the root again, in place of the previous copies; returns
     /// their paths. A failure is logged: the logs are not worth a build.
-    async fn sync_dnf_logs(&mut self) -> Vec<PathBuf> {
+    async fn sync_dnf_logs(&mut self) {
         self.rounds += 1;
-        let dest = self.scratch_dir.join(format!("logs-{}", self.rounds));
-        let taken = match std::fs::create_dir(&dest) {
-            Ok(()) => {
-                self.take("/var/log", is_dnf_log, &dest, Some(DNF_LOG_LIMIT))
-                    .await
-            }
-            Err(e) => Err(Error::io(format!("creating {}", dest.display()), e)),
+        let scratch = self.scratch_dir.join(format!("logs-{}", self.rounds));
+        let taken = match &self.build_id {
+            Some(id) => take_dnf_logs(self.client, id, &scratch, &self.logs.dir, self.cancel).await,
+            None => Err(Error::container("copy", "no build container")),
         };
-        let mut paths = Vec::new();
-        let result = taken.and_then(|got| {
-            for file in got.files {
-                self.logs.replace_log(&file.path, &file.name)?;
-                paths.push(self.logs.dir.join(&file.name));
-            }
-            Ok(())
-        });
-        if let Err(e) = result {
-            warn!(target: LOG_TARGET, "cannot take dnf's logs: {e}");
-            let _ = self
-                .logs
-                .note(None, &format!("Could not take dnf's logs: {e}"));
-        }
-        let _ = std::fs::remove_dir_all(&dest);
-        paths
+        self.dnf_logs_taken(taken);
     }
 
     async fn exec(&mut self, step: &Step, capture: Option<&mut (dyn Write + Send)>) -> Result<i64> {
@@ -1730,11 +1722,7 @@ impl Task<'_> {
                 }
             ),
         )?;
-        let opts = ExecOptions {
-            environment: step.env.iter().cloned().collect::<BTreeMap<_, _>>(),
-            workdir: Some(step.workdir.clone()),
-            user: Some(step.user.podman_user()),
-        };
+        let opts = exec_options(step);
         let log = match step.log {
             LogTarget::RootLog => &mut self.logs.root,
             LogTarget::BuildLog => &mut self.logs.build,
@@ -1871,34 +1859,20 @@ impl Task<'_> {
     /// beside the steps.
     async fn collect(&mut self, result_dir: &Path) -> Result<(Vec<PathBuf>, Vec<PathBuf>)> {
         let build_log = self.logs.path(LogTarget::BuildLog);
-        let mut taken = vec![(
-            RPMS_DIR,
-            take_staged_async(self.staging.rpms.clone(), is_binary_rpm, result_dir, None).await?,
-        )];
-        if self.plan.keep_srpm {
-            let srpms = self.staging.srpms.clone();
-            taken.push((
-                SRPMS_DIR,
-                take_staged_async(srpms, is_srpm, result_dir, None).await?,
-            ));
-        }
         let mut rpms = Vec::new();
+        for file in self
+            .take(RPMS_DIR, is_binary_rpm, result_dir, None)
+            .await?
+            .files
+        {
+            check_result_package(&file.path, PackageKind::Binary, &build_log)?;
+            rpms.push(file.path);
+        }
         let mut srpms = Vec::new();
-        for (dir, got) in taken {
-            for skipped in &got.skipped {
-                self.logs.note(
-                    None,
-                    &format!("Not taking {dir}/{}: {}", skipped.name, skipped.why),
-                )?;
-            }
-            for file in got.files {
-                let (kind, list) = if dir == RPMS_DIR {
-                    (PackageKind::Binary, &mut rpms)
-                } else {
-                    (PackageKind::Source, &mut srpms)
-                };
-                check_result_package(&file.path, kind, &build_log)?;
-                list.push(file.path);
+        if self.plan.keep_srpm {
+            for file in self.take(SRPMS_DIR, is_srpm, result_dir, None).await?.files {
+                check_result_package(&file.path, PackageKind::Source, &build_log)?;
+                srpms.push(file.path);
             }
         }
         rpms.sort();
@@ -2076,22 +2050,6 @@ fn private_copy(source: &Path, copy: &Path) -> Result<PathBuf> {
     Ok(copy.to_path_buf())
 }
 
-/// `512 MiB`, `1.5 GiB`, or bytes when smaller than a KiB.
-fn human_bytes(bytes: u64) -> String {
-    let units = [("GiB", 1u64 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)];
-    for (unit, size) in units {
-        if bytes >= size {
-            let value = bytes as f64 / size as f64;
-            return if bytes % size == 0 {
-                format!("{} {unit}", bytes / size)
-            } else {
-                format!("{value:.1} {unit}")
-            };
-        }
-    }
-    format!("{bytes} bytes")
-}
-
 fn is_binary_rpm(name: &str) -> bool {
     name.ends_with(".rpm") && !name.ends_with(".src.rpm") && !name.ends_with(".nosrc.rpm")
 }
@@ -2142,13 +2100,6 @@ mod tests {
         std::os::unix::fs::symlink(&own, dir.join("copy-3")).unwrap();
         assert!(private_copy(&linked, &dir.join("copy-3")).is_err());
         assert_eq!(std::fs::read(&own).unwrap(), b"srpm");
-    }
-
-    #[test]
-    fn sizes_read_as_people_write_them() {
-        assert_eq!(human_bytes(512 << 20), "512 MiB");
-        assert_eq!(human_bytes(3 << 29), "1.5 GiB");
-        assert_eq!(human_bytes(100), "100 bytes");
     }
 
     #[test]

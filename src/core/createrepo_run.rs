@@ -52,7 +52,7 @@ use rustix::fs::{Mode, OFlags};
 
 use tracing::{debug, info, warn};
 
-use crate::core::accounting::{human_bytes, Usage};
+use crate::core::accounting::{oom_words, Usage};
 use crate::core::cancel::{cancel_pair, Cancel};
 use crate::core::createrepo::{
     self, Action, CommandOutcome, ContainerCommand, CreaterepoPlan, CreaterepoRequest,
@@ -484,19 +484,7 @@ impl TaskContainer<'_> {
                 return None;
             }
         };
-        if kills <= self.oom_seen {
-            return None;
-        }
-        let new = kills - self.oom_seen;
-        self.oom_seen = kills;
-        let limit = limit.map_or_else(
-            || "its memory limit".to_owned(),
-            |bytes| format!("its memory limit of {}", human_bytes(bytes)),
-        );
-        Some(format!(
-            "out of memory: the {ROLE} container reached {limit} and the kernel's OOM killer \
-             killed {new} of its processes"
-        ))
+        oom_words(ROLE, kills, &mut self.oom_seen, limit)
     }
 }
 

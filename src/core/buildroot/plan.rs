@@ -326,8 +326,8 @@ printf '\\n\\nStorage:\\n'; df -H /";
 /// only after rpm. The fixed root environment (`HOME=/root`): rpm never reads a macro file
 /// the build user wrote (`~/.rpmmacros` could move `%_dbpath` to a database of its own).
 fn package_list_step(rpmdb_path: Option<&str>) -> Step {
-    let mut dbs: Vec<&str> = vec!["/var/lib/rpm", "/usr/lib/sysimage/rpm"];
-    dbs.extend(rpmdb_path);
+    let mut dbs: Vec<String> = vec!["/var/lib/rpm".into(), "/usr/lib/sysimage/rpm".into()];
+    dbs.extend(rpmdb_path.map(str::to_owned));
     let mut above: Vec<String> = Vec::new();
     for db in &dbs {
         for dir in Path::new(db).ancestors().skip(1) {
@@ -343,7 +343,6 @@ fn package_list_step(rpmdb_path: Option<&str>) -> Step {
             .collect::<Vec<_>>()
             .join(" ")
     };
-    let dbs: Vec<String> = dbs.iter().map(|d| (*d).to_owned()).collect();
     let script = format!(
         r#""$@" || exit $?
 for f in {above}; do
