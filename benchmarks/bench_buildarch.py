@@ -21,12 +21,16 @@ cold and the warm build, so that neither pays for writing out the previous cache
   seen (checked: ``cache_hit`` False, a bootstrap container was created, the root was stored);
   warm: the same repo again (checked: ``cache_hit`` True, no bootstrap container).
 * Init time, from the task's state.log: from "Creating build container" to the first
-  "Start: rebuild SRPM". Ratio cold / warm, median of per-round ratios. Goal >= 20.
+  "Start: rebuild SRPM" (a warm build, whose container starts inside that step with the build
+  as its main process: to podman's start event of the container). Ratio cold / warm, median
+  of per-round ratios. Goal >= 20.
   The cold init is also split into its parts, dnf's among them from the timestamps of dnf's
   own output lines in container.log during the ``install @build`` step.
 * Fixed overhead of a warm build: its wall time around ``BuildArchAdapter.run`` minus the time
-  inside its steps ("Start:"/"Finish:" pairs of state.log), compared with the mean of the
-  round's two ``podman run --rm true``. Goal <= 1.1.
+  of its commands (a step exec's "Start:"/"Finish:" span of state.log; for the build as the
+  build container's main process, podman's start event of its container to state.log's line
+  saying the command ended), compared with the mean of the round's two
+  ``podman run --rm true``. Goal <= 1.1.
 
 P6, interleaved rounds (order rotating, one warm-up round): a whole warm buildArch of the
 sample versus ``podman run --rm BUILDROOT rpmbuild --rebuild SRPM``, where BUILDROOT is the
@@ -84,6 +88,8 @@ USERNS_SIZE = 65536
 EXPORT_STEP = "export the root for the cache"
 #: The warm build's one step: the SRPM rebuilt, then built in the same exec.
 BUILD_STEP = "rebuild SRPM and build"
+#: state.log's line when a warm build's command, the build container's main process, ended.
+LEAD_ENDED = "The build container's command ended"
 KEY_LABEL = "io.koji.adjutant.buildroot.key"
 
 _STAMP = r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z"
@@ -241,9 +247,33 @@ class Build:
     def init(self) -> float:
         return self.log.init_seconds()
 
+    def lead_init(self, events: ContainerEvents | None) -> float | None:
+        """The init: ``init``, but for a lead build (whose container starts inside its step)
+        from "Creating build container" to podman's start event of it (None without the
+        events)."""
+        if not self.lead:
+            return self.init
+        if events is None:
+            return None
+        return events.first("start") - _epoch(self.log.first("Creating build container"))
+
     @property
-    def overhead(self) -> float:
-        return self.wall - self.log.step_seconds()
+    def lead(self) -> bool:
+        """The build ran as the build container's main process (a warm build's lead step)."""
+        return self.log.has(LEAD_ENDED)
+
+    def overhead(self, events: ContainerEvents | None) -> float | None:
+        """The wall time minus the time of the commands: each step exec's span in state.log,
+        and for a lead step only its command, from podman's start event of its container to
+        the line saying it ended (None without the events)."""
+        if not self.lead:
+            return self.wall - self.log.step_seconds()
+        if events is None:
+            return None
+        spans = self.log.spans()
+        others = sum(span.seconds for span in spans[1:])
+        command = _epoch(self.log.first(LEAD_ENDED)) - events.first("start")
+        return self.wall - others - command
 
     def container_log(self) -> ContainerLog:
         return ContainerLog.read(self.result_dir / "container.log")
@@ -289,6 +319,30 @@ class Build:
             "stop + remove (died to Finished)": finished - events.last("died"),
         }
 
+    def split(self, events: ContainerEvents | None) -> dict[str, float] | None:
+        """The build's phases by podman's events (``lead_parts`` or ``event_parts``)."""
+        if events is None:
+            return None
+        return self.lead_parts(events) if self.lead else self.event_parts(events)
+
+    def lead_parts(self, events: ContainerEvents) -> dict[str, float]:
+        """A lead build (the build as the build container's main process), split by podman's
+        events and state.log: create call, init (podman does it on the attach), start, the
+        command (start event to the line saying it ended), its end (usage read, release, the
+        container's processes gone, to "Finish:"), then the results and the removal."""
+        creating = _epoch(self.log.first("Creating build container"))
+        ended = _epoch(self.log.first(LEAD_ENDED))
+        finish = _epoch(self.log.spans()[0].finish)
+        return {
+            "create (to podman's create event)": events.first("create") - creating,
+            "attach + init (to its init event)": events.first("init") - events.first("create"),
+            "start (init to start event)": events.first("start") - events.first("init"),
+            "command (start event to its end line)": ended - events.first("start"),
+            "end line to Finish (usage, release, processes gone)": finish - ended,
+            "results, callbacks, removal (to Finished)": _epoch(self.log.first("Finished:"))
+            - finish,
+        }
+
     def exec_parts(self, events: ContainerEvents) -> dict[str, float] | None:
         """Each step split by podman's exec and exec_died events: from "Start:" to the exec
         event (exec create + start calls), the command (exec to exec_died: the step reaper,
@@ -297,7 +351,9 @@ class Build:
         The hardware report is an exec of its own beside the first step, requested once the
         step's exec has started; podman's events do not say which exec is which, so a step's
         exec is the first one that started within it and its end the last exec_died within
-        it. None unless every step has one."""
+        it. None unless every step has one (and for a lead build, which has none)."""
+        if self.lead:
+            return None
         parts: dict[str, float] = {}
         spans = self.log.spans()
         for label, span in zip(_labels(spans), spans):
@@ -310,11 +366,6 @@ class Build:
             parts[f"{label}: command"] = max(ended) - min(begun)
             parts[f"{label}: exec end"] = finish - max(ended)
         return parts
-
-    def overhead_parts(self) -> dict[str, float]:
-        """The phases outside steps: what the adapter adds around the commands."""
-        steps = set(_labels(self.log.spans()))
-        return {k: v for k, v in self.phases().items() if k not in steps}
 
     def cold_init_parts(self) -> dict[str, float]:
         """The cold init, from "Creating build container" to "Start: rebuild SRPM", in parts
@@ -629,37 +680,42 @@ def measure_p3(
         cli.append((before + after) / 2)
         print(
             f"  P3 round {index + 1}: cold wall {cold.wall:.2f} s, init {cold.init:.2f} s | "
-            f"warm wall {warm.wall:.3f} s, init {warm.init:.3f} s, steps "
-            f"{warm.log.step_seconds():.3f} s, overhead {warm.overhead:.3f} s | "
-            f"CLI true {before:.3f}/{after:.3f} s"
+            f"warm wall {warm.wall:.3f} s, steps "
+            f"{warm.log.step_seconds():.3f} s | CLI true {before:.3f}/{after:.3f} s"
         )
         print(f"           cold init (s): {_seconds(cold.cold_init_parts())}")
-        print(f"           warm overhead (ms): {_ms(warm.overhead_parts())}")
+        print(f"           warm phases (ms): {_ms(warm.phases())}")
 
     med = statistics.median
     packages = {b.installed_packages() for b in colds}
-    init_ratio = _median_ratio([b.init for b in colds], [b.init for b in warms])
+    events = ContainerEvents.read(worker, since)
+    warm_inits = [b.lead_init(events.get(b.task_id)) for b in warms]
+    if any(i is None for i in warm_inits):
+        raise SystemExit("P3: podman's events of a warm build are missing: no init to report")
+    warm_init = [i for i in warm_inits if i is not None]
+    init_ratio = _median_ratio([b.init for b in colds], warm_init)
     cold_parts = _medians([b.cold_init_parts() for b in colds])
     resolved = med(b.dnf_resolved_after() for b in colds)
     init_detail = (
         f"median of {n} rounds, @build = {'/'.join(map(str, sorted(packages)))} packages: "
         f"init cold {med(b.init for b in colds):.2f} s = {_seconds(cold_parts)} "
         f"(dnf's 'Dependencies resolved.' at {resolved:.2f} s); "
-        f"warm {med(b.init for b in warms):.3f} s (create, task files and start; the package "
+        f"warm {med(warm_init):.3f} s (create, task files and start; the package "
         f"list is the cache record's); whole build cold "
         f"{med(b.wall for b in colds):.2f} s, warm {med(b.wall for b in warms):.2f} s"
     )
-    events = ContainerEvents.read(worker, since)
-    split = [b.event_parts(events[b.task_id]) for b in warms if b.task_id in events]
+    split = [b.split(events.get(b.task_id)) for b in warms]
+    split = [x for x in split if x]
     if split:
-        print(f"  P3 warm overhead split by podman's events (ms): {_ms(_medians(split))}")
-    overhead_ratio = _median_ratio([b.overhead for b in warms], cli)
+        print(f"  P3 warm build split by podman's events (ms): {_ms(_medians(split))}")
+    overheads = [b.overhead(events.get(b.task_id)) for b in warms]
+    if any(o is None for o in overheads):
+        raise SystemExit("P3: podman's events of a warm build are missing: no overhead to report")
+    overhead_ratio = _median_ratio([o for o in overheads if o is not None], cli)
     overhead_detail = (
         f"median of {n} rounds: warm build {med(b.wall for b in warms):.3f} s wall - "
-        f"{med(b.log.step_seconds() for b in warms):.3f} s in {len(warms[0].log.spans())} steps "
-        f"= {med(b.overhead for b in warms) * 1e3:.0f} ms overhead ("
-        f"{_ms(_medians([b.overhead_parts() for b in warms]))} ms); "
-        f"podman run --rm true {med(cli) * 1e3:.0f} ms"
+        f"the commands' time = {med(o for o in overheads if o is not None) * 1e3:.0f} ms "
+        f"overhead; podman run --rm true {med(cli) * 1e3:.0f} ms"
         + (f"; by podman's events: {_ms(_medians(split))} ms" if split else "")
     )
     return [
@@ -767,13 +823,13 @@ def measure_p6(
     ratio = _median_ratio([b.wall for b in adapter], cli)
     phases = _medians([b.phases() for b in adapter])
     events = ContainerEvents.read(worker, since)
-    split = [b.event_parts(events[b.task_id]) for b in adapter if b.task_id in events]
+    split = [x for b in adapter if (x := b.split(events.get(b.task_id)))]
     print(f"  P6 where the adapter's time goes (median of {n} rounds, ms):")
     for name, value in phases.items():
         print(f"    {name:<52} {value * 1e3:7.0f}")
     print(f"    {'= adapter wall':<52} {med(b.wall for b in adapter) * 1e3:7.0f}")
     if split:
-        print(f"    podman's events ({len(split)} of {n} builds) split the phases around steps:")
+        print(f"    podman's events ({len(split)} of {n} builds) split the phases:")
         for name, value in _medians(split).items():
             print(f"      {name:<50} {value * 1e3:7.0f}")
     execs = [x for b in adapter if b.task_id in events and (x := b.exec_parts(events[b.task_id]))]

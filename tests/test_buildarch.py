@@ -74,6 +74,15 @@ def _evilreq_srpm(form: str, work: Path, payload: Path) -> Path:
     return srpm
 
 
+def _leadforger_srpm(form: str, work: Path) -> Path:
+    """adj-leadforger with its form (``garbage`` or ``early``) in its SRPM."""
+    sources = work / f"leadforger-{form}"
+    sources.mkdir()
+    shutil.copy(kt.spec_path("adj-leadforger"), sources)
+    (sources / "leadforger-form").write_text(f"{form}\n")
+    return kt.build_srpm(sources / "adj-leadforger.spec", work / f"srpm-{form}")
+
+
 @pytest.fixture(scope="module")
 def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koji:
     try:
@@ -114,6 +123,8 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
     evil = tmp_path_factory.mktemp("evil")
     for form in ("abs", "rel", "url"):
         srpms[f"adj-evilreq-{form}"] = _evilreq_srpm(form, evil, payload)
+    for form in ("garbage", "early"):
+        srpms[f"adj-leadforger-{form}"] = _leadforger_srpm(form, evil)
     return Koji(topdir=top, repo=repo, srpms=srpms, distro=dev_distro, secret=secret)
 
 
@@ -1022,6 +1033,79 @@ def test_processes_left_behind_are_gone_before_the_next_step_and_never_see_a_net
     assert all(names.split() == ["lo"] for _, names in interfaces), interfaces
     if where == "url":
         assert "(network bridge)" in state
+
+
+def test_a_warm_build_is_the_build_containers_main_process(adapter, koji, task):
+    """A warm build whose cached root has every BuildRequires runs no step exec: rpmbuild is
+    the build container's main process; its usage is read before the container ends."""
+    run(adapter, koji, *task("adj-hello"))  # the cached root (made here if no test made it)
+    ctx, srpm = task("adj-hello")
+    usages: list[dict[str, object]] = []
+    result = run(adapter, koji, ctx, srpm, on_usage=usages.append)
+    assert result.cache_hit
+    state = state_log(result.result_dir)
+    assert ", the build as its main process" in state, state
+    assert "Buildroot packages after the build: as last listed" in state
+    assert len(_step_windows(state, "rebuild SRPM and build")) == 1, state
+    build_log = (result.result_dir / "build.log").read_text()
+    assert "(user 1000:135, network off, the build container's main process)" in build_log
+    assert "Wrote: /builddir/build/RPMS/" in build_log
+    assert "koji-adjutant-lead-end" not in build_log
+    assert usages == [result.usage]
+    build = result.usage["build"]
+    assert isinstance(build, dict) and build["cpu_seconds"] > 0.0, result.usage
+    assert build["peak_memory_bytes"] > 1024 * 1024, result.usage
+    assert "CPU info:" in (result.result_dir / "hw_info.log").read_text()
+    assert [p.name for p in result.rpms] == [f"adj-hello-1.0-1{DIST}.noarch.rpm"]
+
+
+def test_a_warm_builds_leftovers_end_with_its_container_before_root_installs(adapter, koji, task):
+    """A warm build that needs a package the cached root lacks: the lead container, whose
+    main process the build was, ends with every process the spec left behind before root
+    installs anything; the build goes on in a new container from the same root."""
+    run(adapter, koji, *task("adj-hello"))
+    ctx, srpm = task("adj-lingerer")
+    with ProcessWatch(b"adj-linger-") as watch:
+        result = run(adapter, koji, ctx, srpm, "noarch")
+    assert result.cache_hit
+    state = state_log(result.result_dir)
+    assert ", the build as its main process" in state, state
+    assert "again: the build needs packages the cached root lacks" in state, state
+    steps = _step_windows(state, "rebuild SRPM and build")
+    installs = _step_windows(state, "install build requirements")
+    assert len(steps) == 2 and len(installs) == 1, state
+    assert steps[0][1] <= installs[0][0] and installs[0][1] <= steps[1][0], state
+    parse_seen = [t for t, name in watch.sightings if name == "adj-linger-parse"]
+    build_seen = [t for t, name in watch.sightings if name == "adj-linger-build"]
+    assert parse_seen and build_seen, watch.sightings
+    for seen in parse_seen:
+        assert any(start - 0.5 <= seen <= finish for start, finish in steps), (seen, steps)
+    for seen in build_seen:
+        assert steps[1][0] - 0.5 <= seen <= steps[1][1], (seen, steps)
+    for seen, _ in watch.sightings:
+        assert not any(start <= seen <= finish for start, finish in installs), (seen, installs)
+    names = {e["name"] for e in result.buildroot}
+    assert names == {*koji.distro.groups["build"], "adj-libgreet"}
+
+
+def test_a_build_writing_on_the_end_line_fails_or_ends_only_itself(adapter, koji, task):
+    """The end line of a warm build's container can be written by the build (it runs as the
+    wrapper's user): garbage fails the task naming that channel; a forged early end makes the
+    host wait for the container to end, so the results are whole."""
+    run(adapter, koji, *task("adj-hello"))
+    ctx, srpm = task("adj-leadforger-garbage")
+    with pytest.raises(BuildError, match="wrote on the channel that says when it ended") as err:
+        run(adapter, koji, ctx, srpm, "noarch")
+    assert "ADJ-LEADFORGER: wrote garbage" in Path(str(err.value.log)).read_text()
+    ctx, srpm = task("adj-leadforger-early")
+    result = run(adapter, koji, ctx, srpm, "noarch")
+    build_log = (result.result_dir / "build.log").read_text()
+    assert "ADJ-LEADFORGER: wrote early" in build_log
+    (rpm,) = result.rpms
+    files = subprocess.run(
+        ["rpm", "-qlp", str(rpm)], capture_output=True, text=True, check=True
+    ).stdout.split()
+    assert "/usr/share/adj-leadforger/late" in files, files
 
 
 # == image mode ===============================================================================

@@ -23,6 +23,17 @@ pub struct Usage {
 }
 
 impl Usage {
+    /// The usage of two containers that ran one after the other as one: the higher peak,
+    /// CPU and writes summed; a figure unknown for either is unknown.
+    pub fn then(&self, later: &Usage) -> Usage {
+        let both = |a: Option<u64>, b: Option<u64>, f: fn(u64, u64) -> u64| Some(f(a?, b?));
+        Usage {
+            peak_memory_bytes: both(self.peak_memory_bytes, later.peak_memory_bytes, u64::max),
+            cpu_seconds: self.cpu_seconds.zip(later.cpu_seconds).map(|(a, b)| a + b),
+            bytes_written: both(self.bytes_written, later.bytes_written, u64::saturating_add),
+        }
+    }
+
     /// `peak memory 12.3 MiB, CPU 4.56 s, written 789 bytes` (`unknown` for a missing figure).
     pub fn describe(&self) -> String {
         let mib = self.peak_memory_bytes.map_or("unknown".to_owned(), |b| {
@@ -105,6 +116,25 @@ pub fn read_oom_kills(root: &Path, cgroup_path: &str) -> Option<u64> {
     keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
 }
 
+/// How many processes are left in the cgroup at `cgroup_path` (its `cgroup.procs`, in v1
+/// the pids controller's); `Some(0)` when the cgroup is gone, `None` when it cannot be read.
+pub fn processes_left(root: &Path, cgroup_path: &str) -> Option<usize> {
+    let relative = cgroup_path.trim_start_matches('/');
+    if relative.split('/').any(|c| c == "..") {
+        return None;
+    }
+    let path = if root.join("cgroup.controllers").exists() {
+        root.join(relative).join("cgroup.procs")
+    } else {
+        root.join("pids").join(relative).join("cgroup.procs")
+    };
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text.lines().filter(|l| !l.trim().is_empty()).count()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
+        Err(_) => None,
+    }
+}
+
 /// The words for a container's failure when the kernel's OOM killer killed some of its
 /// processes since the last look: `kills` is its cgroup's count now, `seen` the count at the
 /// last look (updated), `limit` its memory limit. `None` when there are no new kills.
@@ -150,6 +180,34 @@ fn keyed(text: &str, key: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_containers_in_turn_count_as_the_higher_peak_and_the_sums() {
+        let a = Usage {
+            peak_memory_bytes: Some(10),
+            cpu_seconds: Some(1.5),
+            bytes_written: Some(100),
+        };
+        let b = Usage {
+            peak_memory_bytes: Some(7),
+            cpu_seconds: Some(0.5),
+            bytes_written: Some(1),
+        };
+        assert_eq!(
+            a.then(&b),
+            Usage {
+                peak_memory_bytes: Some(10),
+                cpu_seconds: Some(2.0),
+                bytes_written: Some(101),
+            }
+        );
+        let unknown = Usage {
+            cpu_seconds: None,
+            ..b
+        };
+        assert_eq!(a.then(&unknown).cpu_seconds, None);
+        assert_eq!(a.then(&unknown).peak_memory_bytes, Some(10));
+    }
 
     use crate::core::testutil::Scratch;
 

@@ -29,7 +29,7 @@ use std::time::{Duration, Instant, SystemTime};
 
 use tracing::{info, warn};
 
-use crate::core::accounting::{oom_words, Usage};
+use crate::core::accounting::{self, oom_words, Usage};
 use crate::core::archive::{take_staged, Extraction, Skipped};
 use crate::core::buildroot::arch::image_arches_from;
 use crate::core::buildroot::cache::{self, CacheConfig, Cached, Record, Source};
@@ -37,7 +37,7 @@ use crate::core::buildroot::header::{read_package, read_srpm, Package, PackageKi
 use crate::core::buildroot::kept;
 use crate::core::buildroot::pkglist::{parse_package_list, InstalledRpm, LockedRpm};
 use crate::core::buildroot::plan::{
-    check_task, plan, ConfigFile, LEFTOVERS_SURVIVED, REQUIRES_MISSING, RPMDB_WRITABLE,
+    check_task, plan, ConfigFile, LEAD_END, LEFTOVERS_SURVIVED, REQUIRES_MISSING, RPMDB_WRITABLE,
     SRPM_REBUILD_FAILED,
 };
 use crate::core::buildroot::requires::install_arguments;
@@ -49,6 +49,7 @@ use crate::core::buildroot::{
 };
 use crate::core::cancel::Cancel;
 use crate::core::error::{Error, Result, SinkFailure};
+use crate::core::frames;
 use crate::core::logsink::{format_timestamp, FileSink, FileSinkOptions, LineMerged};
 use crate::core::podman::{ExecOptions, ImageInfo, PodmanClient, PullPolicy};
 use crate::core::shell;
@@ -235,7 +236,12 @@ impl TaskLogs {
 
     /// A timestamped line of the adapter's own in state.log, root.log or build.log.
     fn note(&mut self, target: Option<LogTarget>, line: &str) -> Result<()> {
-        let text = format!("{} {line}\n", format_timestamp(SystemTime::now()));
+        self.note_at(target, SystemTime::now(), line)
+    }
+
+    /// [`TaskLogs::note`] stamped with `when`.
+    fn note_at(&mut self, target: Option<LogTarget>, when: SystemTime, line: &str) -> Result<()> {
+        let text = format!("{} {line}\n", format_timestamp(when));
         match target {
             None => self.state.write(Stream::Stdout, text.as_bytes()),
             Some(target) => self
@@ -293,6 +299,67 @@ impl OutputSink for StepSink<'_, '_> {
         self.container.write(stream, data)?;
         self.log.write(stream, data)?;
         self.extra.write(stream, data)
+    }
+}
+
+/// How long a lead step's container waits, after its command, for the hardware report
+/// beside it (which runs as `nobody` in the container) before it is released.
+const LEAD_REPORT_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a released lead step's container may take to end before it is stopped.
+const LEAD_EXIT_WAIT: Duration = Duration::from_secs(10);
+
+/// Why a lead step has no exit status.
+#[derive(Debug)]
+enum LeadEnd {
+    /// The container ended before its wrapper said the command had.
+    Exited,
+    /// Its stdout had something else than the wrapper's one line.
+    Unexpected,
+    TimedOut,
+}
+
+/// The output of a lead step's container: stderr (the command's output) to the step's
+/// sinks; stdout, where only [`LEAD_WRAPPER`] writes, parsed for its line
+/// `koji-adjutant-lead-end STATUS`, sent on `ended`.
+struct LeadSink<'a, 'c> {
+    step: StepSink<'a, 'c>,
+    line: Vec<u8>,
+    ended: Option<tokio::sync::oneshot::Sender<std::result::Result<i64, LeadEnd>>>,
+}
+
+impl OutputSink for LeadSink<'_, '_> {
+    fn write(&mut self, stream: Stream, data: &[u8]) -> std::result::Result<(), SinkFailure> {
+        if stream == Stream::Stderr {
+            return self.step.write(stream, data);
+        }
+        let Some(ended) = self.ended.take() else {
+            return Ok(());
+        };
+        self.line.extend_from_slice(data);
+        let said = match self.line.iter().position(|b| *b == b'\n') {
+            Some(end) => parse_lead_end(self.line.get(..end).unwrap_or_default()),
+            None if self.line.len() <= 64 => {
+                self.ended = Some(ended);
+                return Ok(());
+            }
+            None => Err(LeadEnd::Unexpected),
+        };
+        let _ = ended.send(said);
+        Ok(())
+    }
+
+    fn finish(&mut self) -> std::result::Result<(), SinkFailure> {
+        self.step.finish()
+    }
+}
+
+/// The exit status in [`LEAD_WRAPPER`]'s line.
+fn parse_lead_end(line: &[u8]) -> std::result::Result<i64, LeadEnd> {
+    let line = std::str::from_utf8(line).map_err(|_| LeadEnd::Unexpected)?;
+    match line.split(' ').collect::<Vec<_>>().as_slice() {
+        [word, status] if *word == LEAD_END => status.parse().map_err(|_| LeadEnd::Unexpected),
+        _ => Err(LeadEnd::Unexpected),
     }
 }
 
@@ -474,7 +541,7 @@ pub async fn run(
         (None, None)
     };
 
-    let staging = Staging::make(&scratch_dir, config.userns.map(|m| m.host_base))?;
+    let staging = Staging::make(&scratch_dir, "staged", config.userns.map(|m| m.host_base))?;
     let mut task = Task {
         client,
         config,
@@ -497,7 +564,10 @@ pub async fn run(
         stored_image: None,
         rpmdb_writable: true,
         listed_after_root: false,
-        step_started: std::sync::Arc::new(tokio::sync::Notify::new()),
+        step_started: std::sync::Arc::new(tokio::sync::watch::Sender::new(false)),
+        hw_done: std::sync::Arc::new(tokio::sync::Notify::new()),
+        lead_usage: None,
+        retired: Vec::new(),
     };
     let mut outcome = task
         .work(&key, cached.as_ref(), hooks, &result_dir, image)
@@ -594,12 +664,13 @@ struct Staging {
 }
 
 impl Staging {
-    fn make(scratch_dir: &Path, host_base: Option<u32>) -> Result<Staging> {
+    /// The two dirs `NAME-RPMS` and `NAME-SRPMS` in the scratch dir.
+    fn make(scratch_dir: &Path, name: &str, host_base: Option<u32>) -> Result<Staging> {
         use std::os::unix::fs::DirBuilderExt;
         let base = host_base.unwrap_or(0);
         let (uid, gid) = (base + BUILD_UID, base + BUILD_GID);
-        let make = |name: &str| -> Result<PathBuf> {
-            let dir = scratch_dir.join(name);
+        let make = |kind: &str| -> Result<PathBuf> {
+            let dir = scratch_dir.join(format!("{name}-{kind}"));
             std::fs::DirBuilder::new()
                 .mode(0o755)
                 .create(&dir)
@@ -608,8 +679,8 @@ impl Staging {
             Ok(dir)
         };
         Ok(Staging {
-            rpms: make("staged-RPMS")?,
-            srpms: make("staged-SRPMS")?,
+            rpms: make("RPMS")?,
+            srpms: make("SRPMS")?,
         })
     }
 
@@ -619,6 +690,35 @@ impl Staging {
             RPMS_DIR => Some(self.rpms.clone()),
             SRPMS_DIR => Some(self.srpms.clone()),
             _ => None,
+        }
+    }
+}
+
+/// Waits until the cgroup at `cgroup_path` has no process left (polled every 2 ms, for at
+/// most [`LEAD_EXIT_WAIT`]).
+async fn processes_gone(cgroup_path: &str, cancel: &Cancel) -> Result<()> {
+    let root = Path::new(accounting::CGROUP_ROOT);
+    let deadline = Instant::now() + LEAD_EXIT_WAIT;
+    loop {
+        match accounting::processes_left(root, cgroup_path) {
+            Some(0) => return Ok(()),
+            None => {
+                return Err(Error::container(
+                    "wait",
+                    format!("cannot read the processes of cgroup {cgroup_path}"),
+                ))
+            }
+            Some(_) if Instant::now() >= deadline => {
+                return Err(Error::container(
+                    "wait",
+                    "the build container's processes did not end",
+                ))
+            }
+            Some(_) => {}
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_millis(2)) => {}
+            () = cancel.cancelled() => return Err(Error::Interrupted),
         }
     }
 }
@@ -653,7 +753,9 @@ struct Beside<'a> {
     dnf_logs_into: Option<PathBuf>,
     /// The report's exec is requested once a step's exec has started (or the steps ended):
     /// podman starts one exec of a container at a time, and the first step comes first.
-    step_started: std::sync::Arc<tokio::sync::Notify>,
+    step_started: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Notified once the report has ended.
+    hw_done: std::sync::Arc<tokio::sync::Notify>,
 }
 
 /// What [`Beside`] did: hw_info.log's path, the report's exit status and time; the dnf logs
@@ -665,13 +767,18 @@ struct BesideDone {
 
 impl Beside<'_> {
     async fn run(self) -> BesideDone {
-        let (hw, dnf_logs) = tokio::join!(self.hw_info(), self.dnf_logs());
+        let hw = async {
+            let hw = self.hw_info().await;
+            self.hw_done.notify_one();
+            hw
+        };
+        let (hw, dnf_logs) = tokio::join!(hw, self.dnf_logs());
         BesideDone { hw, dnf_logs }
     }
 
     /// hw_info.log: the report from inside the build container, then the container's limits.
     async fn hw_info(&self) -> Result<(PathBuf, i64, Duration)> {
-        self.step_started.notified().await;
+        self.step_started_wait().await;
         let started = Instant::now();
         let mut report = Vec::new();
         let opts = exec_options(&self.hw_step);
@@ -704,9 +811,20 @@ impl Beside<'_> {
         Ok((file.path().to_path_buf(), code, started.elapsed()))
     }
 
+    /// Returns once a step's exec has started (or the steps have ended).
+    async fn step_started_wait(&self) {
+        let _ = self
+            .step_started
+            .subscribe()
+            .wait_for(|started| *started)
+            .await;
+    }
+
     /// A cached root's dnf logs (see [`take_dnf_logs`]).
     async fn dnf_logs(&self) -> Option<Result<TakenLogs>> {
         let scratch = self.dnf_logs_into.as_ref()?;
+        // not before the first step has started: podman would make its start wait for the copy
+        self.step_started_wait().await;
         Some(
             take_dnf_logs(
                 self.client,
@@ -784,6 +902,14 @@ enum Snapshot {
     Tar(PathBuf),
 }
 
+/// The buildroot's first list, split as the hub gets it.
+struct Listed {
+    /// What Koji knows (`buildroot_ready`'s list).
+    initial: Vec<BuildrootRpm>,
+    /// Image mode: the image's own RPMs Koji cannot know.
+    unknown: Vec<BuildrootRpm>,
+}
+
 struct Task<'a> {
     client: &'a PodmanClient,
     config: &'a BuildArchConfig,
@@ -825,7 +951,14 @@ struct Task<'a> {
     listed_after_root: bool,
     /// Notified when an exec of a step has started (and when the steps end): the hardware
     /// report waits for it, so that its exec does not delay the first step's start.
-    step_started: std::sync::Arc<tokio::sync::Notify>,
+    step_started: std::sync::Arc<tokio::sync::watch::Sender<bool>>,
+    /// Notified when the hardware report has ended (a lead step's container waits for it).
+    hw_done: std::sync::Arc<tokio::sync::Notify>,
+    /// A lead step's container and what it used, read before it ended (see [`Task::lead`]).
+    lead_usage: Option<(String, Usage)>,
+    /// Build containers the task no longer uses (a lead step's, once the task went on the
+    /// stepwise way), removed with the others.
+    retired: Vec<String>,
 }
 
 impl Task<'_> {
@@ -842,18 +975,33 @@ impl Task<'_> {
             (None, BuildrootMode::Tag) => self.client.ensure_empty_image().await?,
             (None, BuildrootMode::Image) => self.config.image.clone(),
         };
+        let record = cached.and_then(|c| cache::read_record(&self.config.cache, key, &c.image_id));
+        // A warm build whose root is listed by its cache record, in an rpm database the build
+        // user cannot write, needs no step before the build and no list after it: the build
+        // is the build container's main process (see `Task::lead`).
+        let lead = self.plan.product == Product::Binaries
+            && record.as_ref().is_some_and(|r| !r.rpmdb_writable);
         self.logs.note(
             None,
             &format!(
-                "Creating build container from {} ({})",
+                "Creating build container from {} ({}){}",
                 base,
                 match cached {
                     Some(_) => format!("cached buildroot {key}"),
                     None => format!("fresh buildroot, cache key {key}"),
+                },
+                if lead {
+                    ", the build as its main process"
+                } else {
+                    ""
                 }
             ),
         )?;
-        let build_id = self.create_build_container(&base).await?;
+        let build_id = if lead {
+            self.create_lead_container(&base).await?
+        } else {
+            self.create_build_container(&base).await?
+        };
         let baseline = match cached {
             Some(c) => {
                 cache::touch(&self.config.cache, key);
@@ -871,7 +1019,9 @@ impl Task<'_> {
             }
             None => self.install_root(key).await?,
         };
-        put_files_and_start(self.client, &build_id, &self.plan.build_files).await?;
+        if !lead {
+            put_files_and_start(self.client, &build_id, &self.plan.build_files).await?;
+        }
         self.baseline = baseline.clone();
         // Beside the task's steps: the hardware report, and a cached root's dnf logs (a fresh
         // root's were taken after each of its root steps).
@@ -886,18 +1036,74 @@ impl Task<'_> {
             log_options: self.logs.options,
             dnf_logs_into: cached.map(|_| self.scratch_dir.join("cached-logs")),
             step_started: self.step_started.clone(),
+            hw_done: self.hw_done.clone(),
         };
         let steps = async {
-            let outcome = self
-                .steps(key, cached, hooks, result_dir, image, &baseline)
-                .await;
+            let outcome = if lead {
+                self.lead_then_steps(key, cached, record, hooks, result_dir, image, &base)
+                    .await
+            } else {
+                let listed = self.initial_packages(key, cached, record).await;
+                match listed.and_then(|listed| self.ready(listed, hooks)) {
+                    Ok(listed) => {
+                        self.steps(listed, None, cached, hooks, result_dir, image)
+                            .await
+                    }
+                    Err(e) => Err(e),
+                }
+            };
             // a report still waiting for a step to start waits no longer
-            self.step_started.notify_one();
+            self.step_started.send_replace(true);
             outcome
         };
         let (beside, outcome) = tokio::join!(beside.run(), steps);
         self.beside_done(beside);
         outcome
+    }
+
+    /// A warm build begun by [`Task::lead`]. When rpmbuild finds a BuildRequires missing, the
+    /// task goes on the stepwise way in a new build container from the same cached root
+    /// (the lead's root is left as it was: its build user's processes ran there as its main
+    /// process), starting with the installs the lead's rebuilt SRPM asks for.
+    #[allow(clippy::too_many_arguments)]
+    async fn lead_then_steps(
+        &mut self,
+        key: &str,
+        cached: Option<&Cached>,
+        record: Option<Record>,
+        hooks: &mut dyn BuildHooks,
+        result_dir: &Path,
+        image: ImageInfo,
+        base: &str,
+    ) -> Result<BuildArchOutcome> {
+        let listed = self.initial_packages(key, cached, record).await?;
+        let listed = self.ready(listed, hooks)?;
+        self.write_installed_pkgs_log()?;
+        let code = self.lead(&self.plan.rebuild_and_build_step.clone()).await?;
+        if code != REQUIRES_MISSING {
+            return self
+                .finish_build(listed.unknown, cached, hooks, result_dir, image)
+                .await;
+        }
+        let rebuilt = self
+            .take_one(SRPMS_DIR, is_srpm, PackageKind::Source)
+            .await?;
+        self.retired.extend(self.build_id.take());
+        self.staging = Staging::make(
+            &self.scratch_dir,
+            "again",
+            self.config.userns.map(|m| m.host_base),
+        )?;
+        self.logs.note(
+            None,
+            &format!(
+                "Creating build container from {base} again: the build needs packages the cached root lacks"
+            ),
+        )?;
+        let build_id = self.create_build_container(base).await?;
+        put_files_and_start(self.client, &build_id, &self.plan.build_files).await?;
+        self.steps(listed, Some(rebuilt), cached, hooks, result_dir, image)
+            .await
     }
 
     /// What [`Beside`] did, in state.log and the task's list of logs.
@@ -949,8 +1155,8 @@ impl Task<'_> {
         &mut self,
         key: &str,
         cached: Option<&Cached>,
+        record: Option<Record>,
     ) -> Result<Vec<BuildrootRpm>> {
-        let record = cached.and_then(|c| cache::read_record(&self.config.cache, key, &c.image_id));
         if let Some(record) = record {
             self.logs.note(
                 None,
@@ -979,18 +1185,11 @@ impl Task<'_> {
         Ok(installed.into_iter().map(|i| i.rpm).collect())
     }
 
-    /// The task's steps in the started build container, up to its results.
-    async fn steps(
-        &mut self,
-        key: &str,
-        cached: Option<&Cached>,
-        hooks: &mut dyn BuildHooks,
-        result_dir: &Path,
-        image: ImageInfo,
-        baseline: &[String],
-    ) -> Result<BuildArchOutcome> {
-        let listed = self.initial_packages(key, cached).await?;
-        let (initial, unknown) = self.classify(listed, baseline);
+    /// The first list to the hub (kojid's buildroot list once mock's root is ready), split
+    /// by what Koji can know (see `classify`).
+    fn ready(&mut self, listed: Vec<BuildrootRpm>, hooks: &mut dyn BuildHooks) -> Result<Listed> {
+        let baseline = self.baseline.clone();
+        let (initial, unknown) = self.classify(listed, &baseline);
         if !unknown.is_empty() {
             let names: Vec<String> = unknown.iter().map(BuildrootRpm::nevra_key).collect();
             self.logs.note(
@@ -1002,6 +1201,20 @@ impl Task<'_> {
             )?;
         }
         hooks.buildroot_ready(&self.plan.buildroot_arch, &initial)?;
+        Ok(Listed { initial, unknown })
+    }
+
+    /// The task's steps in the started build container, up to its results. `rebuilt`: the
+    /// SRPM a lead step rebuilt and found requirements of missing, installed first.
+    async fn steps(
+        &mut self,
+        listed: Listed,
+        rebuilt: Option<Package>,
+        cached: Option<&Cached>,
+        hooks: &mut dyn BuildHooks,
+        result_dir: &Path,
+        image: ImageInfo,
+    ) -> Result<BuildArchOutcome> {
         if self.plan.product == Product::Srpm {
             // kojid's rebuild_srpm and build_srpm send no list after the tool run.
             let srpms = self.make_srpm(result_dir).await?;
@@ -1010,9 +1223,9 @@ impl Task<'_> {
                 rpms: Vec::new(),
                 srpms,
                 logs: Vec::new(),
-                buildroot: initial,
+                buildroot: listed.initial,
                 lock: self.last_listed.iter().map(InstalledRpm::locked).collect(),
-                unknown_rpms: unknown,
+                unknown_rpms: listed.unknown,
                 buildroot_arch: self.plan.buildroot_arch.clone(),
                 cache_hit: cached.is_some(),
                 image,
@@ -1025,21 +1238,26 @@ impl Task<'_> {
         // BuildRequires installed: rebuild the SRPM; while rpmbuild says requirements are
         // missing, install the rebuilt SRPM's (checked) and try again, until the package set
         // stops changing; dynamic BuildRequires then go through mock's `-br` rounds.
-        let mut previous = initial;
+        let mut previous = listed.initial.clone();
+        let mut pending = rebuilt;
         let mut dynamic = false;
         let mut built = false;
         for _ in 0..MAX_BUILDREQUIRES_LOOPS {
-            self.write_installed_pkgs_log()?;
-            let code = self
-                .checked(&self.plan.rebuild_and_build_step.clone(), true)
-                .await?;
-            if code != REQUIRES_MISSING {
-                built = true;
-                break;
-            }
-            let rebuilt = self
-                .take_one(SRPMS_DIR, is_srpm, PackageKind::Source)
-                .await?;
+            let rebuilt = match pending.take() {
+                Some(rebuilt) => rebuilt,
+                None => {
+                    self.write_installed_pkgs_log()?;
+                    let code = self
+                        .checked(&self.plan.rebuild_and_build_step.clone(), true)
+                        .await?;
+                    if code != REQUIRES_MISSING {
+                        built = true;
+                        break;
+                    }
+                    self.take_one(SRPMS_DIR, is_srpm, PackageKind::Source)
+                        .await?
+                }
+            };
             dynamic = rebuilt.dynamic_buildrequires();
             let reqs = install_arguments(&rebuilt.requires, &rebuilt.file_name(), "root.log")
                 .map_err(|e| self.refused(e))?;
@@ -1067,21 +1285,25 @@ impl Task<'_> {
             let build = self.plan.build_step(dynamic);
             self.checked(&build, true).await?;
         }
-        // kojid reads the rpmdb again after the build (updateBuildRootList): here when it
-        // may have changed since it was last read (a root step since, or a database the build
-        // user can write).
-        let installed = if self.listed_after_root && !self.rpmdb_writable {
-            self.logs.note(
-                None,
-                "Buildroot packages after the build: as last listed (nothing was installed since, and the build user cannot write the rpm database)",
-            )?;
-            self.last_listed.clone()
-        } else {
-            self.installed().await?
-        };
+        self.finish_build(listed.unknown, cached, hooks, result_dir, image)
+            .await
+    }
+
+    /// After a successful build: the list after it (kojid's updateBuildRootList), then the
+    /// results.
+    async fn finish_build(
+        &mut self,
+        unknown: Vec<BuildrootRpm>,
+        cached: Option<&Cached>,
+        hooks: &mut dyn BuildHooks,
+        result_dir: &Path,
+        image: ImageInfo,
+    ) -> Result<BuildArchOutcome> {
+        let installed = self.installed_after().await?;
         let lock = installed.iter().map(InstalledRpm::locked).collect();
         let listed = installed.into_iter().map(|i| i.rpm).collect();
-        let final_list = self.classify(listed, baseline).0;
+        let baseline = self.baseline.clone();
+        let final_list = self.classify(listed, &baseline).0;
         self.ready = false;
         hooks.buildroot_final(&final_list)?;
         let (rpms, srpms) = self.collect(result_dir).await?;
@@ -1098,6 +1320,20 @@ impl Task<'_> {
             image,
             usage: TaskUsage::default(),
         })
+    }
+
+    /// The packages after the build or its failure (kojid reads the rpmdb again): read again
+    /// when they may have changed since they were last read (a root step since, or a
+    /// database the build user can write), else as last listed.
+    async fn installed_after(&mut self) -> Result<Vec<InstalledRpm>> {
+        if self.listed_after_root && !self.rpmdb_writable {
+            self.logs.note(
+                None,
+                "Buildroot packages after the build: as last listed (nothing was installed since, and the build user cannot write the rpm database)",
+            )?;
+            return Ok(self.last_listed.clone());
+        }
+        self.installed().await
     }
 
     /// mock's `installed_pkgs.log`: the packages as last listed, just before a build.
@@ -1174,7 +1410,10 @@ impl Task<'_> {
         }
         if self.ready {
             self.ready = false;
-            let listed = self.packages().await;
+            let listed = self
+                .installed_after()
+                .await
+                .map(|installed| installed.into_iter().map(|i| i.rpm).collect());
             let result = listed.and_then(|listed| {
                 let baseline = self.baseline.clone();
                 hooks.buildroot_final(&self.classify(listed, &baseline).0)
@@ -1227,22 +1466,32 @@ impl Task<'_> {
     /// What the task's containers used, noted in state.log and kojid's log.
     async fn usage(&mut self) -> TaskUsage {
         let mut usage = TaskUsage::default();
+        let lead = self.lead_usage.clone();
         for (role, id, slot) in [
             ("build", self.build_id.clone(), &mut usage.build),
             ("bootstrap", self.bootstrap_id.clone(), &mut usage.bootstrap),
         ] {
             let Some(id) = id else { continue };
-            match self.client.usage(&id).await {
-                Ok(Some(used)) => {
-                    let line = format!("Usage of the {role} container: {}", used.describe());
-                    info!(target: LOG_TARGET, task_id = self.plan.task_id, "{line}");
-                    let _ = self.logs.note(None, &line);
-                    *slot = Some(used);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    warn!(target: LOG_TARGET, "cannot read the {role} container's usage: {e}")
-                }
+            let earlier = lead.as_ref().filter(|_| role == "build");
+            let used = match earlier {
+                // the lead's container has ended: what it used was read before
+                Some((lead_id, used)) if *lead_id == id => Some(*used),
+                _ => match self.client.usage(&id).await {
+                    Ok(used) => used.map(|used| match earlier {
+                        Some((_, before)) => before.then(&used),
+                        None => used,
+                    }),
+                    Err(e) => {
+                        warn!(target: LOG_TARGET, "cannot read the {role} container's usage: {e}");
+                        None
+                    }
+                },
+            };
+            if let Some(used) = used {
+                let line = format!("Usage of the {role} container: {}", used.describe());
+                info!(target: LOG_TARGET, task_id = self.plan.task_id, "{line}");
+                let _ = self.logs.note(None, &line);
+                *slot = Some(used);
             }
         }
         usage
@@ -1272,6 +1521,15 @@ impl Task<'_> {
     /// The build container: the root as its root filesystem, catatonit pausing as `nobody`,
     /// no capabilities, no network, only the SRPM mounted.
     async fn create_build_container(&mut self, image: &str) -> Result<String> {
+        let spec = self.build_container_spec(image).await?;
+        let id = self.client.create(&spec).await?;
+        self.build_id = Some(id.clone());
+        Ok(id)
+    }
+
+    /// The spec of a build container: its mounts are the SRPM (read-only) and the staging
+    /// dirs.
+    async fn build_container_spec(&mut self, image: &str) -> Result<ContainerSpec> {
         let mut spec = self.task_container(image, "build", NetworkMode::None);
         for mount in self.plan.build_mounts.clone() {
             spec.mounts.push(self.owned_mount(mount).await?);
@@ -1287,9 +1545,224 @@ impl Task<'_> {
                 selinux_label: self.config.selinux_label,
             });
         }
+        Ok(spec)
+    }
+
+    /// The build container of a lead step ([`Task::lead`]): as [`Task::create_build_container`]
+    /// makes it, but with the lead step's command as its main process (under podman's init),
+    /// as the build user with the step's environment and stdin held open, and the files a
+    /// build container gets (the build user's macros) as read-only mounts of the task's own
+    /// copies, which nothing but the host writes.
+    async fn create_lead_container(&mut self, image: &str) -> Result<String> {
+        let step = &self.plan.rebuild_and_build_step;
+        let mut spec = self.build_container_spec(image).await?;
+        spec.command = step.lead_argv();
+        spec.user = Some(step.user.podman_user());
+        spec.environment = step.env.iter().cloned().collect();
+        spec.workdir = Some(step.workdir.clone());
+        spec.open_stdin = true;
+        let files = self.scratch_dir.join("files");
+        std::fs::create_dir(&files)
+            .map_err(|e| Error::io(format!("creating {}", files.display()), e))?;
+        for (n, file) in self.plan.build_files.iter().enumerate() {
+            let copy = files.join(n.to_string());
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(file.mode)
+                .custom_flags(libc::O_NOFOLLOW)
+                .open(&copy)
+                .and_then(|mut f| f.write_all(file.content.as_bytes()))
+                .map_err(|e| Error::io(format!("writing {}", copy.display()), e))?;
+            spec.mounts.push(VolumeMount {
+                source: copy,
+                target: file.dest.clone().into(),
+                read_only: true,
+                selinux_label: self.config.selinux_label,
+            });
+        }
         let id = self.client.create(&spec).await?;
         self.build_id = Some(id.clone());
         Ok(id)
+    }
+
+    /// Runs `step` as the main process of the build container made by
+    /// [`Task::create_lead_container`] and returns its exit status (one of its
+    /// `ok_exit_codes`; any other is the step's error, as [`Task::checked`] words it).
+    ///
+    /// The container's stdout carries only [`LEAD_WRAPPER`]'s line saying the command ended
+    /// and its processes are gone (the command's output is on stderr). Then the container's
+    /// usage and OOM kills are read from its cgroup (which goes with the container), the
+    /// hardware report beside it is awaited, the wrapper is released and the container
+    /// ends. Whatever the build does to that line (it can write it too: its processes run as
+    /// the wrapper's user) it can only end its own build early, as exiting would: the host
+    /// reads the usage itself and takes the results only once the container has ended.
+    async fn lead(&mut self, step: &Step) -> Result<i64> {
+        let id = self
+            .build_id
+            .clone()
+            .ok_or_else(|| Error::container("start", "no build container"))?;
+        let (client, cancel) = (self.client, self.cancel);
+        let started = Instant::now();
+        self.logs.note(None, &format!("Start: {}", step.name))?;
+        self.logs.note(
+            Some(step.log),
+            &format!(
+                "Executing command: {} (user {}, network off, the build container's main process)",
+                shell::format_cmd(&step.argv),
+                step.user.podman_user(),
+            ),
+        )?;
+        let mut held = client.start_held(&id).await?;
+        self.step_started.send_replace(true);
+        let output = held
+            .output()
+            .ok_or_else(|| Error::container("attach", "no output stream"))?;
+        let cgroup = match client.cgroup_path(&id).await {
+            Ok(path) => path,
+            Err(e) => {
+                warn!(target: LOG_TARGET, "cannot find the build container's cgroup: {e}");
+                None
+            }
+        };
+        let limit = step.timeout_secs.unwrap_or(self.config.dnf_timeout);
+        let hw_done = self.hw_done.clone();
+        let (ended, ended_at, used, kills) = {
+            let (tx, ended) = tokio::sync::oneshot::channel();
+            let log = match step.log {
+                LogTarget::RootLog => &mut self.logs.root,
+                LogTarget::BuildLog => &mut self.logs.build,
+            };
+            let mut sink = LeadSink {
+                step: StepSink {
+                    log,
+                    container: &mut self.logs.container,
+                    extra: &mut *self.sink,
+                    capture: None,
+                },
+                line: Vec::new(),
+                ended: Some(tx),
+            };
+            let pump = frames::pump_to_end(output, &mut sink);
+            tokio::pin!(pump);
+            let ended = tokio::select! {
+                pumped = &mut pump => {
+                    pumped?;
+                    Err(LeadEnd::Exited)
+                }
+                said = ended => said.unwrap_or(Err(LeadEnd::Exited)),
+                () = tokio::time::sleep(Duration::from_secs(limit)) => Err(LeadEnd::TimedOut),
+                () = cancel.cancelled() => return Err(Error::Interrupted),
+            };
+            let ended_at = SystemTime::now();
+            let root = Path::new(accounting::CGROUP_ROOT);
+            let used = cgroup.as_deref().map(|p| accounting::read_usage(root, p));
+            let kills = cgroup
+                .as_deref()
+                .and_then(|p| accounting::read_oom_kills(root, p));
+            if ended.is_ok() {
+                // the report runs as `nobody` beside the build; it ends with the container
+                let _ = tokio::time::timeout(LEAD_REPORT_WAIT, hw_done.notified()).await;
+                if let Err(e) = held.release().await {
+                    warn!(target: LOG_TARGET, "cannot release the build container: {e}");
+                }
+            } else {
+                let _ = client.stop(&id, 0).await;
+            }
+            // the rest of the output (stderr the end line overtook), until the container ends
+            match tokio::time::timeout(LEAD_EXIT_WAIT, &mut pump).await {
+                Ok(pumped) => pumped?,
+                Err(_) => {
+                    client.stop(&id, 0).await?;
+                    0
+                }
+            };
+            (ended, ended_at, used, kills)
+        };
+        let exited = match ended {
+            // the wrapper exited 0 after its line; its container's processes are gone once
+            // its cgroup has none (sooner than podman notes the exit)
+            Ok(_) if cgroup.is_some() => {
+                processes_gone(cgroup.as_deref().unwrap_or_default(), cancel).await?;
+                0
+            }
+            _ => client.wait_exited(&id, cancel).await?,
+        };
+        self.logs
+            .merged(step.log)
+            .end_lines()
+            .map_err(Error::Sink)?;
+        let code = match ended {
+            Ok(code) => code,
+            Err(LeadEnd::Exited) => {
+                return Err(Error::Build {
+                    message: format!(
+                        "the build container of task {} (arch {}) ended (exit status {exited}) before its command did; see {}",
+                        self.plan.task_id,
+                        self.arch,
+                        step.log.file_name()
+                    ),
+                    log: Some(self.logs.path(step.log)),
+                    exit_code: Some(exited),
+                });
+            }
+            Err(LeadEnd::Unexpected) => {
+                return Err(Error::Build {
+                    message: format!(
+                        "the build of task {} (arch {}) wrote on the channel that says when it ended; see {}",
+                        self.plan.task_id,
+                        self.arch,
+                        step.log.file_name()
+                    ),
+                    log: Some(self.logs.path(step.log)),
+                    exit_code: None,
+                });
+            }
+            Err(LeadEnd::TimedOut) => {
+                self.logs
+                    .note(Some(step.log), &format!("Timed out after {limit} s"))?;
+                return Err(Error::Build {
+                    message: format!(
+                        "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
+                        step.name,
+                        self.plan.task_id,
+                        self.arch,
+                        step.log.file_name()
+                    ),
+                    log: Some(self.logs.path(step.log)),
+                    exit_code: None,
+                });
+            }
+        };
+        self.logs.note_at(
+            None,
+            ended_at,
+            &format!(
+                "The build container's command ended (exit status {code}), its processes with it"
+            ),
+        )?;
+        self.logs.note(
+            None,
+            &format!(
+                "Finish: {} (exit status {code}, {:.2} s)",
+                step.name,
+                started.elapsed().as_secs_f64()
+            ),
+        )?;
+        match used {
+            Some(used) => self.lead_usage = Some((id, used)),
+            None => {
+                let _ = self.logs.note(
+                    None,
+                    "Could not read the build container's usage before it ended",
+                );
+            }
+        }
+        if step.ok_exit_codes.contains(&code) {
+            return Ok(code);
+        }
+        let oom = kills.and_then(|kills| self.oom_words_for(step, "build", kills));
+        Err(self.failure(step, code, true, oom))
     }
 
     /// A mount of the task's own file (the SRPM), with the SELinux label when one is set.
@@ -1550,8 +2023,14 @@ impl Task<'_> {
         if step.ok_exit_codes.contains(&code) {
             return Ok(code);
         }
-        let log = step.log.file_name();
         let oom = self.oom_note(step).await;
+        Err(self.failure(step, code, is_build, oom))
+    }
+
+    /// The error of `step` exiting with `code` (not one of its `ok_exit_codes`); `oom`: the
+    /// OOM killer's part in it.
+    fn failure(&mut self, step: &Step, code: i64, is_build: bool, oom: Option<String>) -> Error {
+        let log = step.log.file_name();
         // kojid's wording, with the OOM killer named when it struck: "status 137" alone
         // does not say that the build hit its memory limit.
         let status = match &oom {
@@ -1588,11 +2067,11 @@ impl Task<'_> {
                 step.name, self.plan.task_id, self.arch
             )
         };
-        Err(Error::Build {
+        Error::Build {
             message,
             log: Some(self.logs.path(step.log)),
             exit_code: Some(code),
-        })
+        }
     }
 
     /// Whether the kernel's OOM killer killed a process of `step`'s container since the last
@@ -1613,6 +2092,12 @@ impl Task<'_> {
                 return None;
             }
         };
+        self.oom_words_for(step, role, kills)
+    }
+
+    /// [`oom_words`] for `step` given its container's count of OOM kills now, noted in the
+    /// step's log and state.log.
+    fn oom_words_for(&mut self, step: &Step, role: &str, kills: u64) -> Option<String> {
         let seen = match step.user {
             RunAs::Root => &mut self.oom_seen.1,
             RunAs::Builder | RunAs::Fetcher | RunAs::Observer => &mut self.oom_seen.0,
@@ -1892,6 +2377,7 @@ impl Task<'_> {
 
     /// Removes the bootstrap container, then the build container (whose root it mounted).
     async fn remove_containers(&mut self) {
+        let retired = std::mem::take(&mut self.retired);
         for id in [
             self.source_id.take(),
             self.bootstrap_id.take(),
@@ -1899,6 +2385,7 @@ impl Task<'_> {
         ]
         .into_iter()
         .flatten()
+        .chain(retired)
         {
             self.client.remove_logged(&id).await;
         }
@@ -2100,6 +2587,27 @@ mod tests {
         std::os::unix::fs::symlink(&own, dir.join("copy-3")).unwrap();
         assert!(private_copy(&linked, &dir.join("copy-3")).is_err());
         assert_eq!(std::fs::read(&own).unwrap(), b"srpm");
+    }
+
+    #[test]
+    fn only_the_wrappers_own_line_gives_a_lead_steps_status() {
+        assert!(matches!(parse_lead_end(b"koji-adjutant-lead-end 0"), Ok(0)));
+        assert!(matches!(
+            parse_lead_end(b"koji-adjutant-lead-end 99"),
+            Ok(99)
+        ));
+        for bad in [
+            &b"koji-adjutant-lead-end"[..],
+            b"koji-adjutant-lead-end x",
+            b"koji-adjutant-lead-end 0 1",
+            b"you are done",
+            b"koji-adjutant-lead-end \xff",
+        ] {
+            assert!(
+                matches!(parse_lead_end(bad), Err(LeadEnd::Unexpected)),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

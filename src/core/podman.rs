@@ -129,6 +129,38 @@ pub struct ExecOptions {
     pub user: Option<String>,
 }
 
+/// A connection that is read and written: an attach with stdin.
+trait Duplex: futures_util::io::AsyncRead + futures_util::io::AsyncWrite + Send {}
+impl<T: futures_util::io::AsyncRead + futures_util::io::AsyncWrite + Send> Duplex for T {}
+type DuplexStream = Pin<Box<dyn Duplex>>;
+
+/// A container started by [`PodmanClient::start_held`]: its output stream, and its main
+/// process's stdin.
+pub struct Held {
+    reader: Option<futures_util::io::ReadHalf<DuplexStream>>,
+    writer: futures_util::io::WriteHalf<DuplexStream>,
+}
+
+impl Held {
+    /// The container's multiplexed output (see [`frames`]); `None` once taken.
+    pub fn output(&mut self) -> Option<impl futures_util::io::AsyncRead + Unpin + Send + 'static> {
+        self.reader.take()
+    }
+
+    /// Sends one line to the main process's stdin.
+    pub async fn release(&mut self) -> Result<()> {
+        use futures_util::io::AsyncWriteExt;
+        self.writer
+            .write_all(b"\n")
+            .await
+            .map_err(|e| Error::container("attach", e))?;
+        self.writer
+            .flush()
+            .await
+            .map_err(|e| Error::container("attach", e))
+    }
+}
+
 /// Accepts a socket path or a `unix://` URL.
 pub fn socket_path(socket: &str) -> Result<String> {
     let path = socket.strip_prefix("unix://").unwrap_or(socket);
@@ -596,6 +628,9 @@ impl PodmanClient {
         if spec.init {
             gen.insert("init".into(), true.into());
         }
+        if spec.open_stdin {
+            gen.insert("stdin".into(), true.into());
+        }
         if let Some(map) = spec.userns {
             // An explicit mapping: `userns: auto` alone silently gives none over the REST API
             // of podman 4.3, and `container:<id>` starts the other container itself.
@@ -747,6 +782,36 @@ impl PodmanClient {
         Ok(())
     }
 
+    /// Attaches to stdin, stdout and stderr of a created container made with
+    /// `open_stdin`, then starts it: its output is [`Held::output`], and its main process
+    /// gets what [`Held::release`] sends.
+    pub async fn start_held(&self, id: &str) -> Result<Held> {
+        let ep = Self::ep(format!(
+            "/containers/{id}/attach?stream=true&stdin=true&stdout=true&stderr=true"
+        ));
+        let stream = self
+            .bounded("attach", Bound::Quick, async {
+                self.raw
+                    .clone()
+                    .post_upgrade_stream(ep, Payload::empty())
+                    .await
+                    .map_err(|e| cerr("attach", e))
+            })
+            .await?;
+        let duplex: DuplexStream = Box::pin(stream);
+        let (reader, writer) = futures_util::io::AsyncReadExt::split(duplex);
+        self.start_raw(id).await?;
+        Ok(Held {
+            reader: Some(reader),
+            writer,
+        })
+    }
+
+    /// Blocks until the container has exited (podman polled every 10 ms); its exit code.
+    pub async fn wait_exited(&self, id: &str, cancel: &Cancel) -> Result<i64> {
+        self.wait_exit(id, cancel).await
+    }
+
     /// Blocks until the container exits; returns its exit code.
     pub async fn wait(&self, id: &str, cancel: &Cancel) -> Result<i64> {
         let pump = self
@@ -864,7 +929,7 @@ impl PodmanClient {
         opts: &ExecOptions,
         sink: &mut dyn OutputSink,
         cancel: &Cancel,
-        started: Option<&tokio::sync::Notify>,
+        started: Option<&tokio::sync::watch::Sender<bool>>,
     ) -> Result<i64> {
         if argv.is_empty() {
             return Err(Error::invalid("exec needs a command"));
@@ -920,7 +985,7 @@ impl PodmanClient {
             })
             .await?;
         if let Some(started) = started {
-            started.notify_one();
+            started.send_replace(true);
         }
         let pumped = self.bounded(
             "exec output stream",
@@ -1333,30 +1398,37 @@ impl PodmanClient {
         .await
     }
 
+    /// The cgroup of a running container, as podman names it (`State.CgroupPath`); `None`
+    /// when podman names none (it has stopped). Read it with [`accounting::read_usage`] and
+    /// [`accounting::read_oom_kills`] while the container runs.
+    pub async fn cgroup_path(&self, id: &str) -> Result<Option<String>> {
+        let info = self.inspect_container(id).await?;
+        Ok(info
+            .pointer("/State/CgroupPath")
+            .and_then(serde_json::Value::as_str)
+            .filter(|p| !p.is_empty())
+            .map(str::to_owned))
+    }
+
     /// What a running container has used so far, from its cgroup (see [`accounting`]);
     /// `None` when podman does not name its cgroup (it has stopped).
     ///
     /// [`accounting`]: crate::core::accounting
     pub async fn usage(&self, id: &str) -> Result<Option<accounting::Usage>> {
-        let info = self.inspect_container(id).await?;
-        let path = info
-            .pointer("/State/CgroupPath")
-            .and_then(serde_json::Value::as_str)
-            .filter(|p| !p.is_empty())
-            .map(str::to_owned);
-        Ok(path.map(|p| accounting::read_usage(Path::new(accounting::CGROUP_ROOT), &p)))
+        Ok(self
+            .cgroup_path(id)
+            .await?
+            .map(|p| accounting::read_usage(Path::new(accounting::CGROUP_ROOT), &p)))
     }
 
     /// How many processes of the container the kernel's OOM killer killed (its cgroup's
     /// `oom_kill` count); `None` when podman names no cgroup (it has stopped) or the kernel
     /// does not say.
     pub async fn oom_kills(&self, id: &str) -> Result<Option<u64>> {
-        let info = self.inspect_container(id).await?;
-        Ok(info
-            .pointer("/State/CgroupPath")
-            .and_then(serde_json::Value::as_str)
-            .filter(|p| !p.is_empty())
-            .and_then(|p| accounting::read_oom_kills(Path::new(accounting::CGROUP_ROOT), p)))
+        Ok(self
+            .cgroup_path(id)
+            .await?
+            .and_then(|p| accounting::read_oom_kills(Path::new(accounting::CGROUP_ROOT), &p)))
     }
 
     /// podman's inspect of a container, as podman returns it (`podman inspect`).

@@ -185,6 +185,9 @@ pub struct ContainerSpec {
     /// without an overlay: writes reach the directory). Only the root of another of the
     /// task's containers, which podman mounted, is ever given here.
     pub rootfs: Option<PathBuf>,
+    /// Keep the main process's stdin open (podman's `--interactive`): it reads what
+    /// [`crate::core::podman::Held::release`] sends.
+    pub open_stdin: bool,
 }
 
 impl ContainerSpec {
@@ -207,6 +210,7 @@ impl ContainerSpec {
             scratch_volumes: Vec::new(),
             userns: None,
             rootfs: None,
+            open_stdin: false,
         }
     }
 

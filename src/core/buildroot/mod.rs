@@ -36,7 +36,10 @@
 //!   root at [`INSTALL_ROOT`]. Root steps never see a build's environment.
 //! * **No process outlives its step**: each step ends by killing every other process of its
 //!   user in its container (see [`plan::STEP_REAPER`]); the containers' main processes are
-//!   podman's catatonit pausing as `nobody`, which the build user cannot signal.
+//!   podman's catatonit pausing as `nobody`, which the build user cannot signal. A warm build
+//!   whose cached root needs nothing installed is the build container's main process instead
+//!   ([`plan::LEAD_WRAPPER`], which reaps the same way): its container ends before anything
+//!   else happens to its root.
 //! * **BuildRequires are provides and file paths only** ([`requires`]): a requirement dnf would
 //!   read as a package file, URL, group, option or glob fails the build before any install.
 //! * **Results and logs never cross a path the container can write**: results come out of

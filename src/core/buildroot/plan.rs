@@ -59,28 +59,57 @@ pub const RPMDB_WRITABLE: i64 = 97;
 
 /// The wrapper of every step, a `bash -c` script taking the command as its arguments: run it,
 /// then SIGKILL every process of this user in the container (`kill -1` reaches all a user
-/// may signal) until none but the container's pause processes (uid [`PAUSE_UID`]) remains,
-/// and exit with the command's status. Builtins only: nothing it runs can be replaced by a
-/// file the step wrote. /proc/N/status gives the real owner even of a process that made itself
-/// undumpable.
-pub const STEP_REAPER: &str = r#""$@"; rc=$?
-n=0
+/// may signal) until none but the container's init and pause processes (PID 1, uid
+/// [`PAUSE_UID`]) remains, and exit with the command's status. Builtins only: nothing it runs
+/// can be replaced by a file the step wrote. /proc/N/status gives the real owner even of a
+/// process that made itself undumpable.
+pub const STEP_REAPER: &str = r#"end() { exit "$1"; }
+"$@"; rc=$?
+REAP"#;
+
+/// The reaping loop of [`STEP_REAPER`] and [`LEAD_WRAPPER`], ending with `end STATUS`.
+const REAP_LOOP: &str = r#"n=0
 while :; do
   kill -s KILL -1 2>/dev/null
   left=
   for p in /proc/[0-9]*; do
-    [ "$p" = "/proc/$$" ] && continue
+    [ "$p" = "/proc/$$" ] || [ "$p" = /proc/1 ] && continue
     uid=
     { while read -r k v _; do [ "$k" = Uid: ] && { uid=$v; break; }; done < "$p/status"; } 2>/dev/null
     if [ -n "$uid" ] && [ "$uid" != PAUSE ]; then left=${p#/proc/}; break; fi
   done
-  [ -z "$left" ] && exit "$rc"
+  [ -z "$left" ] && end "$rc"
   n=$((n + 1))
   if [ "$n" -ge 20000 ]; then
     echo "koji-adjutant: process $left of this step survived SIGKILL" >&2
-    exit LEFTOVERS
+    end LEFTOVERS
   fi
 done"#;
+
+/// The first word of the line by which [`LEAD_WRAPPER`] tells the runner its command ended:
+/// `koji-adjutant-lead-end STATUS`, alone on the container's stdout.
+pub const LEAD_END: &str = "koji-adjutant-lead-end";
+
+/// The build container's main process in a warm build (the lead step, see
+/// `Step::lead_argv`): the command runs with its stdout and stderr both on the container's
+/// stderr and stdin from /dev/null; when it ends, every other process of the build user is
+/// killed as [`STEP_REAPER`] does, the status goes to the container's stdout (which is
+/// nothing else's), and the wrapper waits for a line on its stdin: the runner reads the
+/// container's usage from its cgroup (which exists only while a process does), then sends the
+/// line, and the container ends.
+pub const LEAD_WRAPPER: &str = r#"end() { printf '%s %s\n' LEAD_END "$1" >&3; read -r _; exit 0; }
+exec 3>&1 1>&2
+"$@" </dev/null 3>&-; rc=$?
+REAP"#;
+
+/// `template` with the reaping loop and its constants filled in.
+fn wrapper(template: &str) -> String {
+    template
+        .replace("REAP", REAP_LOOP)
+        .replace("PAUSE", &PAUSE_UID.to_string())
+        .replace("LEFTOVERS", &LEFTOVERS_SURVIVED.to_string())
+        .replace("LEAD_END", LEAD_END)
+}
 
 /// Who a step runs as, and so in which container.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,16 +186,23 @@ impl Step {
         if self.user == RunAs::Observer {
             return self.argv.clone();
         }
-        let script = STEP_REAPER
-            .replace("PAUSE", &PAUSE_UID.to_string())
-            .replace("LEFTOVERS", &LEFTOVERS_SURVIVED.to_string());
+        self.wrapped(STEP_REAPER, "koji-adjutant-step")
+    }
+
+    /// The command of a build container whose main process is this step (the lead step of a
+    /// warm build): [`LEAD_WRAPPER`] around the command.
+    pub fn lead_argv(&self) -> Vec<String> {
+        self.wrapped(LEAD_WRAPPER, "koji-adjutant-lead")
+    }
+
+    fn wrapped(&self, template: &str, name: &str) -> Vec<String> {
         let mut argv = vec![
             "/bin/bash".to_owned(),
             "--noprofile".to_owned(),
             "--norc".to_owned(),
             "-c".to_owned(),
-            script,
-            "koji-adjutant-step".to_owned(),
+            wrapper(template),
+            name.to_owned(),
         ];
         argv.extend(self.argv.iter().cloned());
         argv
@@ -1287,9 +1323,28 @@ pub(crate) mod tests {
         let argv = step.exec_argv();
         assert_eq!(&argv[..4], ["/bin/bash", "--noprofile", "--norc", "-c"]);
         assert!(argv[4].contains("kill -s KILL -1") && argv[4].contains("!= 65534"));
-        assert!(argv[4].contains("exit 125"));
+        assert!(argv[4].contains("end 125") && argv[4].starts_with("end() { exit \"$1\"; }"));
         assert_eq!(argv[5], "koji-adjutant-step");
         assert_eq!(&argv[6..], step.argv.as_slice());
+    }
+
+    #[test]
+    fn the_lead_wrapper_reaps_like_a_step_and_says_the_status_on_its_own_stdout_only() {
+        let p = plan_for(BuildrootMode::Tag, &request(&[]));
+        let step = &p.rebuild_and_build_step;
+        let argv = step.lead_argv();
+        assert_eq!(&argv[..4], ["/bin/bash", "--noprofile", "--norc", "-c"]);
+        let script = &argv[4];
+        // the command's stdout and stderr both go to the container's stderr; fd 3 (the
+        // container's stdout) is closed for it
+        assert!(script.contains("exec 3>&1 1>&2\n\"$@\" </dev/null 3>&-; rc=$?"));
+        assert!(script.contains("kill -s KILL -1") && script.contains("[ \"$p\" = /proc/1 ]"));
+        assert!(script.contains("printf '%s %s\\n' koji-adjutant-lead-end \"$1\" >&3; read -r _"));
+        assert!(script.contains("end 125"));
+        assert_eq!(argv[5], "koji-adjutant-lead");
+        assert_eq!(&argv[6..], step.argv.as_slice());
+        // a step exec ends with the status itself
+        assert!(step.exec_argv()[4].starts_with("end() { exit \"$1\"; }"));
     }
 
     #[test]
