@@ -675,11 +675,18 @@ def test_a_kept_root_in_a_user_namespace_expires(manager, image, koji, task, cac
         userns_base=USERNS_BASE,
         keep_failed_root=1,
     )
+    first, first_srpm = task("adj-failbuild")  # installs the mapped root if no test did
     ctx, srpm = task("adj-failbuild")
     kept = f"localhost/koji-adjutant-kept:{ctx.task_id}"
     try:
         with pytest.raises(BuildError):
+            run(adapter, koji, first, first_srpm, "noarch")
+        with pytest.raises(BuildError) as err:
             run(adapter, koji, ctx, srpm, "noarch")
+        # warm: the build was the build container's main process, ended when the root was kept
+        state = state_log(Path(str(err.value.log)).parent)
+        assert ", the build as its main process" in state, state
+        assert "Finish: keep the failed buildroot" in state, state
         [image_info] = manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)})
         assert image_info["labels"]["io.koji.adjutant.kept.userns_base"] == str(USERNS_BASE)
         # the shell gets the build's mapping: files keep their owners
@@ -690,6 +697,7 @@ def test_a_kept_root_in_a_user_namespace_expires(manager, image, koji, task, cac
         assert manager.list_images({"io.koji.adjutant.kept.task_id": str(ctx.task_id)}) == []
     finally:
         manager.remove_image(kept)
+        manager.remove_image(f"localhost/koji-adjutant-kept:{first.task_id}")
 
 
 def _cli_shell(
