@@ -399,13 +399,27 @@ def test_tag_macros_reach_the_header_and_rpmbuild_runs_unprivileged_without_capa
 
 
 def test_a_failing_build_raises_build_error_naming_build_log(adapter, koji, task):
+    run(adapter, koji, *task("adj-hello"))  # the cached root: the failing build is warm
     ctx, srpm = task("adj-failbuild")
+    ready: list[list[dict[str, object]]] = []
+    finals: list[list[dict[str, object]]] = []
     with pytest.raises(BuildError, match=r"build\.log") as info:
-        run(adapter, koji, ctx, srpm, "noarch")
+        run(
+            adapter,
+            koji,
+            ctx,
+            srpm,
+            "noarch",
+            on_buildroot_ready=ready.append,
+            on_buildroot_final=finals.append,
+        )
     assert info.value.log == str(ctx.work_dir / "result" / "build.log")
     assert info.value.exit_code not in (None, 0)
     assert "ADJ-FAILBUILD" in Path(info.value.log).read_text()
     assert (ctx.work_dir / "result" / "root.log").stat().st_size > 0
+    assert ", the build as its main process" in state_log(ctx.work_dir / "result")
+    # kojid's list after a failed build too (the root's, unchanged)
+    assert len(ready) == 1 and finals == ready
 
 
 def test_a_missing_buildrequires_raises_build_error_naming_root_log(adapter, koji, task):

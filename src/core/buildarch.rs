@@ -1078,6 +1078,8 @@ impl Task<'_> {
     ) -> Result<BuildArchOutcome> {
         let listed = self.initial_packages(key, cached, record).await?;
         let listed = self.ready(listed, hooks)?;
+        // the hub has a list to update, after a failure too
+        self.ready = true;
         self.write_installed_pkgs_log()?;
         let code = self.lead(&self.plan.rebuild_and_build_step.clone()).await?;
         if code != REQUIRES_MISSING {
