@@ -117,6 +117,7 @@ def koji(tmp_path_factory: pytest.TempPathFactory, dev_distro: DevDistro) -> Koj
         "adj-plantee",
         "adj-failwithdeps",
         "adj-dbforger",
+        "adj-bashenv",
     )
     srpms = {n: kt.build_srpm(kt.spec_path(n), srpm_dir) for n in names}
     payload = kt.build_package(kt.spec_path("adj-evilpayload"), rpms).rpms[0]
@@ -1055,6 +1056,33 @@ def test_processes_left_behind_are_gone_before_the_next_step_and_never_see_a_net
     assert all(names.split() == ["lo"] for _, names in interfaces), interfaces
     if where == "url":
         assert "(network bridge)" in state
+
+
+def test_a_tags_bash_env_reaches_the_build_but_never_the_wrapper_of_a_step(
+    manager, image, koji, task
+):
+    """The tag's environment is the command's, not the step wrapper's: a BASH_ENV file the
+    build wrote is read by the build's own bash, never by the bash that wraps (and reaps) a
+    later step."""
+    adapter = BuildArchAdapter(manager, image, cache=False)
+    ctx, srpm = task("adj-bashenv")
+    result = run(
+        adapter,
+        koji,
+        ctx,
+        srpm,
+        "noarch",
+        build_config=build_config(**{"rpm.env.BASH_ENV": "/builddir/adj-bashenv"}),
+    )
+    state = state_log(result.result_dir)
+    assert len(_step_windows(state, "rebuild SRPM and build")) == 2, state
+    logs = "".join(
+        (result.result_dir / name).read_text()
+        for name in ("build.log", "root.log", "container.log")
+    )
+    assert "ADJ-BASHENV: build done" in logs
+    assert "ADJ-BASHENV: read by bash" in logs  # the build's own bash reads it
+    assert "ADJ-BASHENV: read by koji-adjutant" not in logs
 
 
 def test_a_warm_build_is_the_build_containers_main_process(adapter, koji, task):

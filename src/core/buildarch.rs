@@ -881,7 +881,7 @@ async fn take_dnf_logs(
 /// How podman runs `step`: its environment, working directory and user.
 fn exec_options(step: &Step) -> ExecOptions {
     ExecOptions {
-        environment: step.env.iter().cloned().collect(),
+        environment: step.exec_env().into_iter().collect(),
         workdir: Some(step.workdir.clone()),
         user: Some(step.user.podman_user()),
     }
@@ -1560,7 +1560,7 @@ impl Task<'_> {
         let mut spec = self.build_container_spec(image).await?;
         spec.command = step.lead_argv();
         spec.user = Some(step.user.podman_user());
-        spec.environment = step.env.iter().cloned().collect();
+        spec.environment = step.exec_env().into_iter().collect();
         spec.workdir = Some(step.workdir.clone());
         spec.open_stdin = true;
         let files = self.scratch_dir.join("files");

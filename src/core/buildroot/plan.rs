@@ -195,6 +195,10 @@ impl Step {
         self.wrapped(LEAD_WRAPPER, "koji-adjutant-lead")
     }
 
+    /// The wrapper around the command, which gets its environment from `env -i`: the
+    /// wrapper itself runs with podman's fixed one ([`Step::exec_env`]), so nothing of the
+    /// step's (a tag's `rpm.env.*`: `BASH_ENV`, `SHELLOPTS`, ...) reaches the bash that reaps
+    /// the step's processes.
     fn wrapped(&self, template: &str, name: &str) -> Vec<String> {
         let mut argv = vec![
             "/bin/bash".to_owned(),
@@ -203,11 +207,26 @@ impl Step {
             "-c".to_owned(),
             wrapper(template),
             name.to_owned(),
+            ENV.to_owned(),
+            "-i".to_owned(),
         ];
+        argv.extend(self.env.iter().map(|(k, v)| format!("{k}={v}")));
         argv.extend(self.argv.iter().cloned());
         argv
     }
+
+    /// The environment podman gives the exec: the step's own for an [`RunAs::Observer`] step
+    /// (run as it is), else none (the wrapper passes the step's to the command).
+    pub fn exec_env(&self) -> Vec<(String, String)> {
+        if self.user == RunAs::Observer {
+            return self.env.clone();
+        }
+        Vec::new()
+    }
 }
+
+/// coreutils' `env`, which starts a step's command with exactly the step's environment.
+const ENV: &str = "/usr/bin/env";
 
 /// A file the runner writes into a container before it starts.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1325,7 +1344,13 @@ pub(crate) mod tests {
         assert!(argv[4].contains("kill -s KILL -1") && argv[4].contains("!= 65534"));
         assert!(argv[4].contains("end 125") && argv[4].starts_with("end() { exit \"$1\"; }"));
         assert_eq!(argv[5], "koji-adjutant-step");
-        assert_eq!(&argv[6..], step.argv.as_slice());
+        // the command gets the step's environment, the wrapper none of it
+        assert_eq!(&argv[6..8], ["/usr/bin/env", "-i"]);
+        let env: Vec<String> = step.env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        assert!(env.contains(&"HOME=/builddir".to_owned()));
+        assert_eq!(&argv[8..8 + env.len()], env.as_slice());
+        assert_eq!(&argv[8 + env.len()..], step.argv.as_slice());
+        assert!(step.exec_env().is_empty());
     }
 
     #[test]
@@ -1342,7 +1367,8 @@ pub(crate) mod tests {
         assert!(script.contains("printf '%s %s\\n' koji-adjutant-lead-end \"$1\" >&3; read -r _"));
         assert!(script.contains("end 125"));
         assert_eq!(argv[5], "koji-adjutant-lead");
-        assert_eq!(&argv[6..], step.argv.as_slice());
+        assert_eq!(&argv[6..8], ["/usr/bin/env", "-i"]);
+        assert!(argv.ends_with(step.argv.as_slice()));
         // a step exec ends with the status itself
         assert!(step.exec_argv()[4].starts_with("end() { exit \"$1\"; }"));
     }
