@@ -102,32 +102,40 @@ pub fn read_usage(root: &Path, cgroup_path: &str) -> Usage {
 /// because it reached its memory limit (v1: `memory.oom_control`, v2: `memory.events`,
 /// both `oom_kill N`); `None` when the kernel does not say.
 pub fn read_oom_kills(root: &Path, cgroup_path: &str) -> Option<u64> {
+    let path = cgroup_file(
+        root,
+        cgroup_path,
+        "memory.events",
+        "memory",
+        "memory.oom_control",
+    )?;
+    keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
+}
+
+/// The file of the cgroup at `cgroup_path` under `root`: `v2` in the unified hierarchy, else
+/// `v1` of the `controller` hierarchy; `None` for a path that climbs out.
+fn cgroup_file(
+    root: &Path,
+    cgroup_path: &str,
+    v2: &str,
+    controller: &str,
+    v1: &str,
+) -> Option<std::path::PathBuf> {
     let relative = cgroup_path.trim_start_matches('/');
     if relative.split('/').any(|c| c == "..") {
         return None;
     }
-    let path = if root.join("cgroup.controllers").exists() {
-        root.join(relative).join("memory.events")
+    Some(if root.join("cgroup.controllers").exists() {
+        root.join(relative).join(v2)
     } else {
-        root.join("memory")
-            .join(relative)
-            .join("memory.oom_control")
-    };
-    keyed(&std::fs::read_to_string(path).ok()?, "oom_kill")
+        root.join(controller).join(relative).join(v1)
+    })
 }
 
 /// How many processes are left in the cgroup at `cgroup_path` (its `cgroup.procs`, in v1
 /// the pids controller's); `Some(0)` when the cgroup is gone, `None` when it cannot be read.
 pub fn processes_left(root: &Path, cgroup_path: &str) -> Option<usize> {
-    let relative = cgroup_path.trim_start_matches('/');
-    if relative.split('/').any(|c| c == "..") {
-        return None;
-    }
-    let path = if root.join("cgroup.controllers").exists() {
-        root.join(relative).join("cgroup.procs")
-    } else {
-        root.join("pids").join(relative).join("cgroup.procs")
-    };
+    let path = cgroup_file(root, cgroup_path, "cgroup.procs", "pids", "cgroup.procs")?;
     match std::fs::read_to_string(path) {
         Ok(text) => Some(text.lines().filter(|l| !l.trim().is_empty()).count()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some(0),
@@ -282,6 +290,26 @@ mod tests {
         ]);
         assert_eq!(read_oom_kills(&v2.0, "/machine/c1"), Some(1));
         assert_eq!(read_oom_kills(&v2.0, "/machine/../../etc"), None);
+    }
+
+    #[test]
+    fn processes_left_count_the_cgroups_procs_and_a_gone_cgroup_has_none() {
+        let v1 = Scratch::new("cgroup").with_files(&[
+            ("pids/libpod_parent/libpod-abc/cgroup.procs", "12\n34\n"),
+            ("pids/libpod_parent/libpod-empty/cgroup.procs", ""),
+        ]);
+        assert_eq!(processes_left(&v1.0, "/libpod_parent/libpod-abc"), Some(2));
+        assert_eq!(
+            processes_left(&v1.0, "/libpod_parent/libpod-empty"),
+            Some(0)
+        );
+        assert_eq!(processes_left(&v1.0, "/libpod_parent/gone"), Some(0));
+        assert_eq!(processes_left(&v1.0, "/libpod_parent/../../etc"), None);
+        let v2 = Scratch::new("cgroup").with_files(&[
+            ("cgroup.controllers", "memory pids\n"),
+            ("machine/c1/cgroup.procs", "7\n"),
+        ]);
+        assert_eq!(processes_left(&v2.0, "/machine/c1"), Some(1));
     }
 
     #[test]

@@ -251,6 +251,25 @@ impl TaskLogs {
         .map_err(Error::Sink)
     }
 
+    /// The sink of a step whose output goes to `target`, container.log and `extra`.
+    fn step_sink<'a, 'c>(
+        &'a mut self,
+        target: LogTarget,
+        extra: &'a mut dyn OutputSink,
+        capture: Option<&'a mut (dyn Write + Send + 'c)>,
+    ) -> StepSink<'a, 'c> {
+        let log = match target {
+            LogTarget::RootLog => &mut self.root,
+            LogTarget::BuildLog => &mut self.build,
+        };
+        StepSink {
+            log,
+            container: &mut self.container,
+            extra,
+            capture,
+        }
+    }
+
     fn merged(&mut self, target: LogTarget) -> &mut LineMerged<FileSink> {
         match target {
             LogTarget::RootLog => &mut self.root,
@@ -1606,15 +1625,7 @@ impl Task<'_> {
             .ok_or_else(|| Error::container("start", "no build container"))?;
         let (client, cancel) = (self.client, self.cancel);
         let started = Instant::now();
-        self.logs.note(None, &format!("Start: {}", step.name))?;
-        self.logs.note(
-            Some(step.log),
-            &format!(
-                "Executing command: {} (user {}, network off, the build container's main process)",
-                shell::format_cmd(&step.argv),
-                step.user.podman_user(),
-            ),
-        )?;
+        self.note_start(step, "network off, the build container's main process")?;
         let mut held = client.start_held(&id).await?;
         self.step_started.send_replace(true);
         let output = held
@@ -1631,17 +1642,8 @@ impl Task<'_> {
         let hw_done = self.hw_done.clone();
         let (ended, ended_at, used, kills) = {
             let (tx, ended) = tokio::sync::oneshot::channel();
-            let log = match step.log {
-                LogTarget::RootLog => &mut self.logs.root,
-                LogTarget::BuildLog => &mut self.logs.build,
-            };
             let mut sink = LeadSink {
-                step: StepSink {
-                    log,
-                    container: &mut self.logs.container,
-                    extra: &mut *self.sink,
-                    capture: None,
-                },
+                step: self.logs.step_sink(step.log, &mut *self.sink, None),
                 line: Vec::new(),
                 ended: Some(tx),
             };
@@ -1720,21 +1722,7 @@ impl Task<'_> {
                     exit_code: None,
                 });
             }
-            Err(LeadEnd::TimedOut) => {
-                self.logs
-                    .note(Some(step.log), &format!("Timed out after {limit} s"))?;
-                return Err(Error::Build {
-                    message: format!(
-                        "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
-                        step.name,
-                        self.plan.task_id,
-                        self.arch,
-                        step.log.file_name()
-                    ),
-                    log: Some(self.logs.path(step.log)),
-                    exit_code: None,
-                });
-            }
+            Err(LeadEnd::TimedOut) => return Err(self.timed_out(step, limit)),
         };
         self.logs.note_at(
             None,
@@ -1743,14 +1731,7 @@ impl Task<'_> {
                 "The build container's command ended (exit status {code}), its processes with it"
             ),
         )?;
-        self.logs.note(
-            None,
-            &format!(
-                "Finish: {} (exit status {code}, {:.2} s)",
-                step.name,
-                started.elapsed().as_secs_f64()
-            ),
-        )?;
+        self.note_finish(step, code, started)?;
         match used {
             Some(used) => self.lead_usage = Some((id, used)),
             None => {
@@ -2076,6 +2057,50 @@ impl Task<'_> {
         }
     }
 
+    /// state.log's `Start:` of `step` and its log's `Executing command:` line, ending with
+    /// `how` it runs.
+    fn note_start(&mut self, step: &Step, how: &str) -> Result<()> {
+        self.logs.note(None, &format!("Start: {}", step.name))?;
+        self.logs.note(
+            Some(step.log),
+            &format!(
+                "Executing command: {} (user {}, {how})",
+                shell::format_cmd(&step.argv),
+                step.user.podman_user(),
+            ),
+        )
+    }
+
+    /// state.log's `Finish:` of `step`, begun at `started`.
+    fn note_finish(&mut self, step: &Step, code: i64, started: Instant) -> Result<()> {
+        self.logs.note(
+            None,
+            &format!(
+                "Finish: {} (exit status {code}, {:.2} s)",
+                step.name,
+                started.elapsed().as_secs_f64()
+            ),
+        )
+    }
+
+    /// The error of `step` running over its timeout of `limit` seconds, noted in its log.
+    fn timed_out(&mut self, step: &Step, limit: u64) -> Error {
+        let _ = self
+            .logs
+            .note(Some(step.log), &format!("Timed out after {limit} s"));
+        Error::Build {
+            message: format!(
+                "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
+                step.name,
+                self.plan.task_id,
+                self.arch,
+                step.log.file_name()
+            ),
+            log: Some(self.logs.path(step.log)),
+            exit_code: None,
+        }
+    }
+
     /// Whether the kernel's OOM killer killed a process of `step`'s container since the last
     /// look (its cgroup's count; the container's main process is never the one killed, so
     /// podman's `OOMKilled` does not say): the words for the failure, also noted in the
@@ -2193,33 +2218,16 @@ impl Task<'_> {
         capture: Option<&mut (dyn Write + Send)>,
     ) -> Result<i64> {
         let started = Instant::now();
-        self.logs.note(None, &format!("Start: {}", step.name))?;
-        self.logs.note(
-            Some(step.log),
-            &format!(
-                "Executing command: {} (user {}, network {})",
-                shell::format_cmd(&step.argv),
-                step.user.podman_user(),
-                if (step.user == RunAs::Root && self.plan.repo_network)
-                    || step.user == RunAs::Fetcher
-                {
-                    "on"
-                } else {
-                    "off"
-                }
-            ),
-        )?;
+        let network = if (step.user == RunAs::Root && self.plan.repo_network)
+            || step.user == RunAs::Fetcher
+        {
+            "network on"
+        } else {
+            "network off"
+        };
+        self.note_start(step, network)?;
         let opts = exec_options(step);
-        let log = match step.log {
-            LogTarget::RootLog => &mut self.logs.root,
-            LogTarget::BuildLog => &mut self.logs.build,
-        };
-        let mut sink = StepSink {
-            log,
-            container: &mut self.logs.container,
-            extra: &mut *self.sink,
-            capture,
-        };
+        let mut sink = self.logs.step_sink(step.log, &mut *self.sink, capture);
         let argv = step.exec_argv();
         let run = self.client.exec_notifying(
             &container,
@@ -2233,34 +2241,13 @@ impl Task<'_> {
         let limit = step.timeout_secs.unwrap_or(self.config.dnf_timeout);
         let code = match tokio::time::timeout(Duration::from_secs(limit), run).await {
             Ok(code) => code?,
-            Err(_) => {
-                self.logs
-                    .note(Some(step.log), &format!("Timed out after {limit} s"))?;
-                return Err(Error::Build {
-                    message: format!(
-                        "step \"{}\" of task {} (arch {}) exceeded its timeout of {limit} s; see {}",
-                        step.name,
-                        self.plan.task_id,
-                        self.arch,
-                        step.log.file_name()
-                    ),
-                    log: Some(self.logs.path(step.log)),
-                    exit_code: None,
-                });
-            }
+            Err(_) => return Err(self.timed_out(step, limit)),
         };
         self.logs
             .merged(step.log)
             .end_lines()
             .map_err(Error::Sink)?;
-        self.logs.note(
-            None,
-            &format!(
-                "Finish: {} (exit status {code}, {:.2} s)",
-                step.name,
-                started.elapsed().as_secs_f64()
-            ),
-        )?;
+        self.note_finish(step, code, started)?;
         if step.user == RunAs::Root {
             self.listed_after_root = false;
         }

@@ -721,9 +721,14 @@ impl PodmanClient {
 
     /// Attaches to stdout/stderr of a created container. Must come before `start`.
     async fn attach(&self, id: &str) -> Result<impl futures_util::io::AsyncRead + Unpin> {
-        let ep = Self::ep(format!(
-            "/containers/{id}/attach?stream=true&stdout=true&stderr=true&logs=true"
-        ));
+        self.attach_with(id, "stdout=true&stderr=true&logs=true")
+            .await
+    }
+
+    /// podman's attach endpoint of a container with the streams `query` names, upgraded to
+    /// a connection read (and, with stdin, written).
+    async fn attach_with(&self, id: &str, query: &str) -> Result<DuplexStream> {
+        let ep = Self::ep(format!("/containers/{id}/attach?stream=true&{query}"));
         let stream = self
             .bounded("attach", Bound::Quick, async {
                 self.raw
@@ -786,19 +791,9 @@ impl PodmanClient {
     /// `open_stdin`, then starts it: its output is [`Held::output`], and its main process
     /// gets what [`Held::release`] sends.
     pub async fn start_held(&self, id: &str) -> Result<Held> {
-        let ep = Self::ep(format!(
-            "/containers/{id}/attach?stream=true&stdin=true&stdout=true&stderr=true"
-        ));
-        let stream = self
-            .bounded("attach", Bound::Quick, async {
-                self.raw
-                    .clone()
-                    .post_upgrade_stream(ep, Payload::empty())
-                    .await
-                    .map_err(|e| cerr("attach", e))
-            })
+        let duplex = self
+            .attach_with(id, "stdin=true&stdout=true&stderr=true")
             .await?;
-        let duplex: DuplexStream = Box::pin(stream);
         let (reader, writer) = futures_util::io::AsyncReadExt::split(duplex);
         self.start_raw(id).await?;
         Ok(Held {
