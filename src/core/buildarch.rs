@@ -1058,19 +1058,18 @@ impl Task<'_> {
             hw_done: self.hw_done.clone(),
         };
         let steps = async {
-            let outcome = if lead {
-                self.lead_then_steps(key, cached, record, hooks, result_dir, image, &base)
-                    .await
-            } else {
-                let listed = self.initial_packages(key, cached, record).await;
-                match listed.and_then(|listed| self.ready(listed, hooks)) {
-                    Ok(listed) => {
-                        self.steps(listed, None, cached, hooks, result_dir, image)
-                            .await
-                    }
-                    Err(e) => Err(e),
+            let outcome = async {
+                if lead {
+                    return self
+                        .lead_then_steps(key, cached, record, hooks, result_dir, image, &base)
+                        .await;
                 }
-            };
+                let listed = self.initial_packages(key, cached, record).await?;
+                let listed = self.ready(listed, hooks)?;
+                self.steps(listed, None, cached, hooks, result_dir, image)
+                    .await
+            }
+            .await;
             // a report still waiting for a step to start waits no longer
             self.step_started.send_replace(true);
             outcome
@@ -1683,14 +1682,14 @@ impl Task<'_> {
             };
             (ended, ended_at, used, kills)
         };
-        let exited = match ended {
+        let exited = match (&ended, cgroup.as_deref()) {
             // the wrapper exited 0 after its line; its container's processes are gone once
             // its cgroup has none (sooner than podman notes the exit)
-            Ok(_) if cgroup.is_some() => {
-                processes_gone(cgroup.as_deref().unwrap_or_default(), cancel).await?;
+            (Ok(_), Some(cgroup)) => {
+                processes_gone(cgroup, cancel).await?;
                 0
             }
-            _ => client.wait_exited(&id, cancel).await?,
+            _ => client.wait_exit(&id, cancel).await?,
         };
         self.logs
             .merged(step.log)

@@ -802,11 +802,6 @@ impl PodmanClient {
         })
     }
 
-    /// Blocks until the container has exited (podman polled every 10 ms); its exit code.
-    pub async fn wait_exited(&self, id: &str, cancel: &Cancel) -> Result<i64> {
-        self.wait_exit(id, cancel).await
-    }
-
     /// Blocks until the container exits; returns its exit code.
     pub async fn wait(&self, id: &str, cancel: &Cancel) -> Result<i64> {
         let pump = self
@@ -836,7 +831,9 @@ impl PodmanClient {
         Ok(code)
     }
 
-    async fn wait_exit(&self, id: &str, cancel: &Cancel) -> Result<i64> {
+    /// Blocks until the container has exited (podman polled every 10 ms); its exit code.
+    /// Unlike [`PodmanClient::wait`], no output pump of `start` is drained.
+    pub async fn wait_exit(&self, id: &str, cancel: &Cancel) -> Result<i64> {
         // podman polls the container state every 250 ms by default, which is most of the
         // cost of a short container (docs/benchmarks.md, P1): ask for 10 ms.
         let ep = Self::ep(format!(
